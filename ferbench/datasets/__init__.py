@@ -1,0 +1,71 @@
+"""Dataset adapters and their registry: `get_dataset("ck+")`, `list_datasets()`, `scan(name, root)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult, is_junk
+from ferbench.errors import DatasetError, FerbenchError
+
+_REGISTRY: dict[str, type[DatasetAdapter]] = {}
+A = TypeVar("A", bound=type[DatasetAdapter])
+
+
+def register_dataset(cls: A) -> A:
+    """Class decorator: make an adapter reachable by its command-line name (e.g. `ck+`)."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    # Imported for their @register_dataset side effect; each module is one dataset.
+    import importlib
+
+    for mod in ("ckplus", "oulu", "mmi", "casme2", "bp4d", "afew", "folder"):
+        try:
+            importlib.import_module(f"ferbench.datasets.{mod}")
+        except ModuleNotFoundError as e:  # a dataset module not written yet
+            if e.name != f"ferbench.datasets.{mod}":
+                raise
+
+
+def list_datasets() -> list[str]:
+    _load_builtin()
+    return list(_REGISTRY)
+
+
+def get_dataset(name: str) -> DatasetAdapter:
+    _load_builtin()
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise FerbenchError(f"unknown dataset '{name}'; choose one of: {', '.join(_REGISTRY)}")
+    return _REGISTRY[key]()
+
+
+def scan(name: str, root: str | Path) -> ScanResult:
+    """Read a native dataset folder into samples (the Python form of `ferbench scan`)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(root, "dataset root not found (expected an existing folder)")
+    return get_dataset(name).scan(root)
+
+
+def synth(name: str, out: str | Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    """Write a miniature replica of a dataset's native layout (the Python form of `ferbench synth`)."""
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    return get_dataset(name).write_replica(out, subjects=subjects, seed=seed, modes=modes)
+
+
+__all__ = [
+    "DatasetAdapter",
+    "Sample",
+    "ScanResult",
+    "get_dataset",
+    "is_junk",
+    "list_datasets",
+    "register_dataset",
+    "scan",
+    "synth",
+]
