@@ -120,6 +120,21 @@ def synth(
         )
 
 
+@app.command()
+@user_errors
+def models() -> None:
+    """List the bundled models: name, paper, table, and the input each expects."""
+    from ferbench.models import list_models, model_info
+
+    table = Table(title="ferbench models")
+    for col in ("name", "paper", "table", "input"):
+        table.add_column(col)
+    for name in list_models():
+        info = model_info(name)
+        table.add_row(name, info["paper"], info["table"], info["input"])
+    console.print(table)
+
+
 def main() -> None:
     app()
 
