@@ -1,0 +1,386 @@
+"""Real faces that make expressions: the frame source for every dataset replica.
+
+Replicas must hold faces a real detector finds and a model can learn from, without any licensed data.
+We take the real photos the insightface package ships, put each face into a canonical 256x256 patch
+(eyes level), and deform it with Action-Unit displacements of facial control points (brows, lids,
+cheeks, nose, lips, chin) in the spirit of FACS. An expression class is a set of AU intensities
+(`CLASS_AUS`); a frame is the patch warped by those intensities times a smooth time curve, composited
+on a background at the dataset's frame size, with optional illumination, near-infrared look and yaw.
+
+The 5 source landmarks were measured once with the default MTCNN detector (a test re-measures them),
+so writing a replica needs no detector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+import cv2
+import numpy as np
+
+#: (photo file, 5 landmarks: left eye, right eye, nose, mouth left, mouth right) as MTCNN finds them.
+SOURCE_FACES: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = (
+    ("t1.jpg", ((86.9, 332.0), (130.3, 307.8), (121.8, 340.1), (115.6, 373.4), (148.8, 351.6))),
+    ("t1.jpg", ((294.9, 202.4), (326.5, 183.6), (315.1, 215.9), (315.2, 236.9), (343.7, 223.2))),
+    ("t1.jpg", ((492.9, 320.4), (541.0, 331.4), (508.2, 367.0), (484.1, 371.0), (530.4, 382.0))),
+    ("t1.jpg", ((760.7, 396.5), (803.2, 400.2), (773.4, 432.1), (762.3, 439.7), (807.8, 443.0))),
+    ("t1.jpg", ((918.8, 118.6), (953.7, 111.3), (925.9, 149.8), (933.0, 174.8), (961.2, 168.3))),
+    ("t1.jpg", ((1149.5, 325.2), (1194.4, 321.4), (1164.9, 346.4), (1153.5, 368.3), (1198.6, 365.6))),
+    ("Tom_Hanks_54745.png", ((35.8, 50.8), (73.3, 49.2), (61.3, 77.4), (35.1, 92.9), (64.8, 91.4))),
+)
+
+PATCH = 256  # canonical patch side (px)
+PATCH_EYES = ((88.0, 100.0), (168.0, 100.0))  # canonical eye centres: inter-ocular distance 80 px
+IOD = PATCH_EYES[1][0] - PATCH_EYES[0][0]
+
+#: Apex AU intensities (0..1) of each canonical expression, after the FACS prototypes (EMFACS).
+#: A string key "R12"/"L12" is a unilateral AU (subject's right / left side only).
+CLASS_AUS: dict[str, dict[int | str, float]] = {
+    "neutral": {},
+    "anger": {4: 1.0, 5: 0.6, 7: 0.8, 23: 1.0, 24: 0.6},
+    "contempt": {"R12": 1.0, "R14": 0.8},
+    "disgust": {9: 1.0, 10: 0.6, 15: 0.4, 4: 0.3},
+    "fear": {1: 1.0, 2: 0.8, 4: 0.6, 5: 1.0, 20: 1.0, 25: 1.0},
+    "happiness": {6: 1.0, 12: 1.0, 25: 0.4},
+    "sadness": {1: 1.0, 4: 0.6, 15: 1.0, 17: 0.6},
+    "surprise": {1: 1.0, 2: 1.0, 5: 0.8, 26: 1.0},
+    "repression": {14: 1.0, 15: 0.6, 17: 1.0, 24: 0.6},
+    "others": {4: 0.8, 10: 0.6, 20: 0.4},
+}
+
+# Control points in face units: x in inter-ocular distances from the eye midpoint (+ = image right),
+# y in inter-ocular distances downward from the eye line. Names with L/R are mirrored pairs (L = image left).
+_POINTS: dict[str, tuple[float, float]] = {
+    "brow_in_L": (-0.22, -0.38), "brow_in_R": (0.22, -0.38),
+    "brow_mid_L": (-0.50, -0.48), "brow_mid_R": (0.50, -0.48),
+    "brow_out_L": (-0.80, -0.36), "brow_out_R": (0.80, -0.36),
+    "lid_up_L": (-0.50, -0.12), "lid_up_R": (0.50, -0.12),
+    "lid_lo_L": (-0.50, 0.10), "lid_lo_R": (0.50, 0.10),
+    "cheek_L": (-0.62, 0.52), "cheek_R": (0.62, 0.52),
+    "nose_wing_L": (-0.20, 0.52), "nose_wing_R": (0.20, 0.52),
+    "lip_up": (0.0, 0.88), "lip_lo": (0.0, 1.12),
+    "corner_L": (-0.42, 1.0), "corner_R": (0.42, 1.0),
+    "chin": (0.0, 1.50), "jaw_L": (-0.75, 1.30), "jaw_R": (0.75, 1.30),
+}
+# Points that never move: eye centres and nose tip keep the detector's landmarks stable, plus a ring
+# around the face so the deformation stays on the face.
+_FIXED: tuple[tuple[float, float], ...] = (
+    (-0.5, 0.0), (0.5, 0.0), (0.0, 0.45),
+    *[(1.45 * np.cos(a), 0.55 + 1.55 * np.sin(a)) for a in np.linspace(0, 2 * np.pi, 16, endpoint=False)],
+)
+
+# AU -> {control point: (dx, dy)} in face units; "out" on x means away from the face midline.
+_AU_MOVES: dict[int, dict[str, tuple[float, float]]] = {
+    1: {"brow_in": (0.0, -0.16), "brow_mid": (0.0, -0.06)},
+    2: {"brow_out": (0.0, -0.16), "brow_mid": (0.0, -0.10)},
+    4: {"brow_in": (-0.08, 0.12), "brow_mid": (-0.03, 0.08), "brow_out": (0.0, 0.03)},
+    5: {"lid_up": (0.0, -0.07), "brow_mid": (0.0, -0.03)},
+    6: {"cheek": (0.0, -0.12), "lid_lo": (0.0, -0.05), "corner": (0.02, -0.03)},
+    7: {"lid_lo": (0.0, -0.06), "lid_up": (0.0, 0.03)},
+    9: {"nose_wing": (0.0, -0.12), "lip_up": (0.0, -0.06), "brow_in": (-0.02, 0.06)},
+    10: {"lip_up": (0.0, -0.12), "nose_wing": (0.0, -0.05), "corner": (0.0, -0.03)},
+    12: {"corner": (0.12, -0.16), "cheek": (0.02, -0.05)},
+    14: {"corner": (-0.07, -0.04), "cheek": (-0.02, 0.0)},
+    15: {"corner": (0.0, 0.15), "lip_lo": (0.0, 0.03)},
+    16: {"lip_lo": (0.0, 0.12), "corner": (0.0, 0.03)},
+    17: {"chin": (0.0, -0.12), "lip_lo": (0.0, -0.08), "corner": (0.0, 0.03)},
+    20: {"corner": (0.16, 0.03), "jaw": (0.03, 0.0)},
+    23: {"lip_up": (0.0, 0.05), "lip_lo": (0.0, -0.05), "corner": (-0.06, 0.0)},
+    24: {"lip_up": (0.0, 0.06), "lip_lo": (0.0, -0.07), "chin": (0.0, -0.03)},
+    25: {"lip_lo": (0.0, 0.08)},
+    26: {"lip_lo": (0.0, 0.18), "chin": (0.0, 0.26), "jaw": (0.0, 0.12), "corner": (0.0, 0.06)},
+}
+RENDERED_AUS: tuple[int, ...] = tuple(sorted(_AU_MOVES))
+
+
+def expression_curve(n_frames: int, onset: int, apex: int, offset: int | None = None) -> np.ndarray:
+    """Expression intensity per frame: 0 before onset, smooth (cosine) rise to 1 at apex, fall to 0 at offset.
+
+    With `offset=None` (neutral -> apex datasets such as CK+ and Oulu) the curve stays at 1 after the apex.
+    """
+    t = np.arange(n_frames, dtype=np.float64)
+    curve = np.zeros(n_frames)
+    rise = (t >= onset) & (t <= apex)
+    span = max(apex - onset, 1)
+    curve[rise] = 0.5 - 0.5 * np.cos(np.pi * (t[rise] - onset) / span)
+    if offset is None:
+        curve[t > apex] = 1.0
+    else:
+        fall = (t > apex) & (t <= offset)
+        span = max(offset - apex, 1)
+        curve[fall] = 0.5 + 0.5 * np.cos(np.pi * (t[fall] - apex) / span)
+    if apex <= onset:
+        curve[t >= onset] = 1.0 if offset is None else curve[t >= onset]
+    return curve
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One replica subject: which real face, mirrored or not, and its colour, scale and expressiveness."""
+
+    index: int
+    source: int
+    flip: bool
+    gain: float  # brightness multiplier
+    bias: float  # brightness offset
+    tint: tuple[float, float, float]  # per-channel BGR multipliers
+    scale: float  # face size relative to the frame default
+    shift: tuple[float, float]  # face centre offset, fraction of frame size
+    expressiveness: float  # per-subject AU intensity multiplier (CK+ subjects differ in intensity)
+    background: tuple[tuple[int, int, int], tuple[int, int, int]]  # gradient colours (BGR)
+
+
+@lru_cache(maxsize=None)
+def _photo(name: str) -> np.ndarray:
+    import insightface  # the package ships these photos; imported lazily (heavy)
+
+    path = Path(insightface.__file__).parent / "data" / "images" / name
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"{path}: insightface's sample photo is missing (reinstall insightface)")
+    return image
+
+
+@lru_cache(maxsize=None)
+def canonical_patch(source: int) -> tuple[np.ndarray, np.ndarray]:
+    """The source face warped so its eyes sit at PATCH_EYES in a PATCH x PATCH image, and its 5 points there."""
+    name, pts = SOURCE_FACES[source]
+    pts = np.asarray(pts, dtype=np.float32)
+    matrix, _ = cv2.estimateAffinePartial2D(pts[:2], np.asarray(PATCH_EYES, dtype=np.float32))
+    # Two points define a similarity exactly; estimateAffinePartial2D returns it (RANSAC is moot).
+    patch = cv2.warpAffine(_photo(name), matrix, (PATCH, PATCH), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    moved = cv2.transform(pts[None], matrix)[0]
+    return patch, moved
+
+
+def _face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Origin (eye midpoint) and unit axes (x along the eyes, y down) of a canonical patch, in pixels per face unit."""
+    origin = (points[0] + points[1]) / 2
+    ex = (points[1] - points[0]) / np.linalg.norm(points[1] - points[0])
+    ey = np.array([-ex[1], ex[0]])
+    return origin, ex * IOD, ey * IOD
+
+
+def _control_points(points: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Movable control points of one face: generic positions snapped to its real mouth and nose."""
+    origin, ax, ay = _face_frame(points)
+    names, coords = [], []
+    for name, (u, v) in _POINTS.items():
+        p = origin + u * ax + v * ay
+        if name == "corner_L":
+            p = points[3]
+        elif name == "corner_R":
+            p = points[4]
+        elif name in ("lip_up", "lip_lo"):
+            mid = (points[3] + points[4]) / 2
+            p = mid + (-0.12 if name == "lip_up" else 0.12) * ay
+        names.append(name)
+        coords.append(p)
+    return names, np.asarray(coords, dtype=np.float64)
+
+
+def _displacements(names: list[str], aus: Mapping[int | str, float], points: np.ndarray) -> np.ndarray:
+    """Pixel displacement of each control point for the given AU intensities."""
+    _, ax, ay = _face_frame(points)
+    disp = np.zeros((len(names), 2))
+    for au, weight in aus.items():
+        side = None
+        if isinstance(au, str):  # "R12" / "L12": unilateral; subject's right is image left
+            side, au = {"R": "L", "L": "R"}[au[0].upper()], int(au[1:])
+        moves = _AU_MOVES.get(int(au))
+        if not moves or weight == 0:
+            continue
+        for i, name in enumerate(names):
+            base, _, pside = name.rpartition("_")
+            if pside not in ("L", "R"):
+                base, pside = name, ""
+            if base not in moves or (side and pside != side):
+                continue
+            dx, dy = moves[base]
+            outward = -1.0 if pside == "L" else 1.0  # "out" means away from the midline
+            disp[i] += weight * ((dx * outward if pside else 0.0) * ax + dy * ay)
+    return disp
+
+
+@lru_cache(maxsize=None)
+def _rbf_system(source: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Control points, all RBF centres, and the factorised kernel for one source face (cached)."""
+    _, points = canonical_patch(source)
+    names, ctrl = _control_points(points)
+    origin, ax, ay = _face_frame(points)
+    fixed = np.asarray([origin + u * ax + v * ay for u, v in _FIXED])
+    centres = np.vstack([ctrl, fixed])
+    kernel = _kernel(centres, centres) + 1e-6 * np.eye(len(centres))
+    return names, ctrl, centres, np.linalg.inv(kernel)
+
+
+def _kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sigma = 0.33 * IOD
+    d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return np.exp(-d2 / (2 * sigma**2))
+
+
+_GRID_STEP = 8
+_GRID = np.stack(np.meshgrid(np.arange(0, PATCH + 1, _GRID_STEP), np.arange(0, PATCH + 1, _GRID_STEP)), -1).reshape(-1, 2)
+
+
+def warp_patch(source: int, aus: Mapping[int | str, float]) -> np.ndarray:
+    """The canonical patch of `source` deformed by AU intensities (backward-mapped Gaussian-RBF warp)."""
+    patch, points = canonical_patch(source)
+    if not any(aus.values()):
+        return patch.copy()
+    names, ctrl, centres, kinv = _rbf_system(source)
+    disp = np.zeros((len(centres), 2))
+    disp[: len(ctrl)] = _displacements(names, aus, points)
+    # Backward map: output pixel p samples input at p - d(p); interpolating d at the moved points is
+    # close enough for displacements this small and keeps one cached factorisation per face.
+    weights = kinv @ disp
+    field = _kernel(_GRID.astype(np.float64), centres) @ weights
+    n = PATCH // _GRID_STEP + 1
+    field = field.reshape(n, n, 2).astype(np.float32)
+    field = cv2.resize(field, (PATCH, PATCH), interpolation=cv2.INTER_CUBIC)
+    xs, ys = np.meshgrid(np.arange(PATCH, dtype=np.float32), np.arange(PATCH, dtype=np.float32))
+    return cv2.remap(patch, xs - field[..., 0], ys - field[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@lru_cache(maxsize=8)
+def _mask(side: int) -> np.ndarray:
+    """Feathered ellipse over the face region of a (resized) canonical patch."""
+    mask = np.zeros((PATCH, PATCH), np.float32)
+    cv2.ellipse(mask, (PATCH // 2, int(PATCH * 0.53)), (int(PATCH * 0.40), int(PATCH * 0.49)), 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), PATCH * 0.04)
+    return cv2.resize(mask, (side, side), interpolation=cv2.INTER_LINEAR)[..., None]
+
+
+class FaceAnimator:
+    """Renders frames of replica subjects making expressions; deterministic for a given seed."""
+
+    n_sources = len(SOURCE_FACES)
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def identity(self, index: int) -> Identity:
+        """Subject `index`: a real source face (mirrored on the second pass) with its own look."""
+        rng = np.random.default_rng([self.seed, index, 7])
+        source = index % self.n_sources
+        flip = bool((index // self.n_sources) % 2)
+        bg = tuple(tuple(int(c) for c in rng.integers(40, 200, 3)) for _ in range(2))
+        return Identity(
+            index=index,
+            source=source,
+            flip=flip,
+            gain=float(rng.uniform(0.85, 1.15)),
+            bias=float(rng.uniform(-12, 12)),
+            tint=tuple(float(x) for x in rng.uniform(0.9, 1.1, 3)),
+            scale=float(rng.uniform(0.92, 1.08)),
+            shift=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.04, 0.04))),
+            expressiveness=float(rng.uniform(0.8, 1.2)),
+            background=bg,  # type: ignore[arg-type]
+        )
+
+    def render(
+        self,
+        ident: Identity,
+        aus: Mapping[int | str, float] | None = None,
+        size: tuple[int, int] = (640, 480),
+        illumination: str = "strong",
+        nir: bool = False,
+        yaw: float = 0.0,
+        grey: bool = False,
+        face_height: float = 0.62,
+    ) -> np.ndarray:
+        """One BGR uint8 frame of `size` (width, height) with the subject showing `aus` (AU -> intensity)."""
+        width, height = size
+        scaled = {k: v * ident.expressiveness for k, v in (aus or {}).items()}
+        if ident.flip:  # mirror the face, and swap unilateral AUs so "R12" stays on the subject's right
+            scaled = {(f"{'L' if k[0].upper() == 'R' else 'R'}{k[1:]}" if isinstance(k, str) else k): v for k, v in scaled.items()}
+        patch = warp_patch(ident.source, scaled)
+        if ident.flip:
+            patch = cv2.flip(patch, 1)
+        patch = np.clip(patch.astype(np.float32) * np.asarray(ident.tint, np.float32) * ident.gain + ident.bias, 0, 255)
+        side = max(16, int(round(min(width, height) * face_height * ident.scale * PATCH / 200)))
+        face = cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA if side < PATCH else cv2.INTER_CUBIC)
+        mask = _mask(side)
+        if yaw:
+            face, mask = _yaw(face, mask, yaw)
+        frame = self._background(ident, width, height)
+        cx = int(width * (0.5 + ident.shift[0])) - side // 2
+        cy = int(height * (0.5 + ident.shift[1])) - side // 2
+        _paste(frame, face, mask, cx, cy)
+        frame = _illuminate(frame, illumination)
+        if nir or grey:
+            g = cv2.cvtColor(np.clip(frame, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+            if nir:  # near-infrared look: grey, flat albedo, high contrast
+                g = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4)).apply(g)
+            return cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
+        return np.clip(frame, 0, 255).astype(np.uint8)
+
+    def render_clip(
+        self, ident: Identity, aus: Mapping[int | str, float], curve: np.ndarray, size: tuple[int, int] = (640, 480), **kwargs
+    ) -> list[np.ndarray]:
+        """Frames of one sequence: AU intensities scaled by `curve[t]` (see `expression_curve`)."""
+        return [self.render(ident, {k: v * float(c) for k, v in aus.items()}, size, **kwargs) for c in curve]
+
+    def render_no_face(self, size: tuple[int, int] = (640, 480), seed: int = 0) -> np.ndarray:
+        """A frame with scenery but no face (AFEW clips have such frames)."""
+        width, height = size
+        rng = np.random.default_rng([self.seed, seed, 11])
+        frame = _gradient(width, height, tuple(rng.integers(30, 220, 3)), tuple(rng.integers(30, 220, 3)))
+        for _ in range(6):  # a few shapes so it is not a flat image
+            x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+            cv2.rectangle(frame, (x, y), (x + int(rng.integers(10, width // 3)), y + int(rng.integers(10, height // 3))),
+                          tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
+        return frame.astype(np.uint8)
+
+    def _background(self, ident: Identity, width: int, height: int) -> np.ndarray:
+        return _gradient(width, height, ident.background[0], ident.background[1]).astype(np.float32)
+
+
+def _gradient(width: int, height: int, c0, c1) -> np.ndarray:
+    t = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    col = np.asarray(c0, np.float32) * (1 - t) + np.asarray(c1, np.float32) * t
+    return np.broadcast_to(col, (height, width, 3)).copy()
+
+
+def _paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
+    """Alpha-blend `face` into `frame` at (x, y), clipping at the frame border."""
+    h, w = face.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, frame.shape[1]), min(y + h, frame.shape[0])
+    if x0 >= x1 or y0 >= y1:
+        return
+    f = face[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.float32)
+    m = mask[y0 - y : y1 - y, x0 - x : x1 - x]
+    frame[y0:y1, x0:x1] = frame[y0:y1, x0:x1] * (1 - m) + f * m
+
+
+def _yaw(face: np.ndarray, mask: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate a head turn: foreshorten horizontally with a perspective warp toward one side."""
+    side = face.shape[0]
+    k = np.sin(np.radians(abs(degrees))) * 0.5
+    src = np.float32([[0, 0], [side, 0], [side, side], [0, side]])
+    if degrees > 0:
+        dst = np.float32([[0, 0], [side * (1 - k), side * k * 0.3], [side * (1 - k), side * (1 - k * 0.3)], [0, side]])
+    else:
+        dst = np.float32([[side * k, side * k * 0.3], [side, 0], [side, side], [side * k, side * (1 - k * 0.3)]])
+    h = cv2.getPerspectiveTransform(src, dst)
+    face = cv2.warpPerspective(face, h, (side, side), borderMode=cv2.BORDER_REPLICATE)
+    mask = cv2.warpPerspective(mask, h, (side, side))[..., None]
+    return face, mask
+
+
+def _illuminate(frame: np.ndarray, illumination: str) -> np.ndarray:
+    """Oulu-CASIA's three lighting conditions: normal (strong), weak and dark."""
+    kind = illumination.lower()
+    if kind == "strong":
+        return frame
+    h, w = frame.shape[:2]
+    ramp = np.linspace(1.0, 0.55, w, dtype=np.float32)[None, :, None]  # light from one side
+    if kind == "weak":
+        return frame * 0.55 * ramp + 8
+    if kind == "dark":
+        return frame * 0.40 * ramp + 4
+    raise ValueError(f"illumination must be strong, weak or dark, not {illumination!r}")
