@@ -41,7 +41,7 @@ IOD = PATCH_EYES[1][0] - PATCH_EYES[0][0]
 CLASS_AUS: dict[str, dict[int | str, float]] = {
     "neutral": {},
     "anger": {4: 1.0, 5: 0.6, 7: 0.8, 23: 1.0, 24: 0.6},
-    "contempt": {"R12": 1.0, "R14": 0.8},
+    "contempt": {"R12": 1.5, "R14": 1.0},
     "disgust": {9: 1.0, 10: 0.6, 15: 0.4, 4: 0.3},
     "fear": {1: 1.0, 2: 0.8, 4: 0.6, 5: 1.0, 20: 1.0, 25: 1.0},
     "happiness": {6: 1.0, 12: 1.0, 25: 0.4},
