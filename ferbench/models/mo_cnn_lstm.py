@@ -1,0 +1,308 @@
+"""Seed 003: Kim, Baddar, Jang, Ro, "Multi-Objective based Spatio-Temporal Feature Representation Learning
+Robust to Expression Intensity Variations for Facial Expression Recognition", IEEE TAFFC 2017.
+Models ``mo-cnn-lstm`` (two-stage CNN + LSTM) and ``apex-cnn`` (its spatial baseline, Table 3).
+
+Stage 1 (section 2.2, Table 1): a LeNet-like CNN C1/S1/C2/S2/C3/S3/F4/F5 with heads Fc (expression) and Fp
+(expression state) trained on representative expression-state frames (eq. 1) with E1..E5 (eqs. 2-11).
+Stage 2 (section 2.3, Table 2): the CNN is fixed; F5 features of every frame feed three 512-unit LSTM layers
+(L6-L8) and a softmax layer F9.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ferbench.models._common import Recipe, check_clips, full_lengths, gather_time, last_valid, per_frame, xavier_init_
+from ferbench.models._registry import register_model
+
+PAPER = "Kim et al. 2017, IEEE TAFFC (multi-objective CNN-LSTM)"
+
+# Section 3.1: initial lr 0.08 (MMI) / 0.01 (CASME II); 40 epochs for the CNN, 50 for the LSTM; ReLU.
+STAGE1_RECIPE = Recipe(
+    stage="cnn (E1..E5 on expression-state frames)", optimizer="sgd", lr=0.08, epochs=40,
+    source="seed 003, section 3.1", notes="lr 0.08 is the MMI value (0.01 for CASME II); optimizer, momentum, "
+    "weight decay and batch size are not given (plain SGD is ours)",
+)
+STAGE2_RECIPE = Recipe(
+    stage="lstm (CNN fixed, F5 features of all frames)", optimizer="sgd", lr=0.08, epochs=50,
+    source="seed 003, section 3.1", notes="same lr statement as stage 1; optimizer and batch size not given",
+)
+
+
+def smooth_hinge(w: Tensor, beta: float) -> Tensor:
+    """g(w) = log(1 + exp(beta w)) / beta (eq. 4): a smooth max(0, w); beta is the sharpness."""
+    return F.softplus(w, beta=beta)
+
+
+class Table1CNN(nn.Module):
+    """The CNN of seed 003 Table 1: C1 3x3/32, S1 3x3/2, C2 3x3/64, S2, C3 3x3/64, S3, F4 512, F5 512, Fc, Fp.
+
+    No padding and ceil-mode pooling reproduce Table 1's shapes (62, 31, 29, 14, 12, 6). Needs >= 32x32 frames.
+    """
+
+    def __init__(self, num_classes: int, num_states: int = 5, in_channels: int = 3, image_size: int = 64,
+                 widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, w1, 3), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(w1, w2, 3), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(w2, w3, 3), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
+        )
+        if image_size < 32:
+            raise ValueError(f"the Table 1 CNN needs frames of at least 32x32, got image_size={image_size}")
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, in_channels, image_size, image_size)).numel()
+        self.image_size = image_size
+        self.f4 = nn.Linear(flat, fc)
+        self.f5 = nn.Linear(fc, fc)
+        self.fc_head = nn.Linear(fc, num_classes)  # Fc: expression
+        self.fp_head = nn.Linear(fc, num_states)  # Fp: expression state
+        self.feature_dim = fc
+
+    def features(self, frames: Tensor) -> Tensor:
+        """F5 activations (the spatial feature representation): (N, C, H, W) -> (N, fc)."""
+        h = F.relu(self.f4(self.conv(frames).flatten(1)))
+        return F.relu(self.f5(h))
+
+    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(N, C, H, W) -> (F5 features, Fc logits, Fp logits)."""
+        f = self.features(frames)
+        return f, self.fc_head(f), self.fp_head(f)
+
+
+def _group_means(f: Tensor, index: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """Mean of rows of f per group id; returns (means (groups, D), present mask (groups,))."""
+    sums = f.new_zeros(groups, f.shape[1]).index_add(0, index, f)
+    counts = torch.bincount(index, minlength=groups).to(f.dtype)
+    return sums / counts.clamp_min(1).unsqueeze(1), counts > 0
+
+
+def _half_min_distance(means: Tensor, avail: Tensor) -> Tensor:
+    """d_min: half the distance from each mean to the nearest *other* available mean; inf where undefined.
+
+    means (..., K, D), avail (..., K) -> (..., K).
+    """
+    d = torch.cdist(means, means)
+    k = means.shape[-2]
+    bad = torch.eye(k, dtype=torch.bool, device=means.device) | ~avail.unsqueeze(-2) | ~avail.unsqueeze(-1)
+    d = d.masked_fill(bad, float("inf"))
+    return 0.5 * d.amin(-1)
+
+
+def _mean_or_zero(values: Tensor, valid: Tensor, anchor: Tensor) -> Tensor:
+    """Mean of values[valid], or a graph-connected zero when nothing is valid."""
+    if bool(valid.any()):
+        return values[valid].mean()
+    return anchor.sum() * 0.0
+
+
+class MultiObjectiveLoss(nn.Module):
+    """E1..E5 of seed 003 (eqs. 2, 4, 6, 8, 10), with the gradients of eqs. 3, 5, 7, 9, 11.
+
+    * E1 = CE(Fc), E3 = CE(Fp)  (eqs. 2, 6).
+    * E2 = 1/2 g(||f - m_c||^2 - (d^c)^2), d^c = half the min distance between m_c and the other class means (eq. 4).
+    * E4 = 1/2 g(||f - m_{c,p}||^2 - (d^{c,p}/tau)^2), d^{c,p} = half the min distance between m_{c,p} and the
+      other state means of class c (eq. 8).
+    * E5 = 1/2 g(||m_{c,q} - m_{c,p}||^2 - (2 d^{c,p}/tau)^2) for p != apex, q the neighbour toward the apex (eq. 10).
+
+    Means are constants (detached) as the paper assumes for eqs. 5 and 9; in E5, m_{c,p} is the batch mean of the
+    samples of (c, p), so its gradient reaches them with weight 1/N_{c,p} as in eq. 11, and m_{c,q} is constant.
+    `means="batch"` takes the constants from the batch; `means="running"` from running means (EMA, `momentum`).
+    Each term is averaged over its samples (or (c, p) pairs) instead of summed, so weights do not depend on batch
+    size. A term with nothing to compare (e.g. one class in the batch) is 0.
+    """
+
+    TERMS = ("E1", "E2", "E3", "E4", "E5")
+
+    def __init__(self, num_classes: int, num_states: int = 5, feature_dim: int = 512, apex_state: int | None = None,
+                 tau: float = 1.0, beta: float = 1.0, means: str = "batch", momentum: float = 0.9,
+                 weights: dict[str, float] | None = None):
+        super().__init__()
+        if means not in ("batch", "running"):
+            raise ValueError("means must be 'batch' or 'running'")
+        self.num_classes, self.num_states = num_classes, num_states
+        self.apex_state = num_states // 2 if apex_state is None else apex_state
+        self.tau, self.beta, self.means, self.momentum = tau, beta, means, momentum
+        self.weights = {t: 1.0 for t in self.TERMS} | dict(weights or {})
+        self.register_buffer("class_means", torch.zeros(num_classes, feature_dim))
+        self.register_buffer("class_seen", torch.zeros(num_classes, dtype=torch.bool))
+        self.register_buffer("state_means", torch.zeros(num_classes, num_states, feature_dim))
+        self.register_buffer("state_seen", torch.zeros(num_classes, num_states, dtype=torch.bool))
+        q = [p + 1 if p < self.apex_state else p - 1 for p in range(num_states)]
+        q[self.apex_state] = self.apex_state
+        self.register_buffer("neighbour", torch.tensor(q, dtype=torch.long))
+
+    @torch.no_grad()
+    def _constants(self, fd: Tensor, y: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        nc, ns = self.num_classes, self.num_states
+        mc, pc = _group_means(fd, y, nc)
+        ms, ps = _group_means(fd, y * ns + s, nc * ns)
+        ms, ps = ms.view(nc, ns, -1), ps.view(nc, ns)
+        if self.means == "batch":
+            return mc, pc, ms, ps
+        if self.training:
+            for buf, seen, new, present in ((self.class_means, self.class_seen, mc, pc),
+                                            (self.state_means, self.state_seen, ms, ps)):
+                mixed = torch.where(seen.unsqueeze(-1), self.momentum * buf + (1 - self.momentum) * new, new)
+                buf.copy_(torch.where(present.unsqueeze(-1), mixed, buf))
+                seen |= present
+        return self.class_means, self.class_seen, self.state_means, self.state_seen
+
+    def forward(self, f: Tensor, logits_c: Tensor, logits_p: Tensor, y: Tensor, s: Tensor) -> dict[str, Tensor]:
+        """f (N, D) F5 features, logits (N, Nc)/(N, Np), y class (N,), s state (N,) -> {E1..E5, total}."""
+        f = f.float()
+        y, s = y.long(), s.long()
+        mc, pc, ms, ps = self._constants(f.detach(), y, s)
+        out: dict[str, Tensor] = {}
+        out["E1"] = F.cross_entropy(logits_c.float(), y)
+        out["E3"] = F.cross_entropy(logits_p.float(), s)
+
+        d_c = _half_min_distance(mc, pc)  # (Nc,)
+        e2 = (f - mc[y]).pow(2).sum(1) - d_c[y].pow(2)
+        out["E2"] = 0.5 * _mean_or_zero(smooth_hinge(e2, self.beta), torch.isfinite(e2), f)
+
+        d_cp = _half_min_distance(ms, ps)  # (Nc, Np)
+        e4 = (f - ms[y, s]).pow(2).sum(1) - (d_cp[y, s] / self.tau).pow(2)
+        out["E4"] = 0.5 * _mean_or_zero(smooth_hinge(e4, self.beta), torch.isfinite(e4), f)
+
+        nc, ns = self.num_classes, self.num_states
+        mb, pb = _group_means(f, y * ns + s, nc * ns)  # differentiable batch means m_{c,p}
+        mb, pb = mb.view(nc, ns, -1), pb.view(nc, ns)
+        mq = ms[:, self.neighbour]  # constant m_{c,q}
+        e5 = (mq - mb).pow(2).sum(-1) - (2 * d_cp / self.tau).pow(2)
+        not_apex = torch.arange(ns, device=f.device) != self.apex_state
+        valid = pb & ps[:, self.neighbour] & not_apex.unsqueeze(0) & torch.isfinite(e5)
+        out["E5"] = 0.5 * _mean_or_zero(smooth_hinge(e5, self.beta), valid, f)
+
+        out["total"] = sum(self.weights[t] * out[t] for t in self.TERMS)
+        return out
+
+
+class _Stage1Mixin:
+    """Stage-1 training of the Table 1 CNN on expression-state frames (shared by mo-cnn-lstm and apex-cnn)."""
+
+    cnn: Table1CNN
+    objective: MultiObjectiveLoss
+
+    def stage1_loss(self, frames: Tensor, labels: Tensor, states: Tensor) -> dict[str, Tensor]:
+        """Frames (N, C, H, W) with expression labels and state indices (0..Np-1, eq. 1 order) -> E1..E5, total."""
+        f, lc, lp = self.cnn(frames)
+        return self.objective(f, lc, lp, labels, states)
+
+
+DEPARTURES_CNN = (
+    "E1..E5 are averaged over samples (E5 over (class, state) pairs) instead of summed; all weights 1.",
+    "tau and beta are not given in the paper; defaults tau=1, beta=1 (options).",
+    "Class and state means are batch means by default (means='running' for an EMA); radii use the same means.",
+    "Optimizer, momentum, weight decay and batch size are not given; plain SGD at the paper's lr is assumed.",
+)
+
+
+@register_model(
+    "mo-cnn-lstm", paper=PAPER, table="Tables 1 and 2 (eqs. 2-11); results Tables 3-6",
+    input="(B, T, 3, 64, 64) + lengths (variable length); stage 1 takes expression-state frames",
+    departures=DEPARTURES_CNN + (
+        "The classification uses the L8 output at each clip's last real frame.",
+    ),
+)
+class MOCnnLstm(_Stage1Mixin, nn.Module):
+    """Multi-objective CNN-LSTM (seed 003, Table 1 CNN + Table 2 LSTM, objective eqs. 2-11). Two stages:
+
+    1. ``set_stage(1)``; minimise ``stage1_loss(frames, labels, states)["total"]`` (E1..E5) over the parameters
+       ``stage_parameters(1)`` on representative expression-state frames (eq. 1: onset, onset-apex, apex,
+       apex-offset, offset -> states 0..4, apex state 2).
+    2. ``set_stage(2)``; the CNN is frozen, F5 features of all frames go through L6-L8 (3 x 512 LSTM) and F9;
+       minimise cross entropy of ``forward(clips, lengths)`` over ``stage_parameters(2)``.
+
+    Departures from the paper:
+    - E1..E5 averaged rather than summed; tau=1, beta=1 defaults (not given); batch means by default.
+    - Optimizer, momentum, weight decay, batch size not given (plain SGD at lr 0.08 recorded as the recipe).
+    - The L8 output at the last real frame feeds F9 (the text is cut where it says which output is used).
+    """
+
+    recipes = (STAGE1_RECIPE, STAGE2_RECIPE)
+    recipe = STAGE2_RECIPE
+
+    def __init__(self, num_classes: int, num_states: int = 5, apex_state: int | None = None, in_channels: int = 3,
+                 image_size: int = 64, widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512,
+                 lstm_hidden: int = 512, lstm_layers: int = 3, tau: float = 1.0, beta: float = 1.0,
+                 means: str = "batch", freeze_cnn: bool = True):
+        super().__init__()
+        self.num_classes = num_classes
+        self.cnn = Table1CNN(num_classes, num_states, in_channels, image_size, widths, fc)
+        self.objective = MultiObjectiveLoss(num_classes, num_states, fc, apex_state, tau, beta, means)
+        self.lstm = nn.LSTM(fc, lstm_hidden, num_layers=lstm_layers, batch_first=True)  # L6-L8
+        self.f9 = nn.Linear(lstm_hidden, num_classes)
+        self.freeze_cnn = freeze_cnn
+        self.stage = 2
+        xavier_init_(self)
+
+    def set_stage(self, stage: int) -> None:
+        """Select the training stage: 1 trains the CNN (E1..E5), 2 trains the LSTM on the fixed CNN."""
+        if stage not in (1, 2):
+            raise ValueError("stage must be 1 or 2")
+        self.stage = stage
+        for p in self.cnn.parameters():
+            p.requires_grad_(stage == 1 or not self.freeze_cnn)
+        for p in list(self.lstm.parameters()) + list(self.f9.parameters()):
+            p.requires_grad_(stage == 2)
+
+    def stage_parameters(self, stage: int) -> list[nn.Parameter]:
+        """The parameters an optimizer should update in `stage`."""
+        if stage == 1:
+            return list(self.cnn.parameters())
+        head = list(self.lstm.parameters()) + list(self.f9.parameters())
+        return head if self.freeze_cnn else head + list(self.cnn.parameters())
+
+    def frame_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """F5 features of every real frame: (B, T, C, H, W) -> (B, T, fc), zeros on padding."""
+        if self.freeze_cnn and self.stage == 2:
+            with torch.no_grad():
+                return per_frame(self.cnn.features, x, lengths)
+        return per_frame(self.cnn.features, x, lengths)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        check_clips(x, lengths)
+        lengths = full_lengths(x) if lengths is None else lengths
+        seq = self.lstm(self.frame_features(x, lengths))[0]
+        return self.f9(last_valid(seq, lengths))
+
+
+@register_model(
+    "apex-cnn", paper=PAPER, table="Table 1 CNN; 'proposed spatial feature representation' row of Tables 3, 4, 6",
+    input="(B, T, 3, 64, 64) + lengths; classifies one frame (apex= index, default the last real frame)",
+    departures=DEPARTURES_CNN + (
+        "Without annotated apex indices the last real frame is used (CK+/Oulu clips end at the apex).",
+    ),
+)
+class ApexCNN(_Stage1Mixin, nn.Module):
+    """Apex-frame CNN (seed 003 spatial baseline, Table 3 "proposed spatial feature representation", Table 6):
+    the Table 1 CNN trained with E1..E5 (``stage1_loss``), classifying the apex frame through Fc.
+
+    ``forward(x, lengths=None, apex=None)``: ``apex`` (B,) picks the frame; default the last real frame.
+
+    Departures from the paper:
+    - As for mo-cnn-lstm stage 1 (averaged terms, tau/beta defaults, batch means, optimizer not given).
+    - Without annotated apex indices the last real frame is used.
+    """
+
+    recipes = (STAGE1_RECIPE,)
+    recipe = STAGE1_RECIPE
+
+    def __init__(self, num_classes: int, num_states: int = 5, apex_state: int | None = None, in_channels: int = 3,
+                 image_size: int = 64, widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512,
+                 tau: float = 1.0, beta: float = 1.0, means: str = "batch"):
+        super().__init__()
+        self.num_classes = num_classes
+        self.cnn = Table1CNN(num_classes, num_states, in_channels, image_size, widths, fc)
+        self.objective = MultiObjectiveLoss(num_classes, num_states, fc, apex_state, tau, beta, means)
+        xavier_init_(self)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, apex: Tensor | None = None) -> Tensor:
+        check_clips(x, lengths)
+        if apex is None:
+            apex = (full_lengths(x) if lengths is None else lengths) - 1
+        return self.cnn(gather_time(x, apex))[1]
