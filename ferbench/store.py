@@ -1,0 +1,882 @@
+"""The ferbench HDF5 store: one self-describing, versioned file per dataset and preprocessing config.
+
+Layout of a finished file (schema version 1; every string is UTF-8, no pickles anywhere, SPEC 8)::
+
+    /                      attrs: format="ferbench-store", schema_version=1, dataset, classes (JSON list),
+                                  config (JSON object, includes "length" = T), aligner, ferbench_version,
+                                  source_root, created (ISO 8601 UTC), n_samples, n_frames, length
+    /frames                uint8   (F, H, W, 3)  aligned RGB faces, every sample's native frames back to back;
+                                   chunks of one frame, gzip level 4
+    /landmarks             float32 (F, 5, 2)     5 points (eyes, nose, mouth corners) in aligned-crop pixels
+    /flags                 uint8   (F,)          FLAG_* codes; attr `meanings` (JSON {code: name})
+    /aus                   int8    (F, n_aus)    1/0, -1 unknown; attr `au_names` (JSON) -- only for AU datasets
+    /samples/<column>      one 1-D dataset per column, one row per sample, rows sorted by id:
+                           id, subject, split ("" = none), mode (JSON object): UTF-8 strings;
+                           label int32 (-1 = none), frame_start int64, frame_count int32, fps float64,
+                           onset/apex/offset int32 (-1 = none), apex_estimated uint8 (0/1)
+    /index/clip            int32 (n, T)  temporal normalisation, frame positions relative to frame_start
+    /index/states          int32 (n, 5)  expression-state frames (onset, onset-apex, apex, apex-offset,
+                                         offset), relative to frame_start; -1 rows = none
+    /failures/id, /failures/reason   UTF-8 strings: samples excluded (e.g. no face), sorted by id
+
+Writing (`StoreWriter`) is crash-safe by construction rather than by flushing one big HDF5 file (HDF5
+gives no guarantee that a file killed between flushes can be reopened): the temporary output
+`<path>.tmp/` is a folder holding `manifest.json` (the identity of the run) and one small HDF5 shard per
+finished sample, written as `*.part` and renamed into place only once complete (SPEC 2 allows "per-worker
+shards merged at the end"). A killed run therefore leaves only whole, readable shards plus at most one
+`*.part`, which a resume deletes; `done_ids` lists the finished samples. `finalize()` copies the shards
+in sorted-id order into `<path>.tmp/final.h5.part` (frames chunk by chunk, still compressed) and renames
+it to `<path>` atomically, so the same input and config give the same arrays whatever the arrival order.
+`<path>.lock` (pid + host, created with O_CREAT|O_EXCL and held with flock) refuses a second writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+import ferbench
+from ferbench.errors import DatasetError, FerbenchError
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "ferbench-store"
+
+#: Per-frame face flags (`/flags`): how the frame's landmarks were obtained.
+FLAG_NONE = 0  # not set by the pipeline
+FLAG_DETECTED = 1  # face and landmarks found by the detector on this frame
+FLAG_INTERPOLATED = 2  # landmarks tracked/interpolated between detections
+FLAG_FILLED = 3  # no face found: frame filled from a neighbour
+FLAG_MEANINGS = {FLAG_NONE: "none", FLAG_DETECTED: "detected", FLAG_INTERPOLATED: "interpolated", FLAG_FILLED: "filled"}
+
+STATE_NAMES = ("onset", "onset-apex", "apex", "apex-offset", "offset")
+_STR = h5py.string_dtype("utf-8")
+_FRAME_COMPRESSION = {"compression": "gzip", "compression_opts": 4}
+_STRING_COLUMNS = ("id", "subject", "split", "mode")
+_INT_COLUMNS = {
+    "label": "i4",
+    "frame_start": "i8",
+    "frame_count": "i4",
+    "onset": "i4",
+    "apex": "i4",
+    "offset": "i4",
+    "apex_estimated": "u1",
+}
+
+
+# --------------------------------------------------------------------------------------------- records
+@dataclass
+class SampleRecord:
+    """What the store keeps about one sample besides its pixels (a `Sample` minus paths, plus its indices).
+
+    `clip` (length T) and `states` (5) are frame positions into this sample's own frames (0-based).
+    """
+
+    id: str
+    subject: str
+    label: int | None = None
+    clip: np.ndarray | Sequence[int] | None = None
+    states: np.ndarray | Sequence[int] | None = None
+    split: str | None = None
+    mode: dict[str, str] = field(default_factory=dict)
+    fps: float = 30.0
+    onset: int | None = None
+    apex: int | None = None
+    offset: int | None = None
+    apex_estimated: bool = False
+
+    @classmethod
+    def from_sample(cls, sample: Any, **overrides: Any) -> SampleRecord:
+        """Copy the fields of a `ferbench.datasets.base.Sample` (duck-typed: the store does not import the
+        adapters); `overrides` set clip/states and anything preprocessing changed (fps, onset/apex/offset
+        after resampling, apex_estimated)."""
+        kw = {
+            name: getattr(sample, name)
+            for name in ("id", "subject", "label", "split", "mode", "fps", "onset", "apex", "offset", "apex_estimated")
+        }
+        kw.update(overrides)
+        return cls(**kw)
+
+
+@dataclass
+class StoredSample(SampleRecord):
+    """A sample row read back from a store: its record plus where its frames are (`frame_start`, `frame_count`)."""
+
+    index: int = 0
+    frame_start: int = 0
+    frame_count: int = 0
+
+
+@dataclass
+class Loaded:
+    """A whole store (or a subset) as torch tensors on one device (see `Store.load`)."""
+
+    x: Any  # torch.Tensor: clip (n,T,3,H,W) | states (n,5,3,H,W) | native (F,3,H,W), uint8
+    labels: Any  # (n,) int64, -1 = none
+    subject_index: Any  # (n,) int64 into `subject_names`
+    subject_names: list[str]
+    subjects: list[str]
+    ids: list[str]
+    index: str
+    offsets: Any = None  # native only: (n, 2) int64 [start, count] into x
+    aus: Any = None  # int8, frame-aligned with x ((n,T,A) / (n,5,A) / (F,A)) where the store has AUs
+
+
+# ------------------------------------------------------------------------------------------------ lock
+def _pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class _WriteLock:
+    """`<output>.lock`: created with O_CREAT|O_EXCL, holds "pid host", and is flock'ed while held.
+
+    The flock is released by the kernel when the holder dies, so a leftover lock is recognised as stale
+    without trusting the pid alone; a lock whose pid is alive on this host is never taken over.
+    """
+
+    def __init__(self, path: Path, target: Path):
+        self.path, self.target = path, target
+        self.fd: int | None = None
+
+    def _refuse(self, pid: str, host: str) -> FerbenchError:
+        where = f"pid {pid}" if host in ("", socket.gethostname()) else f"pid {pid} on {host}"
+        return FerbenchError(
+            f"another ferbench prepare is writing {self.target} ({where}); wait for it to finish "
+            f"(if no such process exists, delete {self.path})"
+        )
+
+    @staticmethod
+    def _read(fd: int) -> tuple[str, str]:
+        os.lseek(fd, 0, os.SEEK_SET)
+        parts = os.read(fd, 4096).decode("utf-8", "replace").split()
+        return (parts[0] if parts else ""), (parts[1] if len(parts) > 1 else "")
+
+    def _take_over(self) -> int | None:
+        """An existing lock file: return its fd (flock'ed) if stale, None to retry creating, else raise."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                raise self._refuse(*self._read(fd)) from None
+            st = os.fstat(fd)
+            try:
+                cur = os.stat(self.path)
+            except FileNotFoundError:
+                os.close(fd)
+                return None
+            if (st.st_ino, st.st_dev) != (cur.st_ino, cur.st_dev):  # replaced meanwhile
+                os.close(fd)
+                return None
+            pid, host = self._read(fd)
+            if not pid and time.time() - st.st_mtime < 10:  # its creator has not written its pid yet
+                raise self._refuse("?", "")
+            if host and host != socket.gethostname():
+                raise self._refuse(pid, host)
+            if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+                raise self._refuse(pid, host)
+            return fd  # stale (holder dead): ours now
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+
+    def acquire(self) -> None:
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX)  # our own new file; a prober holds it for microseconds at most
+            except FileExistsError:
+                fd = self._take_over()
+                if fd is None:
+                    continue
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            os.fsync(fd)
+            self.fd = fd
+            return
+        raise FerbenchError(f"could not take the lock {self.path}; another process keeps replacing it")
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if os.fstat(self.fd).st_ino == os.stat(self.path).st_ino:
+                os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+
+# ---------------------------------------------------------------------------------------------- writer
+def _shard_name(sample_id: str) -> str:
+    """A safe, collision-free file name for a sample id (ids may hold any character)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", sample_id)[:80]
+    return f"{safe}-{hashlib.sha1(sample_id.encode()).hexdigest()[:12]}"
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _opt(v: int | None) -> int:
+    return -1 if v is None else int(v)
+
+
+def _jsonable(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise FerbenchError(f"{what} must be JSON-serialisable for the store ({e})") from None
+
+
+class StoreWriter:
+    """Streams finished samples into `<path>.tmp/` in any order, resumes after a kill, and `finalize()`s
+    into `<path>` (sorted by sample id, atomic rename).
+
+    A leftover `<path>.tmp/` from an identical run (same dataset, classes, config, aligner, AU names,
+    source root, schema) is resumed: `done_ids` / `failed_ids` say what to skip. A leftover from a different
+    run is refused with a message (never silently thrown away) unless `restart=True`, which deletes it.
+    An existing `<path>` is refused unless `overwrite=True` (it stays in place until the new file is
+    complete). Call `finalize()` on success; `close()` (or leaving a `with` block) keeps the temp for resume.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        dataset: str,
+        classes: Sequence[str],
+        config: dict[str, Any],
+        aligner: str = "",
+        source_root: str | Path = "",
+        au_names: Sequence[int | str] | None = None,
+        overwrite: bool = False,
+        restart: bool = False,
+        durable: bool = True,
+    ):
+        self.path = Path(path)
+        self.tmp_dir = Path(f"{self.path}.tmp")
+        self.lock_path = Path(f"{self.path}.lock")
+        self.dataset, self.classes, self.config = dataset, tuple(classes), dict(config)
+        self.aligner, self.source_root = aligner, str(source_root)
+        self.au_names = tuple(au_names) if au_names else None
+        self.durable = durable
+        length = self.config.get("length")
+        if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 1:
+            raise FerbenchError(f"store config needs the clip length as config['length'] (a positive int); got {length!r}")
+        self.length = int(length)
+        self.identity = {
+            "schema_version": SCHEMA_VERSION,
+            "dataset": dataset,
+            "classes": list(self.classes),
+            "config": self.config,
+            "aligner": aligner,
+            "au_names": list(self.au_names) if self.au_names else None,
+            "source_root": self.source_root,
+        }
+        self._identity_json = _jsonable(self.identity, "the store config")
+        self.done_ids: set[str] = set()
+        self.failed_ids: dict[str, str] = {}
+        self.resumed = False
+        self.notes: list[str] = []
+        self._counts: dict[str, int] = {}
+        self._hw: tuple[int, int] | None = None
+        self._open = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not overwrite:
+            raise FerbenchError(f"{self.path} already exists; pass --overwrite to replace it")
+        self._lock = _WriteLock(self.lock_path, self.path)
+        self._lock.acquire()
+        try:
+            self._open_tmp(restart)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._open = True
+
+    # -- temp folder -----------------------------------------------------------------------------------
+    @property
+    def _shards(self) -> Path:
+        return self.tmp_dir / "shards"
+
+    @property
+    def _fails(self) -> Path:
+        return self.tmp_dir / "failures"
+
+    def _open_tmp(self, restart: bool) -> None:
+        if self.tmp_dir.exists() or self.tmp_dir.is_symlink():
+            if restart:
+                self._wipe_tmp()
+            else:
+                self._resume()
+                return
+        staging = Path(f"{self.tmp_dir}.new-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "shards").mkdir(parents=True)
+        (staging / "failures").mkdir()
+        (staging / "manifest.json").write_text(json.dumps(self.identity, sort_keys=True, indent=1))
+        os.rename(staging, self.tmp_dir)  # the temp folder appears complete with its manifest, or not at all
+
+    def _wipe_tmp(self) -> None:
+        if self.tmp_dir.is_dir() and not self.tmp_dir.is_symlink():
+            shutil.rmtree(self.tmp_dir)
+        else:
+            self.tmp_dir.unlink()
+
+    def _resume(self) -> None:
+        manifest = self.tmp_dir / "manifest.json"
+        try:
+            found = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            raise FerbenchError(
+                f"{self.tmp_dir} is not a ferbench temp folder (no readable manifest.json); "
+                "delete it or pass --restart"
+            ) from None
+        if _jsonable(found, "manifest") != self._identity_json:
+            diff = sorted(k for k in set(found) | set(self.identity) if found.get(k) != self.identity.get(k))
+            raise FerbenchError(
+                f"{self.tmp_dir} holds an interrupted run with a different configuration "
+                f"(differs in: {', '.join(diff)}); rerun with the same options to resume it, "
+                "or pass --restart to delete it and start over"
+            )
+        self.resumed = True
+        for d in (self._shards, self._fails):
+            d.mkdir(exist_ok=True)
+            for part in d.glob("*.part"):  # a sample half-written when the run was killed
+                part.unlink()
+        for shard in sorted(self._shards.glob("*.h5")):
+            try:
+                with h5py.File(shard, "r") as f:
+                    sid = str(f.attrs["id"])
+                    n, h, w = f["frames"].shape[:3]
+            except (OSError, KeyError) as e:
+                self.notes.append(f"discarded unreadable shard {shard.name} ({e}); its sample will be redone")
+                shard.unlink()
+                continue
+            self.done_ids.add(sid)
+            self._counts[sid] = int(n)
+            self._hw = self._hw or (int(h), int(w))
+        for fail in sorted(self._fails.glob("*.json")):
+            try:
+                obj = json.loads(fail.read_text())
+                self.failed_ids[str(obj["id"])] = str(obj["reason"])
+            except (OSError, ValueError, KeyError):
+                fail.unlink()
+
+    @property
+    def finished_ids(self) -> set[str]:
+        """Samples a resumed run must skip: written ones and recorded failures."""
+        return self.done_ids | set(self.failed_ids)
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise FerbenchError(f"the writer for {self.path} is closed")
+
+    def _atomic_write(self, final: Path, write: Any) -> None:
+        part = final.with_name(final.name + ".part")
+        write(part)
+        if self.durable:
+            _fsync_path(part)
+        os.replace(part, final)
+        if self.durable:
+            _fsync_path(final.parent)
+
+    # -- adding ----------------------------------------------------------------------------------------
+    def add(
+        self,
+        record: SampleRecord,
+        frames: np.ndarray,
+        landmarks: np.ndarray,
+        flags: np.ndarray,
+        aus: np.ndarray | None = None,
+    ) -> None:
+        """Write one finished sample: frames (k,H,W,3) uint8, landmarks (k,5,2), flags (k,), aus (k,n_aus).
+
+        The sample counts as done only once its shard is complete on disk (renamed from `.part`).
+        """
+        self._check_open()
+        sid = str(record.id)
+        if sid in self.done_ids or sid in self.failed_ids:
+            raise FerbenchError(f"sample '{sid}' was already written to {self.tmp_dir}")
+        fr = np.asarray(frames)
+        if fr.dtype != np.uint8 or fr.ndim != 4 or fr.shape[3] != 3 or 0 in fr.shape:
+            raise FerbenchError(f"sample '{sid}': frames must be uint8 (k, H, W, 3) with k >= 1; got {fr.dtype} {fr.shape}")
+        k, h, w = fr.shape[:3]
+        if self._hw is not None and (h, w) != self._hw:
+            raise FerbenchError(f"sample '{sid}': frames are {h}x{w} but earlier samples are {self._hw[0]}x{self._hw[1]}")
+        lm = np.asarray(landmarks, dtype=np.float32)
+        if lm.shape != (k, 5, 2):
+            raise FerbenchError(f"sample '{sid}': landmarks must be ({k}, 5, 2); got {lm.shape}")
+        fl = np.asarray(flags)
+        if fl.shape != (k,) or (fl.size and (fl.min() < 0 or fl.max() > 255)):
+            raise FerbenchError(f"sample '{sid}': flags must be {k} codes in 0..255; got shape {fl.shape}")
+        fl = fl.astype(np.uint8)
+        au_arr = None
+        if self.au_names:
+            au_arr = np.full((k, len(self.au_names)), -1, np.int8) if aus is None else np.asarray(aus)
+            if au_arr.shape != (k, len(self.au_names)):
+                raise FerbenchError(f"sample '{sid}': aus must be ({k}, {len(self.au_names)}); got {au_arr.shape}")
+            au_arr = au_arr.astype(np.int8)
+        elif aus is not None:
+            raise FerbenchError(f"sample '{sid}': AU labels given but the store was opened without au_names")
+        clip = self._index(sid, "clip", record.clip, self.length, k, required=True)
+        states = self._index(sid, "states", record.states, 5, k, required=False)
+
+        def write(part: Path) -> None:
+            with h5py.File(part, "w") as f:
+                f.create_dataset("frames", data=fr, chunks=(1, h, w, 3), **_FRAME_COMPRESSION)
+                f.create_dataset("landmarks", data=lm)
+                f.create_dataset("flags", data=fl)
+                if au_arr is not None:
+                    f.create_dataset("aus", data=au_arr)
+                f.create_dataset("clip", data=clip)
+                f.create_dataset("states", data=states)
+                a = f.attrs
+                a["id"], a["subject"] = sid, str(record.subject)
+                a["label"] = _opt(record.label)
+                a["split"] = record.split or ""
+                a["mode"] = _jsonable(dict(record.mode or {}), f"sample '{sid}' mode")
+                a["fps"] = float(record.fps)
+                a["onset"], a["apex"], a["offset"] = _opt(record.onset), _opt(record.apex), _opt(record.offset)
+                a["apex_estimated"] = int(bool(record.apex_estimated))
+
+        self._atomic_write(self._shards / f"{_shard_name(sid)}.h5", write)
+        self.done_ids.add(sid)
+        self._counts[sid] = k
+        self._hw = (h, w)
+
+    @staticmethod
+    def _index(sid: str, name: str, value: Any, size: int, k: int, required: bool) -> np.ndarray:
+        if value is None:
+            if required:
+                raise FerbenchError(f"sample '{sid}': record.{name} (the {name} index) is required")
+            return np.full(size, -1, np.int32)
+        arr = np.asarray(value)
+        if arr.shape != (size,) or not np.issubdtype(arr.dtype, np.integer):
+            raise FerbenchError(f"sample '{sid}': {name} index must be {size} integers; got {arr.dtype} {arr.shape}")
+        if arr.min() < 0 or arr.max() >= k:
+            raise FerbenchError(f"sample '{sid}': {name} index {arr.tolist()} points outside its {k} frames")
+        return arr.astype(np.int32)
+
+    def add_failure(self, sample_id: str, reason: str) -> None:
+        """Record a sample excluded from the file (e.g. no face in any frame) so it is reported, not lost."""
+        self._check_open()
+        sid = str(sample_id)
+        if sid in self.done_ids:
+            raise FerbenchError(f"sample '{sid}' was already written; it cannot also be a failure")
+        payload = json.dumps({"id": sid, "reason": str(reason)})
+        self._atomic_write(self._fails / f"{_shard_name(sid)}.json", lambda p: p.write_text(payload))
+        self.failed_ids[sid] = str(reason)
+
+    # -- finishing -------------------------------------------------------------------------------------
+    def finalize(self) -> Path:
+        """Merge the shards sorted by sample id into `<path>` (atomic rename), delete the temp, drop the lock."""
+        self._check_open()
+        ids = sorted(self.done_ids)
+        n = len(ids)
+        counts = np.array([self._counts[i] for i in ids], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
+        total = int(counts.sum())
+        h, w = self._hw or self._size_from_config()
+        n_aus = len(self.au_names) if self.au_names else 0
+        cols: dict[str, list[Any]] = {c: [] for c in (*_STRING_COLUMNS, *_INT_COLUMNS, "fps")}
+        clip_idx = np.zeros((n, self.length), np.int32)
+        state_idx = np.zeros((n, 5), np.int32)
+        part = self.tmp_dir / "final.h5.part"
+        with h5py.File(part, "w") as out:
+            chunked = total > 0 and h > 0 and w > 0
+            frames = out.create_dataset(
+                "frames", shape=(total, h, w, 3), dtype=np.uint8,
+                **({"chunks": (1, h, w, 3), **_FRAME_COMPRESSION} if chunked else {}),
+            )
+            comp = {"compression": "gzip", "compression_opts": 4} if total else {}
+            lms = out.create_dataset("landmarks", shape=(total, 5, 2), dtype=np.float32, **comp)
+            flg = out.create_dataset("flags", shape=(total,), dtype=np.uint8, **comp)
+            flg.attrs["meanings"] = json.dumps({str(k): v for k, v in FLAG_MEANINGS.items()})
+            au_ds = None
+            if self.au_names:
+                au_ds = out.create_dataset("aus", shape=(total, n_aus), dtype=np.int8, **comp)
+                au_ds.attrs["au_names"] = json.dumps(list(self.au_names))
+                au_ds.attrs["unknown"] = -1
+            for row, sid in enumerate(ids):
+                s0, k = int(starts[row]), int(counts[row])
+                with h5py.File(self._shards / f"{_shard_name(sid)}.h5", "r") as sh:
+                    src = sh["frames"]
+                    for j in range(k):  # compressed chunks copied as they are: no decode/re-encode
+                        mask, chunk = src.id.read_direct_chunk((j, 0, 0, 0))
+                        frames.id.write_direct_chunk((s0 + j, 0, 0, 0), chunk, mask)
+                    lms[s0 : s0 + k] = sh["landmarks"][...]
+                    flg[s0 : s0 + k] = sh["flags"][...]
+                    if au_ds is not None:
+                        au_ds[s0 : s0 + k] = sh["aus"][...]
+                    clip_idx[row] = sh["clip"][...]
+                    state_idx[row] = sh["states"][...]
+                    a = sh.attrs
+                    for c in ("id", "subject", "split", "mode"):
+                        cols[c].append(str(a[c]))
+                    for c in ("label", "onset", "apex", "offset", "apex_estimated"):
+                        cols[c].append(int(a[c]))
+                    cols["fps"].append(float(a["fps"]))
+                cols["frame_start"].append(s0)
+                cols["frame_count"].append(k)
+            grp = out.create_group("samples")
+            for c in _STRING_COLUMNS:
+                grp.create_dataset(c, data=np.array(cols[c], dtype=object), dtype=_STR)
+            for c, dt in _INT_COLUMNS.items():
+                grp.create_dataset(c, data=np.array(cols[c], dtype=dt))
+            grp.create_dataset("fps", data=np.array(cols["fps"], dtype=np.float64))
+            idx = out.create_group("index")
+            ci = idx.create_dataset("clip", data=clip_idx)
+            ci.attrs["length"] = self.length
+            ci.attrs["relative_to"] = "frame_start"
+            si = idx.create_dataset("states", data=state_idx)
+            si.attrs["names"] = json.dumps(list(STATE_NAMES))
+            si.attrs["relative_to"] = "frame_start"
+            fails = sorted(self.failed_ids.items())
+            fg = out.create_group("failures")
+            fg.create_dataset("id", data=np.array([f[0] for f in fails], dtype=object), dtype=_STR)
+            fg.create_dataset("reason", data=np.array([f[1] for f in fails], dtype=object), dtype=_STR)
+            at = out.attrs
+            at["format"] = FORMAT_NAME
+            at["schema_version"] = SCHEMA_VERSION
+            at["dataset"] = self.dataset
+            at["classes"] = json.dumps(list(self.classes))
+            at["config"] = json.dumps(self.config, sort_keys=True)
+            at["aligner"] = self.aligner
+            at["ferbench_version"] = ferbench.__version__
+            at["source_root"] = self.source_root
+            at["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            at["n_samples"], at["n_frames"], at["length"] = n, total, self.length
+        if self.durable:
+            _fsync_path(part)
+        os.replace(part, self.path)
+        if self.durable:
+            _fsync_path(self.path.parent)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.close()
+        return self.path
+
+    def _size_from_config(self) -> tuple[int, int]:
+        """Frame size for a store with no frames at all (every sample failed): config 'size' or 0x0."""
+        size = self.config.get("size")
+        if isinstance(size, int):
+            return size, size
+        if isinstance(size, (list, tuple)) and len(size) >= 2:
+            return int(size[0]), int(size[1])
+        return 0, 0
+
+    def close(self) -> None:
+        """Release the lock; an unfinished temp folder stays for a later resume."""
+        if self._open:
+            self._open = False
+            self._lock.release()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------- reader
+_REQUIRED = (
+    "frames", "landmarks", "flags", "samples/id", "samples/subject", "samples/label", "samples/frame_start",
+    "samples/frame_count", "samples/split", "samples/mode", "samples/fps", "samples/onset", "samples/apex",
+    "samples/offset", "samples/apex_estimated", "index/clip", "index/states", "failures/id", "failures/reason",
+)
+
+
+def _decode(v: Any) -> Any:
+    return v.decode("utf-8") if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v
+
+
+def _open_h5(path: Path) -> h5py.File:
+    """Open a store file for reading, turning every way it can be wrong into a DatasetError naming it."""
+    if not path.exists():
+        raise DatasetError(path, "file not found (expected a ferbench store written by `ferbench prepare`)")
+    if path.is_dir():
+        raise DatasetError(path, "is a folder (expected a ferbench .h5 store)")
+    if path.stat().st_size == 0:
+        raise DatasetError(path, "empty file (0 bytes), not a ferbench store; delete it and run `ferbench prepare` again")
+    if not h5py.is_hdf5(str(path)):
+        raise DatasetError(path, "not an HDF5 file (expected a ferbench store written by `ferbench prepare`)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetError(path, f"unreadable or truncated HDF5 file ({e}); run `ferbench prepare` again") from None
+
+
+def _check_schema(path: Path, f: h5py.File) -> dict[str, Any]:
+    if "schema_version" not in f.attrs:
+        raise DatasetError(path, "HDF5 file without a ferbench schema_version attribute (not a ferbench store)")
+    try:
+        version = int(f.attrs["schema_version"])
+    except (TypeError, ValueError):
+        raise DatasetError(path, f"unreadable schema_version {f.attrs['schema_version']!r}") from None
+    if version != SCHEMA_VERSION:
+        fix = "upgrade ferbench" if version > SCHEMA_VERSION else "re-run `ferbench prepare` to rebuild it"
+        raise DatasetError(
+            path,
+            f"store schema version {version}, but ferbench {ferbench.__version__} reads schema version "
+            f"{SCHEMA_VERSION}; {fix}",
+        )
+    missing = [name for name in _REQUIRED if name not in f]
+    if missing:
+        raise DatasetError(path, f"damaged ferbench store: missing {', '.join('/' + m for m in missing)}")
+    attrs = {k: _decode(v) for k, v in f.attrs.items()}
+    try:
+        attrs["classes"] = json.loads(attrs["classes"])
+        attrs["config"] = json.loads(attrs["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DatasetError(path, f"damaged ferbench store: bad classes/config attribute ({e})") from None
+    return attrs
+
+
+class Store:
+    """Read access to a finished store: attrs, the sample table, per-sample arrays, whole-file tensors.
+
+    Keeps the HDF5 file open (read-only) until `close()` or the end of a `with` block.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._f = _open_h5(self.path)
+        try:
+            self.attrs: dict[str, Any] = _check_schema(self.path, self._f)
+            self.samples: list[StoredSample] = self._read_samples()
+            self.failures: list[tuple[str, str]] = list(
+                zip(self._f["failures/id"].asstr()[...].tolist(), self._f["failures/reason"].asstr()[...].tolist())
+            )
+        except BaseException:
+            self._f.close()
+            raise
+        self._by_id = {s.id: s for s in self.samples}
+        au = self._f.get("aus")
+        self.au_names: tuple[Any, ...] = tuple(json.loads(au.attrs["au_names"])) if au is not None else ()
+
+    def _read_samples(self) -> list[StoredSample]:
+        g, idx = self._f["samples"], self._f["index"]
+        strs = {c: g[c].asstr()[...].tolist() for c in _STRING_COLUMNS}
+        ints = {c: g[c][...].astype(np.int64).tolist() for c in _INT_COLUMNS}
+        fps = g["fps"][...].tolist()
+        clip, states = idx["clip"][...], idx["states"][...]
+        none = lambda v: None if v < 0 else v  # noqa: E731
+        out = []
+        for i in range(len(strs["id"])):
+            try:
+                mode = json.loads(strs["mode"][i])
+            except ValueError:
+                raise DatasetError(self.path, f"damaged sample table: bad mode JSON in row {i}") from None
+            st = states[i]
+            out.append(
+                StoredSample(
+                    id=strs["id"][i], subject=strs["subject"][i], label=none(ints["label"][i]),
+                    clip=clip[i], states=None if (st < 0).any() else st, split=strs["split"][i] or None,
+                    mode=mode, fps=fps[i], onset=none(ints["onset"][i]), apex=none(ints["apex"][i]),
+                    offset=none(ints["offset"][i]), apex_estimated=bool(ints["apex_estimated"][i]),
+                    index=i, frame_start=ints["frame_start"][i], frame_count=ints["frame_count"][i],
+                )
+            )
+        return out
+
+    # -- metadata ----------------------------------------------------------------------------------------
+    @property
+    def dataset(self) -> str:
+        return str(self.attrs["dataset"])
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.attrs["classes"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.attrs["config"])
+
+    @property
+    def length(self) -> int:
+        return int(self._f["index/clip"].shape[1])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self._f["frames"].shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self._f["frames"].shape[1:])  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample(self, key: int | str) -> StoredSample:
+        """A sample row by position or by id."""
+        if isinstance(key, str):
+            if key not in self._by_id:
+                raise FerbenchError(f"{self.path}: no sample with id '{key}'")
+            return self._by_id[key]
+        return self.samples[key]
+
+    # -- per-sample arrays -------------------------------------------------------------------------------
+    def _span(self, key: int | str) -> slice:
+        s = self.sample(key)
+        return slice(s.frame_start, s.frame_start + s.frame_count)
+
+    def clip(self, key: int | str) -> np.ndarray:
+        """The sample's aligned frames at native length: uint8 (T_native, H, W, 3)."""
+        return self._f["frames"][self._span(key)]
+
+    def frames(self, key: int | str, index: str = "native") -> np.ndarray:
+        """The sample's frames as stored (`native`), through the clip index (T), or the 5 state frames."""
+        native = self.clip(key)
+        if index == "native":
+            return native
+        rows = self._rows(self.sample(key), index)
+        return native[rows]
+
+    def landmarks(self, key: int | str) -> np.ndarray:
+        return self._f["landmarks"][self._span(key)]
+
+    def flags(self, key: int | str) -> np.ndarray:
+        return self._f["flags"][self._span(key)]
+
+    def aus(self, key: int | str) -> np.ndarray | None:
+        return self._f["aus"][self._span(key)] if "aus" in self._f else None
+
+    def _rows(self, s: StoredSample, index: str) -> np.ndarray:
+        if index == "clip":
+            return np.asarray(s.clip, dtype=np.int64)
+        if index == "states":
+            if s.states is None:
+                raise FerbenchError(f"{self.path}: sample '{s.id}' has no expression-state index")
+            return np.asarray(s.states, dtype=np.int64)
+        raise FerbenchError(f"unknown index '{index}'; choose native, clip or states")
+
+    # -- whole-file tensors ------------------------------------------------------------------------------
+    def load(self, device: Any = "cpu", index: str = "clip", samples: Iterable[int] | None = None) -> Loaded:
+        """All (or the given) samples as uint8 torch tensors on `device`, channels first.
+
+        `clip`: x (n, T, 3, H, W); `states`: x (n, 5, 3, H, W); `native`: x (F, 3, H, W) with `offsets`
+        (n, 2) = [start, count] rows into x. The frames are read from disk once, then gathered in memory.
+        """
+        import torch
+
+        if index not in ("clip", "states", "native"):
+            raise FerbenchError(f"unknown index '{index}'; choose native, clip or states")
+        rows = list(range(len(self.samples))) if samples is None else [int(i) for i in samples]
+        sel = [self.samples[i] for i in rows]
+        all_frames = self._f["frames"][...]
+        all_aus = self._f["aus"][...] if "aus" in self._f else None
+        if index == "native":
+            absolute = np.concatenate([np.arange(s.frame_start, s.frame_start + s.frame_count) for s in sel]) if sel else np.zeros(0, np.int64)
+            counts = np.array([s.frame_count for s in sel], dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if sel else counts
+            offsets = torch.from_numpy(np.stack([starts, counts], 1).astype(np.int64) if sel else np.zeros((0, 2), np.int64))
+        else:
+            width = self.length if index == "clip" else 5
+            absolute = (
+                np.stack([s.frame_start + self._rows(s, index) for s in sel]) if sel else np.zeros((0, width), np.int64)
+            )
+            offsets = None
+        x = np.ascontiguousarray(np.moveaxis(all_frames[absolute], -1, -3))  # (..., 3, H, W)
+        names = sorted({s.subject for s in sel})
+        code = {name: i for i, name in enumerate(names)}
+        return Loaded(
+            x=torch.from_numpy(x).to(device),
+            labels=torch.tensor([-1 if s.label is None else s.label for s in sel], dtype=torch.int64).to(device),
+            subject_index=torch.tensor([code[s.subject] for s in sel], dtype=torch.int64).to(device),
+            subject_names=names,
+            subjects=[s.subject for s in sel],
+            ids=[s.id for s in sel],
+            index=index,
+            offsets=None if offsets is None else offsets.to(device),
+            aus=None if all_aus is None else torch.from_numpy(np.ascontiguousarray(all_aus[absolute])).to(device),
+        )
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(path: str | Path) -> Store:
+    """Open a finished store for reading (schema-version checked; bad files raise a DatasetError naming them)."""
+    return Store(path)
+
+
+def inspect(path: str | Path) -> dict[str, Any]:
+    """What a store holds, as the JSON-friendly dict `ferbench inspect --json` prints."""
+    with open_store(path) as st:
+        f = st._f
+        counts = {name: 0 for name in st.classes}
+        for s in st.samples:
+            if s.label is not None and 0 <= s.label < len(st.classes):
+                counts[st.classes[s.label]] += 1
+        flags = f["flags"][...]
+        flag_counts = {FLAG_MEANINGS.get(int(c), str(int(c))): int((flags == c).sum()) for c in np.unique(flags)}
+        shapes = {name: list(f[name].shape) for name in ("frames", "landmarks", "flags", "aus", "index/clip", "index/states") if name in f}
+        splits: dict[str, int] = {}
+        for s in st.samples:
+            splits[s.split or ""] = splits.get(s.split or "", 0) + 1
+        return {
+            "path": str(st.path),
+            "dataset": st.dataset,
+            "schema_version": int(st.attrs["schema_version"]),
+            "ferbench_version": st.attrs.get("ferbench_version"),
+            "created": st.attrs.get("created"),
+            "aligner": st.attrs.get("aligner"),
+            "source_root": st.attrs.get("source_root"),
+            "samples": len(st.samples),
+            "frames": st.n_frames,
+            "labelled": sum(s.label is not None for s in st.samples),
+            "classes": counts,
+            "subjects": len({s.subject for s in st.samples}),
+            "splits": splits,
+            "length": st.length,
+            "shapes": shapes,
+            "config": st.config,
+            "au_names": list(st.au_names),
+            "flags": flag_counts,
+            "apex_estimated": sum(s.apex_estimated for s in st.samples),
+            "failures": [{"id": i, "reason": r} for i, r in st.failures],
+        }
