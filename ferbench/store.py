@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -53,6 +52,11 @@ import numpy as np
 
 import ferbench
 from ferbench.errors import DatasetError, FerbenchError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: the pid check alone decides whether a lock is stale
+    fcntl = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "ferbench-store"
@@ -187,7 +191,8 @@ class _WriteLock:
             return None
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
@@ -218,7 +223,8 @@ class _WriteLock:
         for _ in range(5):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-                fcntl.flock(fd, fcntl.LOCK_EX)  # our own new file; a prober holds it for microseconds at most
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # our own new file; a prober holds it for microseconds at most
             except FileExistsError:
                 fd = self._take_over()
                 if fd is None:

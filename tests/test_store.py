@@ -386,3 +386,20 @@ def test_bad_samples_rejected_before_anything_is_written(tmp_path):
         w.add(*make_sample(IDS[1]))
     assert w.done_ids == {IDS[1]}
     w.close()
+
+
+def test_record_from_sample_and_a_store_where_every_sample_failed(tmp_path):
+    from ferbench.datasets.base import Sample
+
+    s = Sample(id="S005_001", dataset="ck+", subject="S005", label=2, fps=30.0, onset=0, mode={"view": "front"})
+    rec = SampleRecord.from_sample(s, clip=normalise_length(4, T), fps=10.0, apex=3)
+    assert (rec.id, rec.subject, rec.label, rec.fps, rec.apex, rec.mode) == ("S005_001", "S005", 2, 10.0, 3, {"view": "front"})
+
+    w = StoreWriter(tmp_path / "none.h5", **writer_kwargs())
+    w.add_failure("S005_001", "no face found")
+    w.finalize()
+    info = inspect(tmp_path / "none.h5")
+    assert (info["samples"], info["frames"], info["shapes"]["frames"]) == (0, 0, [0, HW, HW, 3])
+    assert info["failures"] == [{"id": "S005_001", "reason": "no face found"}]
+    with open_store(tmp_path / "none.h5") as st:
+        assert tuple(st.load().x.shape) == (0, T, 3, HW, HW)

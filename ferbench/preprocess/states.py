@@ -24,9 +24,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ferbench.errors import FerbenchError
+from ferbench.store import STATE_NAMES  # the five state names, in eq. 1 order (`/index/states` attr `names`)
 
-#: Names of the five states, in the order of eq. 1 (also written as `/index/states` attr `names`).
-STATE_NAMES: tuple[str, ...] = ("onset", "onset-apex", "apex", "apex-offset", "offset")
+__all__ = ["STATE_NAMES", "estimate_apex", "expression_states", "ncc", "state_indices"]
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
