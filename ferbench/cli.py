@@ -135,6 +135,81 @@ def models() -> None:
     console.print(table)
 
 
+@app.command()
+@user_errors
+def prepare(
+    dataset: str = typer.Argument(..., help="ck+, oulu-casia, mmi, casme2, bp4d, afew or folder"),
+    root: Path = typer.Option(..., "--root", help="the dataset folder exactly as distributed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output file (default data/<dataset>.h5)"),
+    aligner: str = typer.Option("mtcnn", "--aligner", help="mtcnn (default), insightface or none (pre-cropped)"),
+    size: int = typer.Option(64, "--size", min=16, help="aligned face size in pixels"),
+    template: str = typer.Option("seed002", "--template", help="seed002 (eye-based) or arcface"),
+    length: Optional[int] = typer.Option(None, "--length", min=1, help="fixed clip length T (default per dataset)"),
+    detect_every: int = typer.Option(5, "--detect-every", min=1, help="run the detector on every k-th frame"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers (default: cores; 0 = no dask)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of an existing dask scheduler"),
+    materialize_augmentation: Optional[str] = typer.Option(
+        None, "--materialize-augmentation", help="also write augmented copies (stc-nlstm or kim2017)"
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+) -> None:
+    """Detect, align and index every sample of a native dataset into one HDF5 file."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from ferbench.preprocess.pipeline import PrepareConfig
+    from ferbench.preprocess.pipeline import prepare as prepare_api
+
+    config = PrepareConfig(aligner=aligner, size=size, template=template, length=length, detect_every=detect_every)
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=as_json, disable=as_json) as bar:
+        task = bar.add_task(f"prepare {dataset}", total=None)
+        summary = prepare_api(
+            dataset, root, out, config, workers=workers, scheduler=scheduler, overwrite=overwrite,
+            materialize_augmentation=materialize_augmentation,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if as_json:
+        print(json.dumps(summary.to_dict()))
+        return
+    console.print(
+        f"[bold green]wrote[/] {summary.out}: {summary.written} samples written"
+        f" ({summary.resumed} resumed from an earlier run), {summary.failed} excluded, {summary.frames} frames,"
+        f" faces detected on {summary.faces_detected} frames, {summary.frames_interpolated} tracked between detections,"
+        f" {summary.frames_filled} filled; {summary.seconds:.1f} s",
+        highlight=False,
+    )
+    for failure in summary.failures:
+        console.print(f"[yellow]excluded:[/] {failure['id']}: {failure['reason']}", highlight=False)
+    for warning in summary.warnings:
+        console.print(f"[yellow]repaired:[/] {warning}", highlight=False)
+    console.print(f"QC contact sheet: {summary.contact_sheet}; failures list: {summary.failures_csv}", highlight=False)
+
+
+@app.command()
+@user_errors
+def inspect(
+    file: Path = typer.Argument(..., help="a ferbench .h5 file"),
+    as_json: bool = typer.Option(False, "--json", help="print as one JSON object"),
+) -> None:
+    """Print what a prepared HDF5 file holds."""
+    from ferbench.store import inspect as inspect_api
+
+    info = inspect_api(file)
+    if as_json:
+        print(json.dumps(info, default=str))
+        return
+    table = Table(title=str(file), show_header=False)
+    for key in ("dataset", "samples", "labelled", "frames", "subjects", "length", "aligner", "schema_version", "ferbench_version"):
+        table.add_row(key, str(info.get(key)))
+    table.add_row("classes", ", ".join(f"{k} {v}" for k, v in info["classes"].items()))
+    table.add_row("shapes", ", ".join(f"{k} {tuple(v)}" for k, v in info["shapes"].items()))
+    table.add_row("config", json.dumps(info["config"]))
+    table.add_row("frame flags", ", ".join(f"{k} {v}" for k, v in info["flags"].items()))
+    table.add_row("failures", str(len(info["failures"])))
+    console.print(table)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,453 @@
+"""`ferbench prepare`: a native dataset -> one aligned, indexed HDF5 file, with the samples spread over dask.
+
+The walk of one sample (`process_sample`, runs on a dask worker): decode frames lazily -> track one face
+(detect on keyframes, interpolate between) -> similarity-align each frame -> temporal-normalisation and
+expression-state indices. Workers return small arrays (T x 64 x 64 x 3); the one writer in this process
+streams them into the store as they complete, with a bounded number of samples in flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ferbench.datasets import get_dataset, scan
+from ferbench.datasets.base import Sample
+from ferbench.errors import DatasetError, FerbenchError
+from ferbench.preprocess.augment import get_preset, materialize, params_tensor
+from ferbench.preprocess.align import align_face, warp_points
+from ferbench.preprocess.detect import Detector, Face, get_detector
+from ferbench.preprocess.frames import read_image, read_video, resample_indices
+from ferbench.preprocess.states import expression_states
+from ferbench.preprocess.temporal import default_length, normalise_length
+from ferbench.preprocess.track import track_sequence
+from ferbench.store import SampleRecord, StoreWriter
+
+#: Frame rate each dataset is resampled to before anything else (seed 002: MMI "10 frames per second").
+DEFAULT_TARGET_FPS: dict[str, float] = {"mmi": 10.0}
+#: Keep decoded frames of a sample in memory up to this size; beyond it (BP4D: 1392x1040 x hundreds of
+#: frames) frames are decoded on demand with a small LRU, so memory stays bounded.
+FRAME_CACHE_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Everything that changes the arrays in the output file (it is stored in the file's attrs)."""
+
+    aligner: str = "mtcnn"
+    size: int = 64
+    template: str = "seed002"
+    length: int | None = None  # fixed clip length T; None = the dataset's default (CK+ 18, Oulu/MMI 22)
+    detect_every: int = 5
+    target_fps: float | None = None  # None = the dataset's default (MMI 10 fps), else native
+
+    def resolved(self, dataset: str) -> PrepareConfig:
+        """The config with dataset defaults filled in, as written to the file."""
+        length = self.length or default_length(dataset)
+        fps = self.target_fps if self.target_fps is not None else DEFAULT_TARGET_FPS.get(dataset)
+        return PrepareConfig(self.aligner, self.size, self.template, length, self.detect_every, fps)
+
+
+@dataclass
+class SampleResult:
+    """What a worker sends back for one sample: aligned frames and indices, or why it failed."""
+
+    id: str
+    record: SampleRecord | None = None
+    frames: np.ndarray | None = None  # (k, size, size, 3) uint8 RGB
+    landmarks: np.ndarray | None = None  # (k, 5, 2) in crop pixels
+    flags: np.ndarray | None = None
+    aus: np.ndarray | None = None
+    failure: str = ""
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareSummary:
+    """The end-of-run report (`ferbench prepare` prints it; `--json` prints it as is)."""
+
+    dataset: str
+    out: str
+    samples: int = 0
+    written: int = 0
+    resumed: int = 0
+    failed: int = 0
+    frames: int = 0
+    faces_detected: int = 0
+    frames_interpolated: int = 0
+    frames_filled: int = 0
+    seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    contact_sheet: str = ""
+    failures_csv: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LazyFrames(Sequence):
+    """A sample's frames (BGR uint8), decoded on first access and cached within a byte budget.
+
+    The tracker touches keyframes first and the aligner every frame afterwards; caching makes that one
+    decode per frame for lab datasets, while huge frames (BP4D) keep only a small LRU window in memory.
+    An unreadable frame (e.g. a truncated JPEG) becomes a blank frame, so the tracker fills it from its
+    neighbours and flags it, and the file name goes into `problems`.
+    """
+
+    def __init__(self, sample: Sample, target_fps: float | None):
+        self.sample = sample
+        self.problems: list[str] = []
+        self.decode_seconds = 0.0
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._budget = FRAME_CACHE_BYTES
+        if sample.frames:
+            self.source_index = resample_indices(len(sample.frames), sample.fps, target_fps)
+            self._video = None
+        elif sample.video is not None:
+            t0 = time.perf_counter()
+            video = read_video(sample.video, target_fps, default_fps=sample.fps or 25.0)
+            self.decode_seconds += time.perf_counter() - t0
+            self.source_index = video.indices
+            self._video = video.frames
+        else:
+            raise DatasetError(Path(sample.id), "sample has neither frame files nor a video")
+        self._shape: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.source_index)
+
+    def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]
+        if self._video is not None:
+            return self._video[t]
+        if t in self._cache:
+            self._cache.move_to_end(t)
+            return self._cache[t]
+        path = self.sample.frames[int(self.source_index[t])]
+        t0 = time.perf_counter()
+        try:
+            frame = read_image(path)
+            self._shape = frame.shape
+        except DatasetError as e:
+            self.problems.append(str(e))
+            frame = np.zeros(self._shape or (64, 64, 3), np.uint8)
+        self.decode_seconds += time.perf_counter() - t0
+        self._cache[t] = frame
+        while len(self._cache) > 2 and sum(f.nbytes for f in self._cache.values()) > self._budget:
+            self._cache.popitem(last=False)
+        return frame
+
+
+class _TimedDetector(Detector):
+    """Wraps a detector to measure the time spent detecting (for the summary and the benchmark)."""
+
+    def __init__(self, inner: Detector):
+        self.inner = inner
+        self.seconds = 0.0
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.detect(image)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+
+
+def _position(source_index: np.ndarray, native: int | None) -> int | None:
+    """Where native frame `native` landed after resampling (nearest kept frame)."""
+    if native is None:
+        return None
+    return int(np.abs(source_index - native).argmin())
+
+
+def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | None = None) -> SampleResult:
+    """Decode, track, align and index one sample. Never raises for bad data: failures come back as text."""
+    t_start = time.perf_counter()
+    result = SampleResult(id=sample.id)
+    try:
+        frames = LazyFrames(sample, config.target_fps)
+    except DatasetError as e:
+        result.failure = str(e)
+        return result
+    if len(frames) == 0:
+        result.failure = "no frames"
+        return result
+    timed = _TimedDetector(detector or get_detector(config.aligner))
+    track = track_sequence(frames, timed, every=config.detect_every)
+    result.warnings = [f"{sample.id}: {p} (frame filled from neighbours)" for p in frames.problems]
+    if not track.ok:
+        result.failure = f"no face found in any of {len(frames)} frames ({track.reason})"
+        result.timings = {"decode": frames.decode_seconds, "detect": timed.seconds}
+        return result
+
+    t_align = time.perf_counter()
+    k = len(frames)
+    crops = np.empty((k, config.size, config.size, 3), np.uint8)
+    points = np.empty((k, 5, 2), np.float32)
+    for t in range(k):
+        crop, matrix = align_face(frames[t], track.points[t], config.size, config.template)
+        crops[t] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        points[t] = warp_points(track.points[t], matrix)
+    align_seconds = time.perf_counter() - t_align
+
+    idx = frames.source_index
+    onset, apex, offset = (_position(idx, v) for v in (sample.onset, sample.apex, sample.offset))
+    states, estimated = expression_states(
+        k, onset, apex, offset, rising=sample.apex is not None and sample.offset is None, frames=crops
+    )
+    result.record = SampleRecord.from_sample(
+        sample,
+        clip=normalise_length(k, config.length),
+        states=states,
+        fps=float(config.target_fps) if config.target_fps and config.target_fps < sample.fps else sample.fps,
+        onset=int(states[0]),
+        apex=int(states[2]),
+        offset=int(states[4]),
+        apex_estimated=estimated or sample.apex_estimated,
+    )
+    result.frames, result.landmarks, result.flags = crops, points, track.flags
+    if sample.aus is not None:
+        result.aus = np.asarray(sample.aus)[idx]
+    total = time.perf_counter() - t_start
+    result.timings = {
+        "decode": frames.decode_seconds,
+        "detect": timed.seconds,
+        "align": align_seconds,
+        "total": total,
+    }
+    result.counts = {"frames": k, **{key: int(v) for key, v in track.summary().items() if key in ("detected", "interpolated", "filled")}}
+    return result
+
+
+def default_output(dataset: str) -> Path:
+    """`data/<dataset>.h5` in the current folder (the CLI default)."""
+    return Path("data") / f"{dataset}.h5"
+
+
+def _open_client(workers: int | None, scheduler: str | None):
+    """A dask client: the given scheduler, or a local cluster of `workers` single-threaded processes."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except (OSError, TimeoutError) as e:
+            raise FerbenchError(f"cannot reach the dask scheduler at {scheduler} ({e}); start one with `dask scheduler`") from None
+    n = workers or os.cpu_count() or 1
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
+    return Client(cluster), cluster
+
+
+def _run_tasks(
+    todo: list[Sample], config: PrepareConfig, workers: int | None, scheduler: str | None
+):
+    """Yield `SampleResult`s as they complete: in-process when workers == 0, else on dask."""
+    if workers == 0 and not scheduler:
+        for sample in todo:
+            yield process_sample(sample, config)
+        return
+    from dask.distributed import as_completed
+
+    client, cluster = _open_client(workers, scheduler)
+    try:
+        n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
+        window = 2 * n_workers  # samples in flight: bounds memory on both sides
+        pending = iter(todo)
+        first = [client.submit(process_sample, s, config, pure=False) for s in _take(pending, window)]
+        stream = as_completed(first)
+        for future in stream:
+            result = future.result()
+            future.release()
+            for s in _take(pending, 1):
+                stream.add(client.submit(process_sample, s, config, pure=False))
+            yield result
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _take(iterator, n: int) -> list:
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(iterator))
+        except StopIteration:
+            break
+    return out
+
+
+def prepare(
+    dataset: str,
+    root: str | Path,
+    out: str | Path | None = None,
+    config: PrepareConfig | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    restart: bool = False,
+    materialize_augmentation: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PrepareSummary:
+    """Turn a native dataset folder into one HDF5 file (the Python form of `ferbench prepare`).
+
+    workers: local dask worker processes (None = one per core; 0 = in this process, no dask).
+    scheduler: address of an existing dask.distributed scheduler (overrides `workers`).
+    materialize_augmentation: also write every clip under every transform of this preset
+        (`stc-nlstm` 14x, `kim2017` 150x) as `/augmented/<preset>`, for tools outside ferbench.
+    progress: called with (done, total) after each sample.
+    A killed run resumes where it stopped; a second run on the same output is refused while one runs.
+    """
+    t0 = time.perf_counter()
+    if materialize_augmentation:
+        get_preset(materialize_augmentation)  # fail on a bad preset name before any work
+    adapter = get_dataset(dataset)
+    found = scan(dataset, root)
+    cfg = (config or PrepareConfig()).resolved(adapter.name)
+    out = Path(out) if out else default_output(adapter.name)
+    au_names = next((s.au_names for s in found.samples if s.au_names), None)
+    writer = StoreWriter(
+        out,
+        dataset=adapter.name,
+        classes=found.classes,
+        config=asdict(cfg),
+        aligner=cfg.aligner,
+        source_root=str(Path(root).resolve()),
+        au_names=au_names,
+        overwrite=overwrite,
+        restart=restart,
+    )
+    summary = PrepareSummary(dataset=adapter.name, out=str(out), samples=len(found.samples))
+    timings: dict[str, float] = {}
+    try:
+        finished = writer.done_ids | set(writer.failed_ids)
+        summary.resumed = len(finished)
+        todo = [s for s in found.samples if s.id not in finished]
+        done = len(finished)
+        if progress:
+            progress(done, len(found.samples))
+        for result in _run_tasks(todo, cfg, workers, scheduler):
+            if result.failure:
+                writer.add_failure(result.id, result.failure)
+            else:
+                writer.add(result.record, result.frames, result.landmarks, result.flags, result.aus)
+                summary.written += 1
+                summary.frames += result.counts.get("frames", 0)
+                summary.faces_detected += result.counts.get("detected", 0)
+                summary.frames_interpolated += result.counts.get("interpolated", 0)
+                summary.frames_filled += result.counts.get("filled", 0)
+            summary.warnings.extend(result.warnings)
+            for key, value in result.timings.items():
+                timings[key] = timings.get(key, 0.0) + value
+            done += 1
+            if progress:
+                progress(done, len(found.samples))
+        failures = dict(writer.failed_ids)
+        t_write = time.perf_counter()
+        final = writer.finalize()
+        timings["write"] = time.perf_counter() - t_write
+    finally:
+        writer.close()
+    if materialize_augmentation:
+        write_augmented(final, materialize_augmentation)
+    summary.failed = len(failures)
+    summary.failures = [{"id": k, "reason": v} for k, v in sorted(failures.items())]
+    summary.timings = {k: round(v, 3) for k, v in timings.items()}
+    summary.contact_sheet = str(write_contact_sheet(final))
+    summary.failures_csv = str(write_failures_csv(final, summary.failures, summary.warnings))
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    return summary
+
+
+def write_augmented(h5_path: Path, preset: str) -> None:
+    """Add `/augmented/<preset>`: every clip (T frames) under every transform of the preset, uint8
+    (n * K, T, H, W, 3), clip-major, with the transform parameters as an attribute.
+
+    Written into a copy that replaces the file only when complete, so an interrupted run leaves the
+    prepared file as it was.
+    """
+    import shutil
+
+    import h5py
+    import torch
+
+    from ferbench.store import open_store
+
+    params = params_tensor(preset)
+    tmp = Path(f"{h5_path}.aug.part")
+    shutil.copyfile(h5_path, tmp)
+    with open_store(h5_path) as store, h5py.File(tmp, "a") as f:
+        n, k, t = len(store), params.shape[0], store.length
+        h, w, c = store.frame_shape
+        name = f"augmented/{preset}"
+        if name in f:
+            del f[name]
+        ds = f.create_dataset(name, (n * k, t, h, w, c), np.uint8, chunks=(1, 1, h, w, c), compression="gzip", compression_opts=4)
+        ds.attrs["params"] = json.dumps(params.tolist())
+        ds.attrs["param_names"] = json.dumps(["flip", "angle", "tx", "ty", "scale"])
+        ds.attrs["order"] = "row i*K + j = sample i (sorted by id) under transform j"
+        for i in range(n):
+            clip = torch.from_numpy(store.frames(i, "clip")).permute(0, 3, 1, 2)[None].float()
+            out = materialize(clip, params).round().clamp(0, 255).to(torch.uint8)
+            ds[i * k : (i + 1) * k] = out.permute(0, 1, 3, 4, 2).numpy()
+    os.replace(tmp, h5_path)
+
+
+def _sidecar(h5_path: Path, suffix: str) -> Path:
+    return h5_path.with_name(h5_path.stem + suffix)
+
+
+def write_failures_csv(h5_path: Path, failures: list[dict[str, str]], warnings: list[str]) -> Path:
+    """`<name>.failures.csv`: every excluded sample and every repaired frame, by name."""
+    path = _sidecar(Path(h5_path), ".failures.csv")
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sample", "kind", "reason"])
+        for f in failures:
+            w.writerow([f["id"], "excluded", f["reason"]])
+        for warning in warnings:
+            sid, _, reason = warning.partition(": ")
+            w.writerow([sid, "frame repaired", reason])
+    return path
+
+
+def write_contact_sheet(h5_path: Path, columns: int = 10, max_samples: int = 60) -> Path:
+    """`<name>.qc.png`: onset and apex crops of the first samples, side by side, for a quick visual check."""
+    from ferbench.store import open_store
+
+    path = _sidecar(Path(h5_path), ".qc.png")
+    with open_store(h5_path) as store:
+        tiles = []
+        for i, s in enumerate(store.samples[:max_samples]):
+            frames = store.frames(i)
+            pair = np.hstack([frames[s.states[0]], frames[s.states[2]]]) if s.states is not None else frames[-1]
+            tiles.append(cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))
+    if not tiles:
+        tiles = [np.zeros((64, 128, 3), np.uint8)]
+    h, w = tiles[0].shape[:2]
+    rows = -(-len(tiles) // columns)
+    sheet = np.full((rows * (h + 4), min(columns, len(tiles)) * (w + 4), 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        sheet[r * (h + 4) : r * (h + 4) + h, c * (w + 4) : c * (w + 4) + w] = tile
+    cv2.imwrite(str(path), sheet)
+    return path
