@@ -117,12 +117,14 @@ def xavier_init_(module: nn.Module) -> None:
 
 
 class FrameCNN(nn.Module):
-    """A plain per-frame CNN (conv3x3-BN-ReLU-maxpool blocks, global average pool, linear) for any frame size.
-
-    Used where a paper's frame network is unavailable or irrelevant (static baseline, seed 004 front-end).
+    """A plain per-frame CNN (conv3x3-BN-ReLU-maxpool blocks, average pool to a `grid` x `grid` map, linear) for
+    any frame size. The final grid keeps *where* things are (global pooling would make every frame of a moving
+    face look alike). Used where a paper's frame network is unavailable or irrelevant (static baseline, seed-004
+    front-end).
     """
 
-    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128), out_features: int = 256):
+    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128), out_features: int = 256,
+                 grid: int = 4):
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
@@ -130,12 +132,13 @@ class FrameCNN(nn.Module):
             layers += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
             c = w
         self.body = nn.Sequential(*layers)
-        self.fc = nn.Linear(c, out_features)
+        self.grid = grid
+        self.fc = nn.Linear(c * grid * grid, out_features)
         self.out_features = out_features
 
     def forward(self, frames: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, out_features)."""
-        return F.relu(self.fc(self.body(frames).mean(dim=(2, 3))))
+        return F.relu(self.fc(F.adaptive_avg_pool2d(self.body(frames), self.grid).flatten(1)))
 
 
 def per_frame(net: nn.Module, x: Tensor, lengths: Tensor | None = None) -> Tensor:

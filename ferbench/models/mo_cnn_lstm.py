@@ -219,6 +219,10 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
 
     Departures from the paper:
     - E1..E5 averaged rather than summed; tau=1, beta=1 defaults (not given); batch means by default.
+      ``loss_weights`` (e.g. ``{"E2": 0, "E4": 0, "E5": 0}``) switches terms off, as in the Table 6 ablation.
+    - The distance terms E2/E4/E5 are not scale-normalised (as in the paper): on data whose single frames carry
+      no class information they shrink F5 toward one point, and with Adam they can blow up; use the paper's
+      plain SGD at a small lr, or weight them down.
     - Optimizer, momentum, weight decay, batch size not given (plain SGD at lr 0.08 recorded as the recipe).
     - The L8 output at the last real frame feeds F9 (the text is cut where it says which output is used).
     """
@@ -229,11 +233,12 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
     def __init__(self, num_classes: int, num_states: int = 5, apex_state: int | None = None, in_channels: int = 3,
                  image_size: int = 64, widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512,
                  lstm_hidden: int = 512, lstm_layers: int = 3, tau: float = 1.0, beta: float = 1.0,
-                 means: str = "batch", freeze_cnn: bool = True):
+                 means: str = "batch", loss_weights: dict[str, float] | None = None, freeze_cnn: bool = True):
         super().__init__()
         self.num_classes = num_classes
         self.cnn = Table1CNN(num_classes, num_states, in_channels, image_size, widths, fc)
-        self.objective = MultiObjectiveLoss(num_classes, num_states, fc, apex_state, tau, beta, means)
+        self.objective = MultiObjectiveLoss(num_classes, num_states, fc, apex_state, tau, beta, means,
+                                            weights=loss_weights)
         self.lstm = nn.LSTM(fc, lstm_hidden, num_layers=lstm_layers, batch_first=True)  # L6-L8
         self.f9 = nn.Linear(lstm_hidden, num_classes)
         self.freeze_cnn = freeze_cnn
@@ -294,11 +299,13 @@ class ApexCNN(_Stage1Mixin, nn.Module):
 
     def __init__(self, num_classes: int, num_states: int = 5, apex_state: int | None = None, in_channels: int = 3,
                  image_size: int = 64, widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512,
-                 tau: float = 1.0, beta: float = 1.0, means: str = "batch"):
+                 tau: float = 1.0, beta: float = 1.0, means: str = "batch",
+                 loss_weights: dict[str, float] | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.cnn = Table1CNN(num_classes, num_states, in_channels, image_size, widths, fc)
-        self.objective = MultiObjectiveLoss(num_classes, num_states, fc, apex_state, tau, beta, means)
+        self.objective = MultiObjectiveLoss(num_classes, num_states, fc, apex_state, tau, beta, means,
+                                            weights=loss_weights)
         xavier_init_(self)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None, apex: Tensor | None = None) -> Tensor:
