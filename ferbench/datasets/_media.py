@@ -48,6 +48,13 @@ def list_frames(folder: Path, skipped: list[Path] | None = None) -> list[Path]:
     return sorted(frames, key=natural_key)
 
 
+def write_image(path: Path, image: np.ndarray, quality: int = 92) -> None:
+    """Write one frame (JPEG quality for .jpg); raise instead of OpenCV's silent False."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+        raise OSError(f"{path}: could not write the image")
+
+
 def write_avi(path: Path, frames: Iterable[np.ndarray], fps: float = 25.0) -> int:
     """Write BGR uint8 frames as an MJPG .avi (decodable by every OpenCV build); returns the frame count."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ferbench.datasets import register_dataset
-from ferbench.datasets._media import frame_number, list_frames
+from ferbench.datasets._media import frame_number, list_frames, write_image
 from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult, is_junk
 from ferbench.errors import DatasetError, FerbenchError
 
@@ -384,7 +384,7 @@ class Casme2Adapter(DatasetAdapter):
                         path = folder / f"reg_img{number}.jpg"
                         x0, y0, x1, y1 = box
                         image = frame[y0:y1, x0:x1]
-                    _imwrite(path, image)
+                    write_image(path, image)
                     paths[kind].append(path)
             apex_cell: Any = p["start"] + p["apex_pos"]
             if p["apex_quirk"] == "empty":
@@ -484,12 +484,6 @@ def _face_box(ident: Any, size: tuple[int, int]) -> tuple[int, int, int, int]:
     y0, y1 = max(0, y + int(0.12 * side)), min(height, y + int(0.92 * side))
     return x0, y0, x1, y1
 
-
-def _imwrite(path: Path, image: np.ndarray) -> None:
-    import cv2
-
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
-        raise OSError(f"{path}: could not write the frame")
 
 
 def write_coding_xlsx(path: Path, rows: list[list[Any]], header: tuple[str | None, ...] = SHEET_HEADER) -> None:
