@@ -44,10 +44,13 @@ ARCFACE_112 = np.array(
     dtype=np.float64,
 )
 
-#: name -> (template points in unit-square coordinates, indices of the 5 detector points they match)
+#: name -> (template points in unit-square coordinates, indices of the 5 detector points they match).
+#: Unit coordinates are continuous (the crop spans [0, 1], pixel i covers [i, i+1) / size); detectors and
+#: cv2.warpAffine use pixel-index coordinates (pixel centres at integers), so a unit point u sits at pixel
+#: index u * size - 0.5. ArcFace's template is given in index coordinates of the 112 crop, hence the +0.5.
 TEMPLATES: dict[str, tuple[np.ndarray, tuple[int, ...]]] = {
     "seed002": (SEED002_EYES, (0, 1)),
-    "arcface": (ARCFACE_112 / 112.0, (0, 1, 2, 3, 4)),
+    "arcface": ((ARCFACE_112 + 0.5) / 112.0, (0, 1, 2, 3, 4)),
 }
 
 
@@ -59,9 +62,12 @@ def _template(name: str) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def template_points(template: str = "seed002", size: int = 64) -> np.ndarray:
-    """Template landmark positions in pixels of a `size` x `size` crop ((2,2) for seed002, (5,2) arcface)."""
+    """Template landmarks in pixel-index coordinates of a `size` crop ((2,2) seed002, (5,2) arcface).
+
+    These are where a detector run on the aligned crop should report the landmarks.
+    """
     pts, _ = _template(template)
-    return pts * float(size)
+    return pts * float(size) - 0.5
 
 
 def estimate_similarity(src_pts: np.ndarray, dst_pts: np.ndarray) -> np.ndarray:
@@ -128,7 +134,7 @@ def align_face(
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if pts.shape[0] < max(idx) + 1:
         raise ValueError(f"template {template!r} needs {max(idx) + 1} landmarks, got {pts.shape[0]}")
-    matrix = estimate_similarity(pts[list(idx)], tpl * float(size))
+    matrix = estimate_similarity(pts[list(idx)], tpl * float(size) - 0.5)
     # Downscaling a big face to 64 px with bilinear sampling aliases; INTER_AREA is not available for
     # warps, so pre-blur in proportion to the scale factor instead (keeps edges of small faces crisp).
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))

@@ -315,7 +315,7 @@ class NoneDetector(Detector):
         h, w = np.asarray(image).shape[:2]
         side = float(max(h, w))
         offset = np.array([(w - side) / 2.0, (h - side) / 2.0])
-        pts = self._unit * side + offset
+        pts = self._unit * side + offset - 0.5  # unit (continuous) -> pixel-index coordinates
         return [Face(box=np.array([0.0, 0.0, float(w), float(h)]), points=pts, score=1.0)]
 
 
@@ -338,7 +338,7 @@ def refine_face(detector: Detector, image: np.ndarray, face: Face, size: int = 1
 
     from .align import SEED002_EYES, estimate_similarity, invert_affine, warp_points
 
-    dst = (SEED002_EYES * 0.5 + 0.25) * float(size)  # eyes of a tight crop, shrunk into the middle half
+    dst = (SEED002_EYES * 0.5 + 0.25) * float(size) - 0.5  # tight-crop eyes shrunk into the middle half
     m = estimate_similarity(face.points[:2], dst)
     view = cv2.warpAffine(Detector._as_bgr(image), m, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
