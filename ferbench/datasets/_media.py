@@ -51,7 +51,8 @@ def list_frames(folder: Path, skipped: list[Path] | None = None) -> list[Path]:
 def write_image(path: Path, image: np.ndarray, quality: int = 92) -> None:
     """Write one frame (JPEG quality for .jpg); raise instead of OpenCV's silent False."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    if not cv2.imwrite(str(path), image, params):
         raise OSError(f"{path}: could not write the image")
 
 
