@@ -350,7 +350,7 @@ class MMI(DatasetAdapter):
             named = i % 3 != 1
             plan: list[tuple[int | None, dict, str]] = [(int(c), CLASS_AUS[CLASSES[c]], "0") for c in rng.permutation(len(CLASSES))]
             if i == 0:
-                plan += [(None, {1: 1.0, 2: 1.0}, "0"), (int(rng.integers(len(CLASSES))), CLASS_AUS["surprise"], "1")]
+                plan += [(None, {1: 1.0, 2: 1.0}, "0"), (CLASSES.index("surprise"), CLASS_AUS["surprise"], "1")]
             for take, (label, aus, view) in enumerate(plan, start=1):
                 number += 1
                 sid = f"{subject}-{take:03d}"
