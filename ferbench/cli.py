@@ -210,6 +210,38 @@ def inspect(
     console.print(table)
 
 
+@app.command()
+@user_errors
+def demo(
+    workdir: Path = typer.Option(Path("ferbench-demo"), "--workdir", help="where the replica and the .h5 go"),
+    dataset: str = typer.Option("ck+", "--dataset"),
+    subjects: int = typer.Option(4, "--subjects", min=1),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers (default: cores)"),
+) -> None:
+    """Run the main job on a built-in replica: synth -> scan -> prepare -> inspect."""
+    from rich.progress import Progress
+
+    from ferbench.demo import run_demo
+
+    with Progress(console=err_console) as bar:
+        task = bar.add_task(f"demo: prepare {dataset} replica", total=None)
+        report = run_demo(workdir, dataset, subjects, workers=workers,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    scanned, prep, info = report["scanned"], report["prepare"], report["inspect"]
+    console.print(f"replica: {report['replica']} ({scanned['samples']} samples, {scanned['subjects']} subjects)", highlight=False)
+    console.print(
+        f"prepared: {prep['out']} ({info['samples']} samples, {info['frames']} aligned frames, "
+        f"{prep['failed']} excluded, {prep['seconds']:.1f} s); QC sheet {prep['contact_sheet']}",
+        highlight=False,
+    )
+    table = Table(title="samples per class")
+    table.add_column("class")
+    table.add_column("samples", justify="right")
+    for name, n in info["classes"].items():
+        table.add_row(name, str(n))
+    console.print(table)
+
+
 def main() -> None:
     app()
 

@@ -32,7 +32,7 @@ from ferbench.preprocess.frames import read_image, read_video, resample_indices
 from ferbench.preprocess.states import expression_states
 from ferbench.preprocess.temporal import default_length, normalise_length
 from ferbench.preprocess.track import track_sequence
-from ferbench.store import SampleRecord, StoreWriter
+from ferbench.store import FLAG_FILLED, SampleRecord, StoreWriter
 
 #: Frame rate each dataset is resampled to before anything else (seed 002: MMI "10 frames per second").
 DEFAULT_TARGET_FPS: dict[str, float] = {"mmi": 10.0}
@@ -112,6 +112,7 @@ class LazyFrames(Sequence):
     def __init__(self, sample: Sample, target_fps: float | None):
         self.sample = sample
         self.problems: list[str] = []
+        self.bad: set[int] = set()  # positions whose file could not be decoded
         self.decode_seconds = 0.0
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._budget = FRAME_CACHE_BYTES
@@ -144,6 +145,7 @@ class LazyFrames(Sequence):
             self._shape = frame.shape
         except DatasetError as e:
             self.problems.append(str(e))
+            self.bad.add(t)
             frame = np.zeros(self._shape or (64, 64, 3), np.uint8)
         self.decode_seconds += time.perf_counter() - t0
         self._cache[t] = frame
@@ -190,7 +192,6 @@ def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | N
         return result
     timed = _TimedDetector(detector or get_detector(config.aligner))
     track = track_sequence(frames, timed, every=config.detect_every)
-    result.warnings = [f"{sample.id}: {p} (frame filled from neighbours)" for p in frames.problems]
     if not track.ok:
         result.failure = f"no face found in any of {len(frames)} frames ({track.reason})"
         result.timings = {"decode": frames.decode_seconds, "detect": timed.seconds}
@@ -205,6 +206,9 @@ def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | N
         crops[t] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
         points[t] = warp_points(track.points[t], matrix)
     align_seconds = time.perf_counter() - t_align
+    flags = track.flags.copy()
+    _fill_unreadable(crops, points, flags, frames.bad)
+    result.warnings = [f"{sample.id}: {p} (frame filled from neighbours)" for p in frames.problems]
 
     idx = frames.source_index
     onset, apex, offset = (_position(idx, v) for v in (sample.onset, sample.apex, sample.offset))
@@ -221,7 +225,7 @@ def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | N
         offset=int(states[4]),
         apex_estimated=estimated or sample.apex_estimated,
     )
-    result.frames, result.landmarks, result.flags = crops, points, track.flags
+    result.frames, result.landmarks, result.flags = crops, points, flags
     if sample.aus is not None:
         result.aus = np.asarray(sample.aus)[idx]
     total = time.perf_counter() - t_start
@@ -233,6 +237,16 @@ def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | N
     }
     result.counts = {"frames": k, **{key: int(v) for key, v in track.summary().items() if key in ("detected", "interpolated", "filled")}}
     return result
+
+
+def _fill_unreadable(crops: np.ndarray, points: np.ndarray, flags: np.ndarray, bad: set[int]) -> None:
+    """Replace frames whose file could not be decoded by their nearest readable neighbour, flagged FILLED."""
+    good = np.array([t for t in range(len(crops)) if t not in bad])
+    if not bad or good.size == 0:
+        return
+    for t in sorted(bad):
+        src = int(good[np.abs(good - t).argmin()])
+        crops[t], points[t], flags[t] = crops[src], points[src], FLAG_FILLED
 
 
 def default_output(dataset: str) -> Path:

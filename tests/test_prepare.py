@@ -1,0 +1,157 @@
+"""`ferbench prepare` end to end on replicas: the file matches the replica, dask gives the same arrays,
+a killed run resumes to the same file, and bad media is reported by name without losing the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ferbench.cli import app
+from ferbench.datasets import scan, synth
+from ferbench.preprocess.pipeline import PrepareConfig, prepare
+from ferbench.preprocess.temporal import normalise_length
+from ferbench.store import FLAG_FILLED, open_store
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ck_replica(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ck") / "CK+"
+    synth("ck+", root, subjects=2, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ck_local(ck_replica, tmp_path_factory) -> Path:
+    """The reference output: prepared in this process, no dask."""
+    out = tmp_path_factory.mktemp("ck-out") / "ck+.h5"
+    prepare("ck+", ck_replica, out, workers=0)
+    return out
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        out = {}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+
+def _assert_same_arrays(a: Path, b: Path) -> None:
+    xa, xb = _arrays(a), _arrays(b)
+    assert xa.keys() == xb.keys()
+    for name in xa:
+        assert np.array_equal(xa[name], xb[name]), name
+
+
+def test_prepared_file_matches_the_replica(ck_replica, ck_local):
+    found = scan("ck+", ck_replica)
+    with open_store(ck_local) as store:
+        assert store.dataset == "ck+" and store.classes == found.classes
+        assert store.config["length"] == 18 and store.frame_shape == (64, 64, 3)
+        assert [s.id for s in store.samples] == sorted(s.id for s in found.samples)
+        by_id = {s.id: s for s in found.samples}
+        for stored in store.samples:
+            native = by_id[stored.id]
+            assert stored.subject == native.subject and stored.label == native.label
+            assert stored.frame_count == len(native.frames)  # stored once, at native length
+            assert np.array_equal(stored.clip, normalise_length(len(native.frames), 18))
+            last = len(native.frames) - 1  # CK+ runs neutral -> apex: states on the rising part
+            assert stored.states.tolist() == [0, last // 2, last, last, last]
+            assert store.flags(stored.id).max() <= 2  # every frame has a detected or tracked face
+            lm = store.landmarks(stored.id)
+            # seed 002 template: eyes level and at the template's place in every aligned frame
+            assert np.abs(lm[:, 0, 1] - lm[:, 1, 1]).max() < 1.5
+    info = json.loads(runner.invoke(app, ["inspect", str(ck_local), "--json"]).output)
+    assert info["samples"] == len(found.samples) and info["classes"] == found.class_counts()
+
+
+def test_same_arrays_on_a_real_dask_cluster(ck_replica, ck_local, tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        out = tmp_path / "dask.h5"
+        summary = prepare("ck+", ck_replica, out, scheduler=cluster.scheduler_address)
+    assert summary.written == len(scan("ck+", ck_replica).samples)
+    _assert_same_arrays(ck_local, out)
+
+
+def test_killed_run_resumes_to_the_same_file(ck_replica, ck_local, tmp_path):
+    out = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "ferbench.cli", "prepare", "ck+", "--root", str(ck_replica),
+           "--out", str(out), "--workers", "0", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    shards = Path(f"{out}.tmp") / "shards"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(shards.glob("*.h5"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(shards.glob("*.h5")))
+    assert done_before >= 2 and not out.exists()
+
+    result = runner.invoke(app, ["prepare", "ck+", "--root", str(ck_replica), "--out", str(out), "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["resumed"] >= done_before and summary["written"] == summary["samples"] - summary["resumed"]
+    _assert_same_arrays(ck_local, out)
+
+
+def test_second_writer_is_refused(ck_replica, tmp_path):
+    out = tmp_path / "busy.h5"
+    Path(f"{out}.lock").write_text(f"{os.getppid()} {os.uname().nodename}\n")  # a live process holds it
+    result = runner.invoke(app, ["prepare", "ck+", "--root", str(ck_replica), "--out", str(out), "--workers", "0"])
+    assert result.exit_code == 2 and "another ferbench prepare" in result.output and "Traceback" not in result.output
+
+
+def test_bad_media_is_reported_by_name_and_the_run_completes(tmp_path):
+    root = tmp_path / "CK+"
+    written = synth("ck+", root, subjects=1, seed=2)
+    # 1) a truncated JPEG/PNG frame in the middle of one sequence -> repaired from neighbours and named
+    victim = written[0].frames[len(written[0].frames) // 2]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3])
+    # 2) a sequence whose frames hold no face at all -> excluded and named
+    from ferbench.synth.faces import FaceAnimator
+    import cv2
+
+    blank = FaceAnimator(0).render_no_face((640, 490), seed=3)
+    for path in written[1].frames:
+        cv2.imwrite(str(path), blank)
+    out = tmp_path / "bad.h5"
+    result = runner.invoke(app, ["prepare", "ck+", "--root", str(root), "--out", str(out), "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert [f["id"] for f in summary["failures"]] == [written[1].id]
+    assert "no face" in summary["failures"][0]["reason"]
+    assert any(victim.name in w for w in summary["warnings"])
+    with open_store(out) as store:
+        assert written[1].id not in {s.id for s in store.samples}
+        assert [i for i, _ in store.failures] == [written[1].id]
+        assert store.flags(written[0].id)[len(written[0].frames) // 2] == FLAG_FILLED
+        assert len(store) == len(written) - 1
+    csv_text = Path(summary["failures_csv"]).read_text()
+    assert written[1].id in csv_text and victim.name in csv_text
+    assert Path(summary["contact_sheet"]).stat().st_size > 1000
+
+
+def test_materialized_augmentation_written_into_the_file(ck_replica, tmp_path):
+    out = tmp_path / "aug.h5"
+    prepare("ck+", ck_replica, out, PrepareConfig(length=6), workers=0, materialize_augmentation="stc-nlstm")
+    with open_store(out) as store, h5py.File(out, "r") as f:
+        aug = f["augmented/stc-nlstm"]
+        assert aug.shape == (len(store) * 14, 6, 64, 64, 3)
+        first = store.frames(0, "clip")
+        assert np.array_equal(aug[0], first)  # transform 0 of the preset is the identity
+        assert np.array_equal(aug[7], first[:, :, ::-1])  # transform 7 is the plain mirror
