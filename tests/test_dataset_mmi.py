@@ -127,6 +127,17 @@ def test_literal_sessions(tmp_path):
     assert "1 labelled but profile view" in notes and "2 not an emotion session" in notes
 
 
+def test_disagreements_are_reported(tmp_path):
+    aucs = '<ActionUnits><ActionUnit Number="4"><Marker Frame="3" Type="1"/><Marker Frame="30" Type="2"/></ActionUnit></ActionUnits>'
+    _session(tmp_path, 1, "S002-001", '<session><subject id="5"/><track view="0"/></session>', _emotion("1"), aucs=aucs)
+    result = scan("mmi", tmp_path)
+    (s,) = result.samples
+    assert s.subject == "S005" and (s.onset, s.apex, s.offset) == (2, 11, 11)  # apex clipped; no return to neutral
+    assert s.aus[:, 0].tolist() == [0, 0] + [1] * 10
+    assert any("names subject S005" in p and "S002-001.avi" in p for p in result.problems)
+    assert any("markers beyond the 12 frames" in p for p in result.problems)
+
+
 def test_unreadable_video_is_reported_not_silently_dropped(tmp_path):
     folder = _session(tmp_path, 1, "S001-001", '<session><track view="0"/></session>', _emotion("3"), video=False)
     (folder / "S001-001.avi").write_bytes(b"")

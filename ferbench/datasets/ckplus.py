@@ -12,7 +12,7 @@ emotion file (or with an empty Emotion folder) is unlabelled. The class list kee
 (0 neutral, 1 anger, 2 contempt, 3 disgust, 4 fear, 5 happiness, 6 sadness, 7 surprise), so label 3 is
 disgust; the real labels use 1-7 only (327 sequences). The six-class subset used by most papers (309
 sequences, no contempt) is chosen by the protocols, not here. CK+ publishes no frame rate; 30 fps is assumed
-(the Panasonic AG-7500 recorded NTSC video) and the scan says so.
+and the scan says so.
 """
 
 from __future__ import annotations

@@ -170,17 +170,33 @@ def read_aucs(path: Path) -> list[AUEvent]:
 
 
 def _phases(events: list[AUEvent], n_frames: int) -> tuple[int, int | None, int, tuple[int, ...], np.ndarray]:
-    """Sequence onset/apex/offset and the per-frame AU occurrence matrix from AU events."""
-    onset = min(e.onset for e in events)
+    """Sequence onset/apex/offset and the per-frame AU occurrence matrix from AU events (clipped to the media)."""
+    last = n_frames - 1
+    onset = min(min(e.onset for e in events), last)
     apexes = sorted(e.apex for e in events if e.apex is not None)
-    apex = apexes[(len(apexes) - 1) // 2] if apexes else None
+    apex = min(apexes[(len(apexes) - 1) // 2], last) if apexes else None
     ends = [e.end for e in events if e.end is not None]
-    offset = max(ends) if ends and len(ends) == len(events) else n_frames - 1
+    offset = min(max(ends), last) if len(ends) == len(events) else last
     names = tuple(sorted({e.au for e in events}))
     aus = np.zeros((n_frames, len(names)), dtype=np.int8)
     for e in events:
-        aus[max(e.onset, 0) : n_frames if e.end is None else e.end, names.index(e.au)] = 1
+        aus[e.onset : n_frames if e.end is None else e.end, names.index(e.au)] = 1
     return onset, apex, offset, names, aus
+
+
+def _subject(info: SessionInfo, media: Path, folder: Path, result: ScanResult) -> tuple[str, str]:
+    """(subject id, where it came from): session.xml first, else the media name's `S001-` prefix."""
+    prefix = _SUBJECT_PREFIX.match(media.name)
+    from_name = normalise_subject(prefix.group(1)) if prefix else None
+    if info.subject is not None:
+        if from_name and from_name != info.subject:
+            result.problems.append(f"{folder / 'session.xml'}: names subject {info.subject} but {media.name} says {from_name}; session.xml used")
+        return info.subject, "session.xml"
+    if from_name:
+        return from_name, "file name"
+    subject = f"session-{folder.name}"
+    result.problems.append(f"{folder}: no subject in session.xml nor an S<number>- file-name prefix; subject {subject} assumed (breaks subject independence)")
+    return subject, "session folder"
 
 
 @register_dataset
@@ -267,29 +283,16 @@ class MMI(DatasetAdapter):
         else:
             left_out["labelled but a still image" if images else "labelled but without media"] += 1
             return None
-        media = videos[0] if videos else images[0]
-        prefix = _SUBJECT_PREFIX.match(media.name)
-        if info.subject is not None:
-            subject, source = info.subject, "session.xml"
-            if prefix and normalise_subject(prefix.group(1)) != subject:
-                result.problems.append(f"{session_xml}: names subject {subject} but {media.name} says {normalise_subject(prefix.group(1))}; session.xml used")
-        elif prefix:
-            subject, source = normalise_subject(prefix.group(1)), "file name"
-        else:
-            subject, source = f"session-{folder.name}", "session folder"
-            result.problems.append(f"{folder}: no subject in session.xml nor an S<number>- file-name prefix; subject {subject} assumed (breaks subject independence)")
+        subject, source = _subject(info, videos[0] if videos else images[0], folder, result)
         onset, apex, offset, au_names, aus = 0, None, n_frames - 1, (), None
         aucs_file = folder / f"{sid}-oao_aucs.xml"
         if not aucs_file.is_file() and len(aucs) == 1:
             aucs_file = aucs[0]
         events = read_aucs(aucs_file) if aucs_file.is_file() else []
         if events:
-            late = [e for e in events if max(f for f in (e.onset, e.apex, e.offset, e.end) if f is not None) >= n_frames]
-            if late:
+            if any(f is not None and f >= n_frames for e in events for f in (e.onset, e.apex, e.offset, e.end)):
                 result.problems.append(f"{aucs_file}: markers beyond the {n_frames} frames of the media; clipped")
             onset, apex, offset, au_names, aus = _phases(events, n_frames)
-            onset, offset = min(onset, n_frames - 1), min(offset, n_frames - 1)
-            apex = None if apex is None else min(apex, n_frames - 1)
         return Sample(
             id=sid,
             dataset=self.name,
