@@ -190,6 +190,15 @@ def test_sheet_row_without_frames_and_unknown_frame_are_problems(tmp_path):
     assert "sub03_EP05_09" not in {s.id for s in result.samples}
 
 
+def test_doubled_unzip_folder_is_accepted(tmp_path):
+    """Unzipping often leaves CASME2_RAW_selected/CASME2_RAW_selected/subNN/...; the adapter looks inside."""
+    for n in range(1, 13):
+        _dummy(tmp_path / "CASME2_RAW_selected" / "CASME2_RAW_selected" / "sub02" / "EP01_2" / f"img{n}.jpg")
+    _sheet(tmp_path / "CASME2-coding-20140508.xlsx", [ROWS[3]])
+    (s,) = scan("casme2", tmp_path).samples
+    assert s.id == "sub02_EP01_2" and len(s.frames) == 12 and (s.onset, s.apex, s.offset) == (1, 4, 10)
+
+
 # ---------------------------------------------------------------- errors
 def test_missing_frames_folder(tmp_path):
     _sheet(tmp_path / "CASME2-coding-20140508.xlsx", ROWS)
@@ -210,6 +219,18 @@ def test_garbage_xlsx_names_the_file(tmp_path):
     with pytest.raises(DatasetError) as e:
         scan("casme2", tmp_path)
     assert str(bad) in str(e.value) and "xlsx" in str(e.value)
+
+
+def test_zip_that_is_not_a_workbook(tmp_path):
+    import zipfile
+
+    _fixture(tmp_path)
+    bad = tmp_path / "CASME2-coding-20140508.xlsx"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("hello.txt", "not a workbook")
+    with pytest.raises(DatasetError, match="unreadable spreadsheet") as e:
+        scan("casme2", tmp_path)
+    assert str(bad) in str(e.value)
 
 
 def test_missing_column_names_the_file_and_column(tmp_path):

@@ -47,7 +47,8 @@ def read_au_csv(path: Path) -> tuple[list[int], np.ndarray]:
         with path.open(newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f)]
     except (UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(path, f"unreadable AU CSV ({type(e).__name__}); expected a text CSV with header '0,1,2,...'") from None
+        raise DatasetError(path, f"unreadable AU CSV ({type(e).__name__}); "
+                                 "expected a text CSV with header '0,1,2,...'") from None
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(path, "empty AU CSV; expected a header row '0,1,2,...,99' and one row per coded frame")
@@ -160,7 +161,8 @@ class BP4DAdapter(DatasetAdapter):
                 result.problems.append(f"{subject}_{task}: {len(missing)} coded frame(s) missing in {folder}: "
                                        + ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else ""))
             if not keep:
-                result.problems.append(f"{subject}_{task}: none of the {len(numbers)} coded frames exist; sample not scanned")
+                result.problems.append(f"{subject}_{task}: none of the {len(numbers)} coded frames exist; "
+                                       "sample not scanned")
                 continue
             kept_numbers = [numbers[i] for i in keep]
             aus = occ[keep]

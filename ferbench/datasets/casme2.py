@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,12 +76,11 @@ def _cell_text(value: Any) -> str:
 
 
 def _read_xlsx(path: Path) -> list[list[Any]]:
-    try:
-        import openpyxl
-        from openpyxl.utils.exceptions import InvalidFileException
+    import openpyxl
 
+    try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure to open is "unreadable spreadsheet" for the user
         raise DatasetError(path, f"unreadable spreadsheet ({type(e).__name__}); expected the CASME II coding "
                                  f"workbook (.xlsx) with columns {', '.join(REQUIRED_COLUMNS)}") from None
     try:
@@ -91,6 +89,9 @@ def _read_xlsx(path: Path) -> list[list[Any]]:
             if _find_header(rows) is not None:
                 return rows
         return [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)] if wb.worksheets else []
+    except Exception as e:  # noqa: BLE001 - a corrupt sheet part surfaces only while reading rows
+        raise DatasetError(path, f"unreadable spreadsheet ({type(e).__name__}); expected the CASME II coding "
+                                 f"workbook (.xlsx) with columns {', '.join(REQUIRED_COLUMNS)}") from None
     finally:
         wb.close()
 
@@ -309,7 +310,8 @@ class Casme2Adapter(DatasetAdapter):
                 },
             ))
 
-        unlisted = sorted({f"{s}/{c.name}" for d in on_disk.values() for (s, _), c in d.items() if (s, c.name.lower()) not in used})
+        unlisted = sorted({f"{s}/{c.name}" for d in on_disk.values() for (s, _), c in d.items()
+                           if (s, c.name.lower()) not in used})
         if unlisted:
             result.problems.append(f"{len(unlisted)} frame folder(s) are not in {sheet.name} and were not scanned: "
                                    + ", ".join(unlisted[:20]) + (" ..." if len(unlisted) > 20 else ""))

@@ -39,7 +39,8 @@ def read_subjects_csv(path: Path) -> dict[str, str]:
         with path.open(newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
     except (UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(path, f"unreadable CSV ({type(e).__name__}); expected a text file with header 'clip,subject'") from None
+        raise DatasetError(path, f"unreadable CSV ({type(e).__name__}); "
+                                 "expected a text file with header 'clip,subject'") from None
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if "clip" not in header or "subject" not in header:
         raise DatasetError(path, "expected a header row 'clip,subject' (one row per clip: clip name, subject id)")
@@ -93,7 +94,8 @@ class FolderAdapter(DatasetAdapter):
             elif p != csv_path:
                 ignored.append(p.name)
         if not class_dirs:
-            raise DatasetError(root, "no class folders; expected <root>/<class>/<clip>.avi or <root>/<class>/<clip>/<frames>")
+            raise DatasetError(root, "no class folders; expected <root>/<class>/<clip>.avi "
+                                     "or <root>/<class>/<clip>/<frames>")
         self.classes = tuple(d.name for d in class_dirs)
         result = ScanResult(dataset=self.name, root=root, classes=self.classes, skipped=skipped)
         if ignored:
