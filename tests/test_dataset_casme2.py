@@ -105,6 +105,15 @@ def test_replica_cropped_copy_and_preference(tmp_path):
     assert h < 480 and w < 640
 
 
+def test_replica_is_byte_identical_for_a_seed(tmp_path):
+    for d in ("a", "b"):
+        synth("casme2", tmp_path / d, subjects=1, seed=7)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) > 50
+    for rel in files:  # the workbook too (openpyxl's save-time stamps are pinned)
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
 # ---------------------------------------------------------------- hand-written fixtures of the real format
 def _fixture(root):
     """sub01/EP02_01f (RAW and Cropped), sub01/EP09f (RAW), sub02/EP06_02_01 (Cropped only), sub02/EP01_2 (RAW)."""

@@ -62,6 +62,15 @@ def test_replica_mixes_videos_and_frame_folders_and_csv_subjects(replica):
     assert folder.frames[9].name == "frame_10.png"
 
 
+def test_replica_is_deterministic_per_seed(tmp_path):
+    a = synth("folder", tmp_path / "a", subjects=1, seed=9)
+    b = synth("folder", tmp_path / "b", subjects=1, seed=9)
+    assert [s.id for s in a] == [s.id for s in b]
+    for x, y in zip(a, b):
+        one, two = (x.video, y.video) if x.video else (x.frames[-1], y.frames[-1])
+        assert one.read_bytes() == two.read_bytes()
+
+
 # ---------------------------------------------------------------- hand-written fixture
 def test_fixture_dynamic_classes_and_subject_sources(tmp_path):
     for n in (1, 2, 10):  # natural order: frame2 before frame10

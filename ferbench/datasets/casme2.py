@@ -15,7 +15,9 @@ preprocessing), AU cells look like `4+L10`, `R12` or `12+15`, and Windows shortc
 from __future__ import annotations
 
 import csv
+import io
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -498,4 +500,14 @@ def write_coding_xlsx(path: Path, rows: list[list[Any]], header: tuple[str | Non
     ws.append(list(header))
     for row in rows:
         ws.append(list(row))
-    wb.save(path)
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    # openpyxl stamps the save time into docProps/core.xml and every zip entry; pin both so that a replica
+    # is byte-identical for a given seed.
+    stamp = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = stamp.sub(b"2014-05-08T00:00:00Z", data)
+            dst.writestr(zipfile.ZipInfo(info.filename, date_time=(2014, 5, 8, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
