@@ -9,6 +9,7 @@ streams them into the store as they complete, with a bounded number of samples i
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from ferbench.datasets.base import Sample
 from ferbench.errors import DatasetError, FerbenchError
 from ferbench.preprocess.augment import get_preset, materialize, params_tensor
 from ferbench.preprocess.align import align_face, warp_points
-from ferbench.preprocess.detect import Detector, Face, get_detector
+from ferbench.preprocess.detect import Detector, get_detector
 from ferbench.preprocess.frames import read_image, read_video, resample_indices
 from ferbench.preprocess.states import expression_states
 from ferbench.preprocess.temporal import default_length, normalise_length
@@ -51,12 +52,13 @@ class PrepareConfig:
     length: int | None = None  # fixed clip length T; None = the dataset's default (CK+ 18, Oulu/MMI 22)
     detect_every: int = 5
     target_fps: float | None = None  # None = the dataset's default (MMI 10 fps), else native
+    min_face: float = 0.1  # smallest face searched, as a fraction of the frame's shorter side (MTCNN)
 
     def resolved(self, dataset: str) -> PrepareConfig:
         """The config with dataset defaults filled in, as written to the file."""
         length = self.length or default_length(dataset)
         fps = self.target_fps if self.target_fps is not None else DEFAULT_TARGET_FPS.get(dataset)
-        return PrepareConfig(self.aligner, self.size, self.template, length, self.detect_every, fps)
+        return dataclasses.replace(self, length=length, target_fps=fps)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class SampleResult:
     landmarks: np.ndarray | None = None  # (k, 5, 2) in crop pixels
     flags: np.ndarray | None = None
     aus: np.ndarray | None = None
+    au_names: tuple[int, ...] = ()
     failure: str = ""
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -154,21 +157,12 @@ class LazyFrames(Sequence):
         return frame
 
 
-class _TimedDetector(Detector):
-    """Wraps a detector to measure the time spent detecting (for the summary and the benchmark)."""
-
-    def __init__(self, inner: Detector):
-        self.inner = inner
-        self.seconds = 0.0
-        self.calls = 0
-
-    def detect(self, image: np.ndarray) -> list[Face]:
-        t0 = time.perf_counter()
-        try:
-            return self.inner.detect(image)
-        finally:
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
+def _detector_for(config: PrepareConfig, frame_shape: tuple[int, ...]) -> Detector:
+    """The configured detector; MTCNN skips pyramid levels for faces smaller than `min_face` of the frame
+    (fewer, larger levels: several times faster on lab video, where faces fill a good part of the frame)."""
+    if config.aligner == "mtcnn":
+        return get_detector("mtcnn", min_face_size=max(20, int(config.min_face * min(frame_shape[:2]))))
+    return get_detector(config.aligner)
 
 
 def _position(source_index: np.ndarray, native: int | None) -> int | None:
@@ -190,11 +184,13 @@ def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | N
     if len(frames) == 0:
         result.failure = "no frames"
         return result
-    timed = _TimedDetector(detector or get_detector(config.aligner))
-    track = track_sequence(frames, timed, every=config.detect_every)
+    detector = detector or _detector_for(config, frames[0].shape)
+    t_track, decoded = time.perf_counter(), frames.decode_seconds
+    track = track_sequence(frames, detector, every=config.detect_every)
+    detect_seconds = time.perf_counter() - t_track - (frames.decode_seconds - decoded)
     if not track.ok:
-        result.failure = f"no face found in any of {len(frames)} frames ({track.reason})"
-        result.timings = {"decode": frames.decode_seconds, "detect": timed.seconds}
+        result.failure = track.reason if "no face" in track.reason else f"no face track in {len(frames)} frames: {track.reason}"
+        result.timings = {"decode": frames.decode_seconds, "detect": detect_seconds}
         return result
 
     t_align = time.perf_counter()
@@ -227,16 +223,32 @@ def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | N
     )
     result.frames, result.landmarks, result.flags = crops, points, flags
     if sample.aus is not None:
-        result.aus = np.asarray(sample.aus)[idx]
+        result.aus, result.au_names = np.asarray(sample.aus)[idx], tuple(sample.au_names)
     total = time.perf_counter() - t_start
     result.timings = {
         "decode": frames.decode_seconds,
-        "detect": timed.seconds,
+        "detect": detect_seconds,
         "align": align_seconds,
         "total": total,
     }
     result.counts = {"frames": k, **{key: int(v) for key, v in track.summary().items() if key in ("detected", "interpolated", "filled")}}
     return result
+
+
+def _au_union(samples: Sequence[Sample]) -> tuple[int, ...] | None:
+    """All AU numbers any sample codes (BP4D: the same 12 everywhere; MMI: each session its own few)."""
+    names = sorted({au for s in samples for au in s.au_names}, key=lambda a: (str(type(a)), a))
+    return tuple(names) or None
+
+
+def _to_columns(aus: np.ndarray | None, names: Sequence[int], columns: Sequence[int]) -> np.ndarray | None:
+    """A sample's AU matrix spread onto the file's AU columns; AUs the sample does not code are -1 (unknown)."""
+    if aus is None:
+        return None
+    out = np.full((aus.shape[0], len(columns)), -1, np.int8)
+    for j, name in enumerate(names):
+        out[:, columns.index(name)] = aus[:, j]
+    return out
 
 
 def _fill_unreadable(crops: np.ndarray, points: np.ndarray, flags: np.ndarray, bad: set[int]) -> None:
@@ -338,7 +350,7 @@ def prepare(
     found = scan(dataset, root)
     cfg = (config or PrepareConfig()).resolved(adapter.name)
     out = Path(out) if out else default_output(adapter.name)
-    au_names = next((s.au_names for s in found.samples if s.au_names), None)
+    au_names = _au_union(found.samples)
     writer = StoreWriter(
         out,
         dataset=adapter.name,
@@ -363,7 +375,8 @@ def prepare(
             if result.failure:
                 writer.add_failure(result.id, result.failure)
             else:
-                writer.add(result.record, result.frames, result.landmarks, result.flags, result.aus)
+                aus = _to_columns(result.aus, result.au_names, au_names) if au_names else None
+                writer.add(result.record, result.frames, result.landmarks, result.flags, aus)
                 summary.written += 1
                 summary.frames += result.counts.get("frames", 0)
                 summary.faces_detected += result.counts.get("detected", 0)
