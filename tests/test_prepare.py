@@ -155,3 +155,29 @@ def test_materialized_augmentation_written_into_the_file(ck_replica, tmp_path):
         first = store.frames(0, "clip")
         assert np.array_equal(aug[0], first)  # transform 0 of the preset is the identity
         assert np.array_equal(aug[7], first[:, :, ::-1])  # transform 7 is the plain mirror
+
+
+def test_zero_byte_video_is_reported_by_name_and_the_run_completes(tmp_path):
+    root = tmp_path / "AFEW"
+    written = synth("afew", root, subjects=1, seed=5)
+    victim = next(s.video for s in written if s.video is not None and s.label is not None)
+    victim.write_bytes(b"")
+    keep = [s for s in written if s.video != victim]
+    for s in keep[3:]:  # keep the run short: three clips and the broken one
+        s.video.unlink()
+    out = tmp_path / "afew.h5"
+    result = runner.invoke(app, ["prepare", "afew", "--root", str(root), "--out", str(out), "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert any(victim.name in w for w in summary["warnings"])
+    assert victim.name in Path(summary["failures_csv"]).read_text()
+    with open_store(out) as store:
+        assert len(store) + len(store.failures) == 3
+
+
+def test_missing_insightface_pack_is_one_clear_line(ck_replica, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.insightface/models here
+    out = tmp_path / "if.h5"
+    result = runner.invoke(app, ["prepare", "ck+", "--root", str(ck_replica), "--out", str(out), "--aligner", "insightface"])
+    assert result.exit_code == 2 and "buffalo_l" in result.output and "Traceback" not in result.output
+    assert not out.exists() and not Path(f"{out}.tmp").exists()

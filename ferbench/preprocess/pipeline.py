@@ -349,6 +349,7 @@ def prepare(
     adapter = get_dataset(dataset)
     found = scan(dataset, root)
     cfg = (config or PrepareConfig()).resolved(adapter.name)
+    get_detector(cfg.aligner)  # a missing model pack or unknown aligner fails here, before any work
     out = Path(out) if out else default_output(adapter.name)
     au_names = _au_union(found.samples)
     writer = StoreWriter(
@@ -363,6 +364,7 @@ def prepare(
         restart=restart,
     )
     summary = PrepareSummary(dataset=adapter.name, out=str(out), samples=len(found.samples))
+    summary.warnings.extend(f"scan: {problem}" for problem in found.problems)
     timings: dict[str, float] = {}
     try:
         finished = writer.done_ids | set(writer.failed_ids)
@@ -453,7 +455,7 @@ def write_failures_csv(h5_path: Path, failures: list[dict[str, str]], warnings: 
             w.writerow([f["id"], "excluded", f["reason"]])
         for warning in warnings:
             sid, _, reason = warning.partition(": ")
-            w.writerow([sid, "frame repaired", reason])
+            w.writerow(["", "scan problem", reason] if sid == "scan" else [sid, "frame repaired", reason])
     return path
 
 
