@@ -120,7 +120,7 @@ def test_mo_cnn_lstm_two_stages_use_frame_order() -> None:
     model.set_stage(1)
     opt = torch.optim.Adam(model.stage_parameters(1), lr=1e-3)
     g = torch.Generator().manual_seed(SEED)
-    for _ in range(40):
+    for _ in range(60):
         idx = torch.randint(0, frames.shape[0], (64,), generator=g)
         loss = model.stage1_loss(frames[idx], labels[idx], states[idx])["total"]
         opt.zero_grad()
@@ -128,7 +128,7 @@ def test_mo_cnn_lstm_two_stages_use_frame_order() -> None:
         opt.step()
     model.set_stage(2)
     cnn_before = [p.detach().clone() for p in model.cnn.parameters()]
-    train(model, xtr, ytr, 150, params=model.stage_parameters(2))
+    train(model, xtr, ytr, 250, params=model.stage_parameters(2))
     assert all(torch.equal(a, b) for a, b in zip(cnn_before, model.cnn.parameters()))
     acc = accuracy(model, xte, yte)
     assert acc >= 0.9, f"mo-cnn-lstm reached only {acc:.3f}"
