@@ -157,11 +157,12 @@ class LazyFrames(Sequence):
         return frame
 
 
-def _detector_for(config: PrepareConfig, frame_shape: tuple[int, ...]) -> Detector:
+def _detector_for(config: PrepareConfig, frame_shape: tuple[int, ...], threads: int | None = None) -> Detector:
     """The configured detector; MTCNN skips pyramid levels for faces smaller than `min_face` of the frame
-    (fewer, larger levels: several times faster on lab video, where faces fill a good part of the frame)."""
+    (fewer, larger levels: several times faster on lab video, where faces fill a good part of the frame).
+    `threads` caps onnxruntime's threads, so N worker processes on N cores do not oversubscribe them."""
     if config.aligner == "mtcnn":
-        return get_detector("mtcnn", min_face_size=max(20, int(config.min_face * min(frame_shape[:2]))))
+        return get_detector("mtcnn", min_face_size=max(20, int(config.min_face * min(frame_shape[:2]))), threads=threads)
     return get_detector(config.aligner)
 
 
@@ -172,8 +173,13 @@ def _position(source_index: np.ndarray, native: int | None) -> int | None:
     return int(np.abs(source_index - native).argmin())
 
 
-def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | None = None) -> SampleResult:
-    """Decode, track, align and index one sample. Never raises for bad data: failures come back as text."""
+def process_sample(
+    sample: Sample, config: PrepareConfig, detector: Detector | None = None, threads: int | None = None
+) -> SampleResult:
+    """Decode, track, align and index one sample. Never raises for bad data: failures come back as text.
+
+    `threads`: compute threads the detector may use in this process (None = its default, all cores).
+    """
     t_start = time.perf_counter()
     result = SampleResult(id=sample.id)
     try:
@@ -184,7 +190,7 @@ def process_sample(sample: Sample, config: PrepareConfig, detector: Detector | N
     if len(frames) == 0:
         result.failure = "no frames"
         return result
-    detector = detector or _detector_for(config, frames[0].shape)
+    detector = detector or _detector_for(config, frames[0].shape, threads)
     t_track, decoded = time.perf_counter(), frames.decode_seconds
     track = track_sequence(frames, detector, every=config.detect_every)
     detect_seconds = time.perf_counter() - t_track - (frames.decode_seconds - decoded)
@@ -296,14 +302,19 @@ def _run_tasks(
     try:
         n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
         window = 2 * n_workers  # samples in flight: bounds memory on both sides
+        # Our own local workers share this machine's cores; a remote cluster's workers know their own.
+        threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster is not None else None
         pending = iter(todo)
-        first = [client.submit(process_sample, s, config, pure=False) for s in _take(pending, window)]
-        stream = as_completed(first)
+
+        def submit(sample: Sample):
+            return client.submit(process_sample, sample, config, threads=threads, pure=False)
+
+        stream = as_completed([submit(s) for s in _take(pending, window)])
         for future in stream:
             result = future.result()
             future.release()
             for s in _take(pending, 1):
-                stream.add(client.submit(process_sample, s, config, pure=False))
+                stream.add(submit(s))
             yield result
     finally:
         client.close()
