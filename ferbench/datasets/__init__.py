@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult, is_junk
 from ferbench.errors import DatasetError, FerbenchError

@@ -35,6 +35,18 @@ def frame_number(path: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
+def list_entries(folder: Path, skipped: list[Path], kind: str = "dir") -> list[Path]:
+    """Sub-folders (`kind="dir"`) or files (`kind="file"`) of `folder` in natural order; OS junk met on the
+    way (.DS_Store, Thumbs.db, *.lnk) is recorded in `skipped` instead of being returned."""
+    out: list[Path] = []
+    for p in folder.iterdir():
+        if is_junk(p):
+            skipped.append(p)
+        elif (p.is_dir() if kind == "dir" else p.is_file()):
+            out.append(p)
+    return sorted(out, key=natural_key)
+
+
 def list_frames(folder: Path, skipped: list[Path] | None = None) -> list[Path]:
     """Image files directly in `folder`, naturally sorted; junk files are appended to `skipped` if given."""
     frames: list[Path] = []

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ferbench.datasets import register_dataset
-from ferbench.datasets._media import list_frames, natural_key
+from ferbench.datasets._media import list_entries, list_frames
 from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult, is_junk
 from ferbench.errors import DatasetError, FerbenchError
 
@@ -73,17 +73,6 @@ def read_landmarks(path: Path) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-def _subfolders(folder: Path, skipped: list[Path]) -> list[Path]:
-    """Sub-folders in natural order; junk files met on the way are recorded as skipped."""
-    out = []
-    for p in folder.iterdir():
-        if is_junk(p):
-            skipped.append(p)
-        elif p.is_dir():
-            out.append(p)
-    return sorted(out, key=natural_key)
-
-
 def _one_file(folder: Path, suffix: str, skipped: list[Path]) -> Path | None:
     """The single `*<suffix>` file of a per-sequence annotation folder, None if the folder is absent or empty."""
     if not folder.is_dir():
@@ -122,8 +111,8 @@ class CKPlus(DatasetAdapter):
         if not emotion.is_dir():
             raise DatasetError(emotion, "expected the CK+ 'Emotion' label folder (from Emotion_labels.zip) beside cohn-kanade-images")
         result = ScanResult(dataset=self.name, root=root, classes=self.classes)
-        for subject_dir in _subfolders(images, result.skipped):
-            for seq_dir in _subfolders(subject_dir, result.skipped):
+        for subject_dir in list_entries(images, result.skipped):
+            for seq_dir in list_entries(subject_dir, result.skipped):
                 sample = self._read_sequence(base, subject_dir.name, seq_dir, result)
                 if sample is not None:
                     result.samples.append(sample)

@@ -44,8 +44,8 @@ import cv2
 import numpy as np
 
 from ferbench.datasets import register_dataset
-from ferbench.datasets._media import natural_key, probe_video, write_avi
-from ferbench.datasets.base import IMAGE_SUFFIXES, VIDEO_SUFFIXES, DatasetAdapter, Sample, ScanResult, is_junk
+from ferbench.datasets._media import list_entries, probe_video, write_avi
+from ferbench.datasets.base import IMAGE_SUFFIXES, VIDEO_SUFFIXES, DatasetAdapter, Sample, ScanResult
 from ferbench.errors import DatasetError, FerbenchError
 
 #: Class i is MMI emotion code i + 1.
@@ -218,14 +218,8 @@ class MMI(DatasetAdapter):
             raise DatasetError(sessions, "expected the MMI 'Sessions' folder with one sub-folder per session (Sessions/1/S001-001.avi ...)")
         result = ScanResult(dataset=self.name, root=root, classes=self.classes)
         left_out: Counter[str] = Counter()
-        folders = []
-        for p in sessions.iterdir():
-            if is_junk(p):
-                result.skipped.append(p)
-            elif p.is_dir():
-                folders.append(p)
         seen: set[str] = set()
-        for folder in sorted(folders, key=natural_key):
+        for folder in list_entries(sessions, result.skipped):
             sample = self._read_session(folder, result, left_out)
             if sample is None:
                 continue
@@ -238,13 +232,7 @@ class MMI(DatasetAdapter):
         return result
 
     def _read_session(self, folder: Path, result: ScanResult, left_out: Counter) -> Sample | None:
-        files = []
-        for p in folder.iterdir():
-            if is_junk(p):
-                result.skipped.append(p)
-            elif p.is_file():
-                files.append(p)
-        files.sort(key=natural_key)
+        files = list_entries(folder, result.skipped, kind="file")
         videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         xmls = [p for p in files if p.suffix.lower() == ".xml" and p.name.lower() != "session.xml"]

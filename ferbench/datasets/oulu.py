@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from ferbench.datasets import register_dataset
-from ferbench.datasets._media import list_frames, natural_key
-from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult, is_junk
+from ferbench.datasets._media import list_entries, list_frames
+from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult
 from ferbench.errors import DatasetError, FerbenchError
 
 #: Class names; the native folder of class i is FOLDERS[i].
@@ -77,19 +77,19 @@ class OuluCasia(DatasetAdapter):
         top = root / TOP if (root / TOP).is_dir() else root  # accept OriginalImg itself as the root
         result = ScanResult(dataset=self.name, root=root, classes=self.classes)
         found_system = False
-        for system_dir in self._folders(top, result):
+        for system_dir in list_entries(top, result.skipped):
             system = _canonical(system_dir.name, SYSTEMS)
             if system is None:
                 result.problems.append(f"{system_dir}: not an imaging system folder (expected VL or NI); ignored")
                 continue
             found_system = True
-            for light_dir in self._folders(system_dir, result):
+            for light_dir in list_entries(system_dir, result.skipped):
                 light = _canonical(light_dir.name, ILLUMINATIONS)
                 if light is None:
                     result.problems.append(f"{light_dir}: not an illumination folder (expected Strong, Weak or Dark); ignored")
                     continue
-                for subject_dir in self._folders(light_dir, result):
-                    for class_dir in self._folders(subject_dir, result):
+                for subject_dir in list_entries(light_dir, result.skipped):
+                    for class_dir in list_entries(subject_dir, result.skipped):
                         sample = self._read_sequence(system, light, subject_dir.name, class_dir, result)
                         if sample is not None:
                             result.samples.append(sample)
@@ -103,16 +103,6 @@ class OuluCasia(DatasetAdapter):
             + " (the standard subset VL/Strong has 480 in the real data)"
         )
         return result
-
-    @staticmethod
-    def _folders(folder: Path, result: ScanResult) -> list[Path]:
-        out = []
-        for p in folder.iterdir():
-            if is_junk(p):
-                result.skipped.append(p)
-            elif p.is_dir():
-                out.append(p)
-        return sorted(out, key=natural_key)
 
     def _read_sequence(self, system: str, light: str, subject: str, class_dir: Path, result: ScanResult) -> Sample | None:
         folder = _canonical(class_dir.name, FOLDERS)
