@@ -33,7 +33,7 @@ from ferbench.preprocess.frames import read_image, read_video, resample_indices
 from ferbench.preprocess.states import expression_states
 from ferbench.preprocess.temporal import default_length, normalise_length
 from ferbench.preprocess.track import track_sequence
-from ferbench.store import FLAG_FILLED, SampleRecord, StoreWriter
+from ferbench.store import FLAG_FILLED, FLAG_MEANINGS, SampleRecord, StoreWriter
 
 #: Frame rate each dataset is resampled to before anything else (seed 002: MMI "10 frames per second").
 DEFAULT_TARGET_FPS: dict[str, float] = {"mmi": 10.0}
@@ -237,7 +237,7 @@ def process_sample(
         "align": align_seconds,
         "total": total,
     }
-    result.counts = {"frames": k, **{key: int(v) for key, v in track.summary().items() if key in ("detected", "interpolated", "filled")}}
+    result.counts = {"frames": k, **{name: int((flags == code).sum()) for code, name in FLAG_MEANINGS.items() if code}}
     return result
 
 
