@@ -31,6 +31,10 @@ def user_errors(fn: Callable) -> Callable:
         except FerbenchError as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
+        except OSError as e:  # unwritable output, full disk, unreachable path: name it, no traceback
+            where = f"{e.filename}: " if e.filename else ""
+            err_console.print(f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
 
     return wrapper
 
@@ -152,6 +156,7 @@ def prepare(
         None, "--materialize-augmentation", help="also write augmented copies (stc-nlstm or kim2017)"
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
+    restart: bool = typer.Option(False, "--restart", help="discard an unfinished run's temp folder and start over"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
 ) -> None:
     """Detect, align and index every sample of a native dataset into one HDF5 file."""
@@ -165,7 +170,7 @@ def prepare(
     with Progress(*columns, console=err_console, transient=as_json, disable=as_json) as bar:
         task = bar.add_task(f"prepare {dataset}", total=None)
         summary = prepare_api(
-            dataset, root, out, config, workers=workers, scheduler=scheduler, overwrite=overwrite,
+            dataset, root, out, config, workers=workers, scheduler=scheduler, overwrite=overwrite, restart=restart,
             materialize_augmentation=materialize_augmentation,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
@@ -182,7 +187,7 @@ def prepare(
     for failure in summary.failures:
         console.print(f"[yellow]excluded:[/] {failure['id']}: {failure['reason']}", highlight=False)
     for warning in summary.warnings:
-        console.print(f"[yellow]repaired:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"QC contact sheet: {summary.contact_sheet}; failures list: {summary.failures_csv}", highlight=False)
 
 

@@ -143,3 +143,13 @@ def test_cli_synth_then_scan_counts_agree(tmp_path):
     a, b = json.loads(made.stdout), json.loads(seen.stdout)
     assert a["samples"] == b["samples"] == 8
     assert (a["subjects"], a["classes"]) == (b["subjects"], b["classes"])
+
+
+def test_clips_sharing_a_stem_get_distinct_ids(tmp_path):
+    _clip(tmp_path / "happy" / "p1_take.avi")
+    _clip(tmp_path / "happy" / "p1_take.mp4")
+    _img(tmp_path / "happy" / "p1_take" / "000.png")
+    result = FolderAdapter().scan(tmp_path)
+    ids = [s.id for s in result.samples]
+    assert len(ids) == 3 and len(set(ids)) == 3
+    assert sum("also named 'p1_take'" in p for p in result.problems) == 2

@@ -181,3 +181,50 @@ def test_missing_insightface_pack_is_one_clear_line(ck_replica, tmp_path, monkey
     result = runner.invoke(app, ["prepare", "ck+", "--root", str(ck_replica), "--out", str(out), "--aligner", "insightface"])
     assert result.exit_code == 2 and "buffalo_l" in result.output and "Traceback" not in result.output
     assert not out.exists() and not Path(f"{out}.tmp").exists()
+
+
+def test_bad_annotation_excludes_the_sample_instead_of_stopping_the_run(ck_replica):
+    from ferbench.preprocess.pipeline import process_sample
+
+    sample = scan("ck+", ck_replica).samples[0]
+    sample.onset, sample.apex, sample.offset = 4, 6, 2  # offset before apex: a broken coding-sheet row
+    result = process_sample(sample, PrepareConfig().resolved("ck+"))
+    assert result.record is None and "onset <= apex <= offset" in result.failure
+
+
+def test_aligner_none_is_a_plain_resize_for_either_template(tmp_path):
+    import cv2
+
+    from ferbench.datasets.base import Sample
+    from ferbench.preprocess.pipeline import process_sample
+
+    yy, xx = np.mgrid[0:128, 0:128]
+    paths = []
+    for i in range(3):  # smooth but position-revealing images: a shifted or scaled crop would not match
+        path = tmp_path / f"reg_img{i}.png"
+        blob = 255 * np.exp(-((xx - 40 - 10 * i) ** 2 + (yy - 70) ** 2) / 300.0)
+        cv2.imwrite(str(path), np.stack([blob, 2 * xx, 2 * yy], -1).clip(0, 255).astype(np.uint8))
+        paths.append(path)
+    sample = Sample(id="c", dataset="casme2", subject="1", label=0, frames=paths, fps=200, onset=0, apex=1, offset=2)
+    for template in ("seed002", "arcface"):
+        result = process_sample(sample, PrepareConfig(aligner="none", template=template).resolved("casme2"))
+        want = cv2.cvtColor(cv2.resize(cv2.imread(str(paths[1])), (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        assert np.abs(result.frames[1].astype(int) - want.astype(int)).mean() < 2, template
+
+
+def test_leftover_from_another_config_needs_restart(ck_replica, tmp_path):
+    out = tmp_path / "cfg.h5"
+    cmd = ["prepare", "ck+", "--root", str(ck_replica), "--out", str(out), "--workers", "0"]
+    from ferbench.store import StoreWriter
+
+    StoreWriter(out, dataset="ck+", classes=["x"], config={"length": 3}).close()  # an unfinished other run
+    refused = runner.invoke(app, cmd)
+    assert refused.exit_code == 2 and "--restart" in refused.output and not out.exists()
+    assert runner.invoke(app, [*cmd, "--restart"]).exit_code == 0 and out.exists()
+
+
+def test_empty_dataset_is_refused(tmp_path):
+    (tmp_path / "Sessions").mkdir()
+    result = runner.invoke(app, ["prepare", "mmi", "--root", str(tmp_path), "--out", str(tmp_path / "m.h5")])
+    assert result.exit_code == 2 and "no mmi samples" in result.output
+    assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m.h5.tmp").exists()

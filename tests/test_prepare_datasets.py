@@ -61,6 +61,8 @@ def test_annotated_key_frames_and_au_labels_survive(prepared):
             native = by_id[row.id]
             if name == "casme2":
                 assert (row.onset, row.offset) == (native.onset, native.offset)
+                # the fixed-length clip spans the coded onset -> offset segment, not the whole folder
+                assert (row.clip[0], row.clip[-1]) == (row.onset, row.offset)
                 if native.apex is None:
                     assert row.apex_estimated and row.onset <= row.apex <= row.offset
                 else:

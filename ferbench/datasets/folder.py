@@ -140,8 +140,12 @@ class FolderAdapter(DatasetAdapter):
                 else:
                     subject, meta["subject_source"] = subject_from_name(stem), "name"
                     from_name.append(f"{cdir.name}/{clip.name}")
+                sid = f"{cdir.name}/{stem}"
+                if any(s.id == sid for s in result.samples):  # x.avi beside x.mp4 or a folder x/
+                    result.problems.append(f"{clip}: another clip in {cdir} is also named '{stem}'; its id is {cdir.name}/{clip.name}")
+                    sid = f"{cdir.name}/{clip.name}"
                 result.samples.append(Sample(
-                    id=f"{cdir.name}/{stem}", dataset=self.name, subject=subject, label=label,
+                    id=sid, dataset=self.name, subject=subject, label=label,
                     frames=frames, video=video, fps=fps, meta=meta,
                 ))
             if len(result.samples) == n_before:

@@ -236,7 +236,7 @@ def _missing_pack_message(pack: str, pack_dir: Path, problem: str) -> str:
         f"To install it offline: on a machine with internet download {_pack_url(pack)}, copy {pack}.zip here and "
         f"run `mkdir -p {pack_dir} && unzip {pack}.zip -d {pack_dir}` so that {pack_dir / det} exists "
         f"(the .onnx files directly inside {pack_dir}, not in a subfolder). "
-        "Or use the built-in detector: --detector mtcnn."
+        "Or use the built-in detector: --aligner mtcnn."
     )
 
 

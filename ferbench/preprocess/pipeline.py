@@ -37,6 +37,10 @@ from ferbench.store import FLAG_FILLED, FLAG_MEANINGS, SampleRecord, StoreWriter
 
 #: Frame rate each dataset is resampled to before anything else (seed 002: MMI "10 frames per second").
 DEFAULT_TARGET_FPS: dict[str, float] = {"mmi": 10.0}
+#: Smallest face MTCNN searches for, as a fraction of the frame's shorter side. Lab datasets film one face
+#: filling a good part of the frame (CK+ faces are ~250 of 490 px), so 10% skips the costly fine pyramid levels;
+#: AFEW is cut from films, where faces can be small.
+DEFAULT_MIN_FACE: dict[str, float] = {"afew": 0.04, "folder": 0.04}
 #: Keep decoded frames of a sample in memory up to this size; beyond it (BP4D: 1392x1040 x hundreds of
 #: frames) frames are decoded on demand with a small LRU, so memory stays bounded.
 FRAME_CACHE_BYTES = 256 * 2**20
@@ -52,13 +56,15 @@ class PrepareConfig:
     length: int | None = None  # fixed clip length T; None = the dataset's default (CK+ 18, Oulu/MMI 22)
     detect_every: int = 5
     target_fps: float | None = None  # None = the dataset's default (MMI 10 fps), else native
-    min_face: float = 0.1  # smallest face searched, as a fraction of the frame's shorter side (MTCNN)
+    min_face: float | None = None  # smallest face searched, fraction of the frame's shorter side (MTCNN);
+    # None = the dataset's default (DEFAULT_MIN_FACE)
 
     def resolved(self, dataset: str) -> PrepareConfig:
         """The config with dataset defaults filled in, as written to the file."""
         length = self.length or default_length(dataset)
         fps = self.target_fps if self.target_fps is not None else DEFAULT_TARGET_FPS.get(dataset)
-        return dataclasses.replace(self, length=length, target_fps=fps)
+        min_face = self.min_face if self.min_face is not None else DEFAULT_MIN_FACE.get(dataset, 0.1)
+        return dataclasses.replace(self, length=length, target_fps=fps, min_face=min_face)
 
 
 @dataclass
@@ -163,6 +169,13 @@ def _detector_for(config: PrepareConfig, frame_shape: tuple[int, ...], threads: 
     `threads` caps onnxruntime's threads, so N worker processes on N cores do not oversubscribe them."""
     if config.aligner == "mtcnn":
         return get_detector("mtcnn", min_face_size=max(20, int(config.min_face * min(frame_shape[:2]))), threads=threads)
+    return _plain_detector(config)
+
+
+def _plain_detector(config: PrepareConfig) -> Detector:
+    """Detectors without per-frame options; `none` places its points on the chosen template (plain resize)."""
+    if config.aligner == "none":
+        return get_detector("none", template=config.template)
     return get_detector(config.aligner)
 
 
@@ -180,6 +193,13 @@ def process_sample(
 
     `threads`: compute threads the detector may use in this process (None = its default, all cores).
     """
+    try:
+        return _process(sample, config, detector, threads)
+    except Exception as e:  # bad data must not stop a run of thousands: report it against the sample
+        return SampleResult(id=sample.id, failure=f"{type(e).__name__}: {e}" if not isinstance(e, FerbenchError) else str(e))
+
+
+def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, threads: int | None) -> SampleResult:
     t_start = time.perf_counter()
     result = SampleResult(id=sample.id)
     try:
@@ -219,17 +239,21 @@ def process_sample(
     )
     result.record = SampleRecord.from_sample(
         sample,
-        clip=normalise_length(k, config.length),
+        clip=_clip_index(k, config.length, onset, offset),
         states=states,
         fps=float(config.target_fps) if config.target_fps and config.target_fps < sample.fps else sample.fps,
-        onset=int(states[0]),
-        apex=int(states[2]),
-        offset=int(states[4]),
+        onset=onset,  # as annotated (None stays None: the state index holds the defaults)
+        apex=int(states[2]),  # annotated, or estimated (then apex_estimated is set)
+        offset=offset,
         apex_estimated=estimated or sample.apex_estimated,
     )
     result.frames, result.landmarks, result.flags = crops, points, flags
-    if sample.aus is not None:
-        result.aus, result.au_names = np.asarray(sample.aus)[idx], tuple(sample.au_names)
+    if sample.aus is not None:  # rows past the AU matrix (a video longer than its header said) are unknown
+        aus = np.asarray(sample.aus)
+        rows = np.full((k, aus.shape[1]), -1, np.int8)
+        inside = idx < len(aus)
+        rows[inside] = aus[idx[inside]]
+        result.aus, result.au_names = rows, tuple(sample.au_names)
     total = time.perf_counter() - t_start
     result.timings = {
         "decode": frames.decode_seconds,
@@ -241,6 +265,14 @@ def process_sample(
     return result
 
 
+def _clip_index(n_frames: int, length: int, onset: int | None, offset: int | None) -> np.ndarray:
+    """The fixed-length clip over the annotated onset -> offset segment where there is one (CASME II, MMI
+    with AU markers: "sequences used onset -> offset"), else over the whole sequence (seed 002)."""
+    if onset is not None and offset is not None and offset > onset:
+        return onset + normalise_length(offset - onset + 1, length)
+    return normalise_length(n_frames, length)
+
+
 def _au_union(samples: Sequence[Sample]) -> tuple[int, ...] | None:
     """All AU numbers any sample codes (BP4D: the same 12 everywhere; MMI: each session its own few)."""
     names = sorted({au for s in samples for au in s.au_names}, key=lambda a: (str(type(a)), a))
@@ -248,10 +280,14 @@ def _au_union(samples: Sequence[Sample]) -> tuple[int, ...] | None:
 
 
 def _to_columns(aus: np.ndarray | None, names: Sequence[int], columns: Sequence[int]) -> np.ndarray | None:
-    """A sample's AU matrix spread onto the file's AU columns; AUs the sample does not code are -1 (unknown)."""
+    """A sample's AU matrix spread onto the file's AU columns.
+
+    A sample with AU coding lists the AUs that occur (MMI's AU marker files), so an AU it does not list is
+    absent (0); a sample without AU coding (aus None) is unknown (-1) throughout.
+    """
     if aus is None:
         return None
-    out = np.full((aus.shape[0], len(columns)), -1, np.int8)
+    out = np.zeros((aus.shape[0], len(columns)), np.int8)
     for j, name in enumerate(names):
         out[:, columns.index(name)] = aus[:, j]
     return out
@@ -306,12 +342,19 @@ def _run_tasks(
         threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster is not None else None
         pending = iter(todo)
 
+        ids = {}
+
         def submit(sample: Sample):
-            return client.submit(process_sample, sample, config, threads=threads, pure=False)
+            future = client.submit(process_sample, sample, config, threads=threads, pure=False)
+            ids[future.key] = sample.id
+            return future
 
         stream = as_completed([submit(s) for s in _take(pending, window)])
         for future in stream:
-            result = future.result()
+            try:
+                result = future.result()
+            except Exception as e:  # the worker died (e.g. out of memory): report the sample, keep going
+                result = SampleResult(id=ids[future.key], failure=f"worker failed: {type(e).__name__}: {e}")
             future.release()
             for s in _take(pending, 1):
                 stream.add(submit(s))
@@ -360,7 +403,10 @@ def prepare(
     adapter = get_dataset(dataset)
     found = scan(dataset, root)
     cfg = (config or PrepareConfig()).resolved(adapter.name)
-    get_detector(cfg.aligner)  # a missing model pack or unknown aligner fails here, before any work
+    if cfg.aligner != "mtcnn":
+        _plain_detector(cfg)  # a missing model pack or unknown aligner fails here, before any work
+    if not found.samples:
+        raise FerbenchError(f"{root}: no {adapter.name} samples found, nothing to prepare (see `ferbench scan {adapter.name} --root ...`)")
     out = Path(out) if out else default_output(adapter.name)
     au_names = _au_union(found.samples)
     writer = StoreWriter(
