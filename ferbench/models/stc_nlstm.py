@@ -150,21 +150,8 @@ class STCNLSTM(_STCBase):
         return self.fc(o)
 
 
-@register_model(
-    "stc-lstm", paper=PAPER, table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", input=INPUT,
-    departures=COMMON_DEPARTURES + (
-        "The last conv layer enters the LSTM through its MSPP-norm (5376 per frame), the same configuration "
-        "as STC-NLSTM; LSTM of 2 layers x 128 units.",
-    ),
-)
-class STCLSTM(_STCBase):
-    """STC-LSTM baseline (seed 002, section 4.2): the last conv layer's features -> one LSTM -> softmax.
-
-    Departures from the paper:
-    - "Outputs of the last convolutional layer" enter the LSTM as their MSPP-norm per frame ("the same parametric
-      configuration as STC-NLSTM"); the LSTM is 2 layers x 128 units (size not given).
-    - Same activation/optimizer/fixed-length assumptions as STC-NLSTM.
-    """
+class _STCOneLSTM(_STCBase):
+    """The two single-LSTM baselines: a per-frame MSPP sequence (`sequence`) -> one LSTM -> softmax."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, hidden: int = 128,
                  lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8)):
@@ -173,10 +160,32 @@ class STCLSTM(_STCBase):
         self.fc = nn.Linear(hidden, num_classes)
         xavier_init_(self)
 
+    def sequence(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         self._check(x, lengths)
-        f5 = mspp_norm(self.conv_features(x)[-1], self.mspp_levels)
-        return self.fc(self.lstm(f5)[0][:, -1])
+        return self.fc(self.lstm(self.sequence(x))[0][:, -1])
+
+
+@register_model(
+    "stc-lstm", paper=PAPER, table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", input=INPUT,
+    departures=COMMON_DEPARTURES + (
+        "The last conv layer enters the LSTM through its MSPP-norm (5376 per frame), the same configuration "
+        "as STC-NLSTM; LSTM of 2 layers x 128 units.",
+    ),
+)
+class STCLSTM(_STCOneLSTM):
+    """STC-LSTM baseline (seed 002, section 4.2): the last conv layer's features -> one LSTM -> softmax.
+
+    Departures from the paper:
+    - "Outputs of the last convolutional layer" enter the LSTM as their MSPP-norm per frame ("the same parametric
+      configuration as STC-NLSTM"); the LSTM is 2 layers x 128 units (size not given).
+    - Same activation/optimizer/fixed-length assumptions as STC-NLSTM.
+    """
+
+    def sequence(self, x: Tensor) -> Tensor:
+        return mspp_norm(self.conv_features(x)[-1], self.mspp_levels)
 
 
 @register_model(
@@ -186,7 +195,7 @@ class STCLSTM(_STCBase):
         "layers have one size; LSTM of 2 layers x 128 units.",
     ),
 )
-class STCSLSTM(_STCBase):
+class STCSLSTM(_STCOneLSTM):
     """STC-SLSTM baseline (seed 002, section 4.2): sum fusion of all conv layers -> one LSTM -> softmax.
 
     Departures from the paper:
@@ -195,17 +204,8 @@ class STCSLSTM(_STCBase):
     - Same activation/optimizer/fixed-length assumptions as STC-NLSTM.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, hidden: int = 128,
-                 lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8)):
-        super().__init__(num_classes, in_channels, width, hidden, lstm_layers, mspp_levels)
-        self.lstm = nn.LSTM(self.mspp_dim, hidden, num_layers=lstm_layers, batch_first=True)
-        self.fc = nn.Linear(hidden, num_classes)
-        xavier_init_(self)
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        self._check(x, lengths)
-        fused = torch.stack(self.mspp_features(x), dim=0).sum(0)
-        return self.fc(self.lstm(fused)[0][:, -1])
+    def sequence(self, x: Tensor) -> Tensor:
+        return torch.stack(self.mspp_features(x), dim=0).sum(0)
 
 
 @register_model(
