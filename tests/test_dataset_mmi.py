@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -166,13 +165,3 @@ def test_malformed_xml_names_the_file(tmp_path, metatags, aucs, expected):
 def test_wrong_root_names_the_sessions_folder(tmp_path):
     with pytest.raises(DatasetError, match="Sessions"):
         scan("mmi", tmp_path)
-
-
-def test_cli_synth_then_scan_counts_agree(tmp_path):
-    made = runner.invoke(app, ["synth", "mmi", str(tmp_path), "--subjects", "1", "--json"])
-    assert made.exit_code == 0, made.output
-    scanned = runner.invoke(app, ["scan", "mmi", "--root", str(tmp_path), "--json"])
-    assert scanned.exit_code == 0, scanned.output
-    a, b = json.loads(made.output), json.loads(scanned.output)
-    assert (a["samples"], a["labelled"], a["subjects"], a["classes"]) == (b["samples"], b["labelled"], b["subjects"], b["classes"])
-    assert a["samples"] == 6

@@ -1,0 +1,23 @@
+"""`ferbench synth DATASET DIR --json` then `ferbench scan DATASET --root DIR --json`: the counts agree."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ferbench.cli import app
+from ferbench.datasets import list_datasets
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("dataset", list_datasets())
+def test_cli_synth_then_scan_counts_agree(dataset, tmp_path):
+    extra = ["--modes", "VL/Strong"] if dataset == "oulu-casia" else []
+    made = runner.invoke(app, ["synth", dataset, str(tmp_path), "--subjects", "1", "--seed", "3", "--json", *extra])
+    assert made.exit_code == 0, made.output
+    scanned = runner.invoke(app, ["scan", dataset, "--root", str(tmp_path), "--json"])
+    assert scanned.exit_code == 0, scanned.output
+    a, b = json.loads(made.stdout), json.loads(scanned.stdout)
+    assert a["samples"] > 0
+    assert (a["samples"], a["labelled"], a["subjects"], a["classes"]) == (b["samples"], b["labelled"], b["subjects"], b["classes"])
