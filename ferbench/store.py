@@ -407,6 +407,17 @@ class StoreWriter:
             except (OSError, ValueError, KeyError):
                 fail.unlink()
 
+    def discard(self, sample_ids: Iterable[str]) -> None:
+        """Forget finished samples (written or failed), e.g. ones a resumed run no longer finds in its input,
+        so `finalize()` does not carry them into the file."""
+        self._check_open()
+        for sid in set(sample_ids):
+            for folder, suffix in ((self._shards, ".h5"), (self._fails, ".json")):
+                (folder / f"{_shard_name(sid)}{suffix}").unlink(missing_ok=True)
+            self.done_ids.discard(sid)
+            self.failed_ids.pop(sid, None)
+            self._counts.pop(sid, None)
+
     @property
     def finished_ids(self) -> set[str]:
         """Samples a resumed run must skip: written ones and recorded failures."""

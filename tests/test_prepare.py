@@ -228,3 +228,28 @@ def test_empty_dataset_is_refused(tmp_path):
     result = runner.invoke(app, ["prepare", "mmi", "--root", str(tmp_path), "--out", str(tmp_path / "m.h5")])
     assert result.exit_code == 2 and "no mmi samples" in result.output
     assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m.h5.tmp").exists()
+
+
+def test_resume_drops_samples_no_longer_in_the_input(tmp_path):
+    import dataclasses
+    import shutil
+
+    from ferbench.preprocess.pipeline import process_sample
+    from ferbench.store import StoreWriter
+
+    root = tmp_path / "CK+"
+    written = synth("ck+", root, subjects=1, seed=6)
+    out = tmp_path / "stale.h5"
+    # an interrupted run that had finished the first sample
+    cfg = PrepareConfig().resolved("ck+")
+    gone = written[0]
+    first = process_sample(gone, cfg)
+    w = StoreWriter(out, dataset="ck+", classes=scan("ck+", root).classes, config=dataclasses.asdict(cfg),
+                    aligner="mtcnn", source_root=str(root.resolve()))
+    w.add(first.record, first.frames, first.landmarks, first.flags)
+    w.close()
+    shutil.rmtree(gone.frames[0].parent)  # the user removes that sequence, then resumes
+    summary = prepare("ck+", root, out, workers=0)
+    with open_store(out) as store:
+        assert gone.id not in {s.id for s in store.samples} and len(store) == len(written) - 1
+    assert any(gone.id in w for w in summary.warnings)

@@ -424,6 +424,11 @@ def prepare(
     summary.warnings.extend(f"scan: {problem}" for problem in found.problems)
     timings: dict[str, float] = {}
     try:
+        stale = (writer.done_ids | set(writer.failed_ids)) - {s.id for s in found.samples}
+        if stale:  # a resumed run whose input lost samples: keep the file true to the current input
+            writer.discard(stale)
+            summary.warnings.append(f"resume: dropped {len(stale)} sample(s) no longer in {root}: {', '.join(sorted(stale)[:5])}")
+        summary.warnings.extend(f"resume: {note}" for note in writer.notes)
         finished = writer.done_ids | set(writer.failed_ids)
         summary.resumed = len(finished)
         todo = [s for s in found.samples if s.id not in finished]
@@ -512,7 +517,8 @@ def write_failures_csv(h5_path: Path, failures: list[dict[str, str]], warnings: 
             w.writerow([f["id"], "excluded", f["reason"]])
         for warning in warnings:
             sid, _, reason = warning.partition(": ")
-            w.writerow(["", "scan problem", reason] if sid == "scan" else [sid, "frame repaired", reason])
+            kind = {"scan": "scan problem", "resume": "resume"}.get(sid)
+            w.writerow(["", kind, reason] if kind else [sid, "frame repaired", reason])
     return path
 
 
