@@ -44,6 +44,9 @@ DEFAULT_MIN_FACE: dict[str, float] = {"afew": 0.04, "folder": 0.04}
 #: Keep decoded frames of a sample in memory up to this size; beyond it (BP4D: 1392x1040 x hundreds of
 #: frames) frames are decoded on demand with a small LRU, so memory stays bounded.
 FRAME_CACHE_BYTES = 256 * 2**20
+#: Videos are decoded whole (in one pass, resampled on the fly); one longer than this is refused by name
+#: rather than exhausting a worker's memory.
+VIDEO_BYTES_LIMIT = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class LazyFrames(Sequence):
             self.source_index = resample_indices(len(sample.frames), sample.fps, target_fps)
             self._video = None
         elif sample.video is not None:
+            _check_video_fits(Path(sample.video), target_fps)
             t0 = time.perf_counter()
             video = read_video(sample.video, target_fps, default_fps=sample.fps or 25.0)
             self.decode_seconds += time.perf_counter() - t0
@@ -161,6 +165,22 @@ class LazyFrames(Sequence):
         while len(self._cache) > 2 and sum(f.nbytes for f in self._cache.values()) > self._budget:
             self._cache.popitem(last=False)
         return frame
+
+
+def _check_video_fits(path: Path, target_fps: float | None) -> None:
+    """Refuse (by name) a video whose decoded frames would not fit the per-sample memory budget."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+        w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    finally:
+        cap.release()
+    if target_fps and fps and target_fps < fps:
+        n *= target_fps / fps
+    need = n * w * h * 3
+    if need > VIDEO_BYTES_LIMIT:
+        raise DatasetError(path, f"video too long to prepare in memory ({int(n)} frames of {int(w)}x{int(h)}, "
+                                 f"{need / 2**30:.1f} GiB > {VIDEO_BYTES_LIMIT / 2**30:.0f} GiB); cut it into clips")
 
 
 def _detector_for(config: PrepareConfig, frame_shape: tuple[int, ...], threads: int | None = None) -> Detector:
