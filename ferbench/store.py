@@ -9,6 +9,9 @@ Layout of a finished file (schema version 1; every string is UTF-8, no pickles a
                                    chunks of one frame, gzip level 4
     /landmarks             float32 (F, 5, 2)     5 points (eyes, nose, mouth corners) in aligned-crop pixels
     /flags                 uint8   (F,)          FLAG_* codes; attr `meanings` (JSON {code: name})
+    /source_frame          int64   (F,)          each frame's number in the native data (the number in its file
+                                                 name, e.g. BP4D 2440 or CK+ 11, or its index in the video), to
+                                                 join with outside label files and undo frame-rate resampling
     /aus                   int8    (F, n_aus)    1/0, -1 unknown; attr `au_names` (JSON) -- only for AU datasets
     /samples/<column>      one 1-D dataset per column, one row per sample, rows sorted by id:
                            id, subject, split ("" = none), mode (JSON object): UTF-8 strings;
@@ -444,8 +447,10 @@ class StoreWriter:
         landmarks: np.ndarray,
         flags: np.ndarray,
         aus: np.ndarray | None = None,
+        source_frame: np.ndarray | None = None,
     ) -> None:
-        """Write one finished sample: frames (k,H,W,3) uint8, landmarks (k,5,2), flags (k,), aus (k,n_aus).
+        """Write one finished sample: frames (k,H,W,3) uint8, landmarks (k,5,2), flags (k,), aus (k,n_aus),
+        source_frame (k,) native frame numbers (default 0..k-1).
 
         The sample counts as done only once its shard is complete on disk (renamed from `.part`).
         """
@@ -474,6 +479,9 @@ class StoreWriter:
             au_arr = au_arr.astype(np.int8)
         elif aus is not None:
             raise FerbenchError(f"sample '{sid}': AU labels given but the store was opened without au_names")
+        src_frame = np.arange(k, dtype=np.int64) if source_frame is None else np.asarray(source_frame, np.int64)
+        if src_frame.shape != (k,):
+            raise FerbenchError(f"sample '{sid}': source_frame must be ({k},); got {src_frame.shape}")
         clip = self._index(sid, "clip", record.clip, self.length, k, required=True)
         states = self._index(sid, "states", record.states, 5, k, required=False)
 
@@ -482,6 +490,7 @@ class StoreWriter:
                 f.create_dataset("frames", data=fr, chunks=(1, h, w, 3), **_FRAME_COMPRESSION)
                 f.create_dataset("landmarks", data=lm)
                 f.create_dataset("flags", data=fl)
+                f.create_dataset("source_frame", data=src_frame)
                 if au_arr is not None:
                     f.create_dataset("aus", data=au_arr)
                 f.create_dataset("clip", data=clip)
@@ -548,6 +557,7 @@ class StoreWriter:
             lms = out.create_dataset("landmarks", shape=(total, 5, 2), dtype=np.float32, **comp)
             flg = out.create_dataset("flags", shape=(total,), dtype=np.uint8, **comp)
             flg.attrs["meanings"] = json.dumps({str(k): v for k, v in FLAG_MEANINGS.items()})
+            srcf = out.create_dataset("source_frame", shape=(total,), dtype=np.int64, **comp)
             au_ds = None
             if self.au_names:
                 au_ds = out.create_dataset("aus", shape=(total, n_aus), dtype=np.int8, **comp)
@@ -562,6 +572,7 @@ class StoreWriter:
                         frames.id.write_direct_chunk((s0 + j, 0, 0, 0), chunk, mask)
                     lms[s0 : s0 + k] = sh["landmarks"][...]
                     flg[s0 : s0 + k] = sh["flags"][...]
+                    srcf[s0 : s0 + k] = sh["source_frame"][...]
                     if au_ds is not None:
                         au_ds[s0 : s0 + k] = sh["aus"][...]
                     clip_idx[row] = sh["clip"][...]
@@ -635,7 +646,7 @@ class StoreWriter:
 
 # ---------------------------------------------------------------------------------------------- reader
 _REQUIRED = (
-    "frames", "landmarks", "flags", "samples/id", "samples/subject", "samples/label", "samples/frame_start",
+    "frames", "landmarks", "flags", "source_frame", "samples/id", "samples/subject", "samples/label", "samples/frame_start",
     "samples/frame_count", "samples/split", "samples/mode", "samples/fps", "samples/onset", "samples/apex",
     "samples/offset", "samples/apex_estimated", "index/clip", "index/states", "failures/id", "failures/reason",
 )
@@ -793,6 +804,10 @@ class Store:
     def flags(self, key: int | str) -> np.ndarray:
         return self._f["flags"][self._span(key)]
 
+    def source_frame(self, key: int | str) -> np.ndarray:
+        """Each stored frame's number in the native data (file-name number or video frame index)."""
+        return self._f["source_frame"][self._span(key)]
+
     def aus(self, key: int | str) -> np.ndarray | None:
         return self._f["aus"][self._span(key)] if "aus" in self._f else None
 
@@ -871,7 +886,7 @@ def inspect(path: str | Path) -> dict[str, Any]:
                 counts[st.classes[s.label]] += 1
         flags = f["flags"][...]
         flag_counts = {FLAG_MEANINGS.get(int(c), str(int(c))): int((flags == c).sum()) for c in np.unique(flags)}
-        shapes = {name: list(f[name].shape) for name in ("frames", "landmarks", "flags", "aus", "index/clip", "index/states") if name in f}
+        shapes = {name: list(f[name].shape) for name in ("frames", "landmarks", "flags", "source_frame", "aus", "index/clip", "index/states") if name in f}
         splits: dict[str, int] = {}
         for s in st.samples:
             splits[s.split or ""] = splits.get(s.split or "", 0) + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,11 @@ def test_annotated_key_frames_and_au_labels_survive(prepared):
                 assert np.array_equal(got, want)
             if name == "mmi":
                 assert store.attrs["config"]["target_fps"] == 10.0 and row.fps == 10.0
+            # every stored frame knows its native frame number (file-name number, or video frame index)
+            src = store.source_frame(row.id)
+            if native.frames:
+                names = [int(re.findall(r"\d+", p.stem)[-1]) for p in native.frames]
+                target = 10.0 if name == "mmi" else None
+                assert src.tolist() == [names[i] for i in resample_indices(len(names), native.fps, target)]
+            else:  # video: decoded frame indices, resampled to 10 fps for MMI (24 fps source: steps of 2-3)
+                assert src[0] == 0 and np.all(np.diff(src) >= (2 if name == "mmi" else 1))

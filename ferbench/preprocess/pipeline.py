@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ferbench.datasets import get_dataset, scan
+from ferbench.datasets._media import frame_number
 from ferbench.datasets.base import Sample
 from ferbench.errors import DatasetError, FerbenchError
 from ferbench.preprocess.augment import get_preset, materialize, params_tensor
@@ -81,6 +82,7 @@ class SampleResult:
     flags: np.ndarray | None = None
     aus: np.ndarray | None = None
     au_names: tuple[int, ...] = ()
+    source_frame: np.ndarray | None = None  # (k,) native frame numbers
     failure: str = ""
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -268,6 +270,7 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
         apex_estimated=estimated or sample.apex_estimated,
     )
     result.frames, result.landmarks, result.flags = crops, points, flags
+    result.source_frame = _native_numbers(sample, idx)
     if sample.aus is not None:  # rows past the AU matrix (a video longer than its header said) are unknown
         aus = np.asarray(sample.aus)
         rows = np.full((k, aus.shape[1]), -1, np.int8)
@@ -283,6 +286,16 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
     }
     result.counts = {"frames": k, **{name: int((flags == code).sum()) for code, name in FLAG_MEANINGS.items() if code}}
     return result
+
+
+def _native_numbers(sample: Sample, positions: np.ndarray) -> np.ndarray:
+    """Native frame numbers of the kept frames: the number in each frame's file name where every frame has one
+    (CK+ `..._00000011.png` -> 11, BP4D `2440.jpg`, CASME II `img46.jpg`), else the position (video frames)."""
+    if sample.frames:
+        numbers = [frame_number(Path(p)) for p in sample.frames]
+        if all(n is not None for n in numbers):
+            return np.asarray(numbers, np.int64)[positions]
+    return np.asarray(positions, np.int64)
 
 
 def _clip_index(n_frames: int, length: int, onset: int | None, offset: int | None) -> np.ndarray:
@@ -460,7 +473,7 @@ def prepare(
                 writer.add_failure(result.id, result.failure)
             else:
                 aus = _to_columns(result.aus, result.au_names, au_names) if au_names else None
-                writer.add(result.record, result.frames, result.landmarks, result.flags, aus)
+                writer.add(result.record, result.frames, result.landmarks, result.flags, aus, result.source_frame)
                 summary.written += 1
                 summary.frames += result.counts.get("frames", 0)
                 summary.faces_detected += result.counts.get("detected", 0)
