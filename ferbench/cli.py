@@ -45,11 +45,11 @@ def datasets() -> None:
     """List the dataset adapters and the native layout each expects."""
     from ferbench.datasets import get_dataset, list_datasets
 
-    table = Table(title="ferbench datasets")
-    table.add_column("name", style="bold")
-    table.add_column("dataset")
-    table.add_column("classes")
-    table.add_column("expected layout")
+    table = Table(title="ferbench datasets", show_lines=True, expand=True)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("dataset", ratio=1)
+    table.add_column("classes", ratio=1)
+    table.add_column("expected layout", ratio=3, overflow="fold")
     for name in list_datasets():
         ds = get_dataset(name)
         table.add_row(name, ds.title, ", ".join(ds.classes) or "-", ds.layout)

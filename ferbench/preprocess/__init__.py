@@ -1,0 +1,1 @@
+"""`ferbench prepare`: decoding, face detection and tracking, alignment, indices, augmentation, the dask job."""

@@ -1,0 +1,1 @@
+"""Replica generation: real faces animated with FACS Action Units (see `faces.py`)."""
