@@ -324,6 +324,7 @@ class StoreWriter:
         self._identity_json = _jsonable(self.identity, "the store config")
         self.done_ids: set[str] = set()
         self.failed_ids: dict[str, str] = {}
+        self.sample_warnings: dict[str, list[str]] = {}  # per finished sample, including resumed ones
         self.resumed = False
         self.notes: list[str] = []
         self._counts: dict[str, int] = {}
@@ -396,12 +397,15 @@ class StoreWriter:
                 with h5py.File(shard, "r") as f:
                     sid = str(f.attrs["id"])
                     n, h, w = f["frames"].shape[:3]
+                    warned = json.loads(f.attrs.get("warnings", "[]"))
             except (OSError, KeyError) as e:
                 self.notes.append(f"discarded unreadable shard {shard.name} ({e}); its sample will be redone")
                 shard.unlink()
                 continue
             self.done_ids.add(sid)
             self._counts[sid] = int(n)
+            if warned:
+                self.sample_warnings[sid] = warned
             self._hw = self._hw or (int(h), int(w))
         for fail in sorted(self._fails.glob("*.json")):
             try:
@@ -419,6 +423,7 @@ class StoreWriter:
                 (folder / f"{_shard_name(sid)}{suffix}").unlink(missing_ok=True)
             self.done_ids.discard(sid)
             self.failed_ids.pop(sid, None)
+            self.sample_warnings.pop(sid, None)
             self._counts.pop(sid, None)
 
     @property
@@ -448,9 +453,11 @@ class StoreWriter:
         flags: np.ndarray,
         aus: np.ndarray | None = None,
         source_frame: np.ndarray | None = None,
+        warnings: Sequence[str] = (),
     ) -> None:
         """Write one finished sample: frames (k,H,W,3) uint8, landmarks (k,5,2), flags (k,), aus (k,n_aus),
-        source_frame (k,) native frame numbers (default 0..k-1).
+        source_frame (k,) native frame numbers (default 0..k-1); `warnings` (e.g. repaired frames) are kept
+        with the sample so a resumed run can still report them (`sample_warnings`).
 
         The sample counts as done only once its shard is complete on disk (renamed from `.part`).
         """
@@ -503,11 +510,14 @@ class StoreWriter:
                 a["fps"] = float(record.fps)
                 a["onset"], a["apex"], a["offset"] = _opt(record.onset), _opt(record.apex), _opt(record.offset)
                 a["apex_estimated"] = int(bool(record.apex_estimated))
+                a["warnings"] = json.dumps(list(warnings))
 
         self._atomic_write(self._shards / f"{_shard_name(sid)}.h5", write)
         self.done_ids.add(sid)
         self._counts[sid] = k
         self._hw = (h, w)
+        if warnings:
+            self.sample_warnings[sid] = list(warnings)
 
     @staticmethod
     def _index(sid: str, name: str, value: Any, size: int, k: int, required: bool) -> np.ndarray:

@@ -246,13 +246,18 @@ def test_resume_drops_samples_no_longer_in_the_input(tmp_path):
     first = process_sample(gone, cfg)
     w = StoreWriter(out, dataset="ck+", classes=scan("ck+", root).classes, config=dataclasses.asdict(cfg),
                     aligner="mtcnn", source_root=str(root.resolve()))
-    w.add(first.record, first.frames, first.landmarks, first.flags)
+    w.add(first.record, first.frames, first.landmarks, first.flags, warnings=[f"{gone.id}: frame 3 repaired"])
+    kept = process_sample(written[1], cfg)
+    w.add(kept.record, kept.frames, kept.landmarks, kept.flags, warnings=[f"{written[1].id}: frame 2 repaired"])
     w.close()
     shutil.rmtree(gone.frames[0].parent)  # the user removes that sequence, then resumes
     summary = prepare("ck+", root, out, workers=0)
     with open_store(out) as store:
         assert gone.id not in {s.id for s in store.samples} and len(store) == len(written) - 1
-    assert any(gone.id in w for w in summary.warnings)
+    assert any(gone.id in w and "dropped" in w for w in summary.warnings)
+    # what the interrupted run repaired is still reported after the resume; the dropped sample's is not
+    assert f"{written[1].id}: frame 2 repaired" in summary.warnings
+    assert f"{gone.id}: frame 3 repaired" not in summary.warnings
 
 
 def test_video_too_long_for_memory_is_refused_by_name(tmp_path, monkeypatch):

@@ -462,6 +462,7 @@ def prepare(
             writer.discard(stale)
             summary.warnings.append(f"resume: dropped {len(stale)} sample(s) no longer in {root}: {', '.join(sorted(stale)[:5])}")
         summary.warnings.extend(f"resume: {note}" for note in writer.notes)
+        summary.warnings.extend(w for ws in writer.sample_warnings.values() for w in ws)  # from the earlier run
         finished = writer.done_ids | set(writer.failed_ids)
         summary.resumed = len(finished)
         todo = [s for s in found.samples if s.id not in finished]
@@ -473,7 +474,8 @@ def prepare(
                 writer.add_failure(result.id, result.failure)
             else:
                 aus = _to_columns(result.aus, result.au_names, au_names) if au_names else None
-                writer.add(result.record, result.frames, result.landmarks, result.flags, aus, result.source_frame)
+                writer.add(result.record, result.frames, result.landmarks, result.flags, aus, result.source_frame,
+                           warnings=result.warnings)
                 summary.written += 1
                 summary.frames += result.counts.get("frames", 0)
                 summary.faces_detected += result.counts.get("detected", 0)
