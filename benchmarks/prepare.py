@@ -19,7 +19,7 @@ from pathlib import Path
 from ferbench.datasets import scan, synth
 from ferbench.preprocess.align import align_face
 from ferbench.preprocess.frames import read_image, read_video
-from ferbench.preprocess.pipeline import PrepareConfig, _detector_for, prepare
+from ferbench.preprocess.pipeline import PrepareConfig, detector_for, prepare
 
 
 def naive_loop(dataset: str, root: Path) -> tuple[int, float, dict[str, float]]:
@@ -35,7 +35,7 @@ def naive_loop(dataset: str, root: Path) -> tuple[int, float, dict[str, float]]:
         t = time.perf_counter()
         frames = [read_image(p) for p in sample.frames] if sample.frames else read_video(sample.video).frames
         split["decode"] += time.perf_counter() - t
-        detector = _detector_for(PrepareConfig(), frames[0].shape)
+        detector = detector_for(PrepareConfig().resolved(dataset), frames[0].shape)
         for frame in frames:
             t = time.perf_counter()
             faces = detector.detect(frame)

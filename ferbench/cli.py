@@ -98,23 +98,12 @@ def synth(
     as_json: bool = typer.Option(False, "--json", help="print what was written as one JSON object"),
 ) -> None:
     """Write a miniature, format-faithful replica of a dataset's native layout with real, animated faces."""
-    from ferbench.datasets import get_dataset
+    from ferbench.datasets import ScanResult, get_dataset
     from ferbench.datasets import synth as synth_api
 
     samples = synth_api(dataset, out, subjects=subjects, seed=seed, modes=modes)
-    classes = get_dataset(dataset).classes
-    counts: dict[str, int] = {c: 0 for c in classes}
-    for s in samples:
-        if s.label is not None:
-            counts[classes[s.label]] += 1
-    summary = {
-        "dataset": dataset,
-        "out": str(out),
-        "samples": len(samples),
-        "labelled": sum(s.label is not None for s in samples),
-        "subjects": len({s.subject for s in samples}),
-        "classes": counts,
-    }
+    # the same summary `scan --json` prints, computed from what was written (not by scanning it back)
+    summary = ScanResult(dataset=dataset, root=out, classes=get_dataset(dataset).classes, samples=samples).summary()
     if as_json:
         print(json.dumps(summary))
     else:

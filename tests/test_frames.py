@@ -11,7 +11,7 @@ import pytest
 from ferbench.datasets.base import Sample
 from ferbench.errors import DatasetError
 from ferbench.preprocess.frames import (
-    load_sample_frames,
+    LazyFrames,
     read_image,
     read_video,
     resample_indices,
@@ -177,13 +177,24 @@ def test_truncated_video(tmp_path: Path) -> None:
     assert 0 < len(partial) < 30 and _frame_ids(partial.frames) == list(range(len(partial)))
 
 
-def test_load_sample_frames_from_image_sequence(tmp_path: Path) -> None:
+def test_lazy_frames_resample_and_repair_unreadable_files(tmp_path: Path) -> None:
     paths = []
     for i in range(10):
         p = tmp_path / f"img{i:03d}.png"
         cv2.imwrite(str(p), np.full((8, 8), 8 * i, np.uint8))
         paths.append(p)
-    s = Sample(id="x", dataset="test", subject="1", label=0, frames=paths, fps=25.0)
-    frames, idx = load_sample_frames(s, target_fps=10)
-    assert list(idx) == [0, 3, 5, 8] and _frame_ids(frames) == [0, 3, 5, 8]
-    assert frames[0].shape == (8, 8, 3)
+    paths[5].write_bytes(paths[5].read_bytes()[:20])  # truncated PNG, kept at 10 fps
+    frames = LazyFrames(Sample(id="x", dataset="test", subject="1", label=0, frames=paths, fps=25.0), target_fps=10)
+    assert list(frames.source_index) == [0, 3, 5, 8] and len(frames) == 4
+    assert _frame_ids([frames[0], frames[1], frames[3]]) == [0, 3, 8] and frames[0].shape == (8, 8, 3)
+    assert not frames[2].any() and frames.bad == {2}  # the broken file: a blank frame, recorded by name
+    assert len(frames.problems) == 1 and "img005.png" in frames.problems[0]
+
+
+def test_video_too_long_for_memory_is_refused_by_name(tmp_path: Path) -> None:
+    p = tmp_path / "long.avi"
+    _write_video(p, 30)
+    read_video(p, max_bytes=30 * 64 * 48 * 3)  # exactly fits
+    with pytest.raises(DatasetError, match="long.avi.*too long"):
+        read_video(p, max_bytes=10 * 64 * 48 * 3)
+    read_video(p, target_fps=10, max_bytes=13 * 64 * 48 * 3)  # resampling 25 -> 10 fps keeps 12 frames

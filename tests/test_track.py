@@ -124,8 +124,12 @@ def test_blank_frames_are_filled_and_flagged(mtcnn, moving, per_frame) -> None:
     # filled landmarks come from the neighbours (frames 7 and 11), so they follow the face's motion
     assert _eye_err(tr.points[8:11], per_frame.points[8:11]).max() < 3.5
     assert np.isfinite(tr.points).all()
-    crops = align_sequence(seq, tr)
-    assert crops.shape == (T, 64, 64, 3) and crops.dtype == np.uint8
+    crops, points = align_sequence(seq, tr)
+    assert crops.shape == (T, 64, 64, 3) and crops.dtype == np.uint8 and points.shape == (T, 5, 2)
+    # the landmarks come back in crop pixels: the eyes sit on the template's eye positions in every frame
+    from ferbench.preprocess.align import template_points
+
+    assert np.abs(points[:, :2] - template_points("seed002", 64)).max() < 0.5
 
 
 def test_sequence_without_faces_reports_no_face(mtcnn) -> None:

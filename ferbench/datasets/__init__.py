@@ -19,15 +19,11 @@ def register_dataset(cls: A) -> A:
 
 
 def _load_builtin() -> None:
-    # Imported for their @register_dataset side effect; each module is one dataset.
+    """Import the dataset modules for their @register_dataset side effect (lazily: they pull in OpenCV)."""
     import importlib
 
     for mod in ("ckplus", "oulu", "mmi", "casme2", "bp4d", "afew", "folder"):
-        try:
-            importlib.import_module(f"ferbench.datasets.{mod}")
-        except ModuleNotFoundError as e:  # a dataset module not written yet
-            if e.name != f"ferbench.datasets.{mod}":
-                raise
+        importlib.import_module(f"ferbench.datasets.{mod}")
 
 
 def list_datasets() -> list[str]:

@@ -9,6 +9,8 @@ OpenCV assertion.
 from __future__ import annotations
 
 import math
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -28,8 +30,15 @@ __all__ = [
     "read_images",
     "resample_indices",
     "read_video",
-    "load_sample_frames",
+    "LazyFrames",
 ]
+
+#: Keep decoded frames of a sample in memory up to this size; beyond it (BP4D: 1392x1040 x hundreds of
+#: frames) frames are decoded on demand with a small LRU, so memory stays bounded.
+FRAME_CACHE_BYTES = 256 * 2**20
+#: Videos are decoded whole (in one pass, resampled on the fly); one longer than this is refused by name
+#: rather than exhausting a worker's memory.
+VIDEO_BYTES_LIMIT = 4 * 2**30
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -162,6 +171,7 @@ def read_video(
     *,
     default_fps: float = 25.0,
     allow_truncated: bool = False,
+    max_bytes: float | None = None,
 ) -> Video:
     """Decode a video into BGR uint8 frames, optionally resampled to `target_fps` by timestamps.
 
@@ -187,6 +197,12 @@ def read_video(
             src_fps = float(default_fps)
         declared = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         declared = int(declared) if math.isfinite(declared) and declared > 0 else 0
+        if max_bytes is not None:  # refuse before decoding what would not fit in memory
+            w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+            kept = declared * min(1.0, (target_fps or src_fps) / src_fps)
+            if kept * w * h * 3 > max_bytes:
+                raise DatasetError(p, f"video too long to decode in memory ({declared} frames of {int(w)}x{int(h)}, "
+                                      f"over {max_bytes / 2**30:.1f} GiB once decoded); cut it into clips")
 
         resample = target_fps is not None and target_fps < src_fps
         ratio = src_fps / float(target_fps) if resample else 1.0
@@ -221,15 +237,55 @@ def read_video(
     )
 
 
-def load_sample_frames(sample: "Sample", target_fps: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-    """Frames of a `Sample` (image files or a video) as BGR uint8, plus the native frame index of each.
+class LazyFrames(Sequence[np.ndarray]):
+    """A sample's frames (BGR uint8), decoded on first access and cached within a byte budget.
 
-    Image sequences are resampled with `resample_indices` using `sample.fps`, videos by their own fps.
+    The tracker touches keyframes first and the aligner every frame afterwards; caching makes that one
+    decode per frame for lab datasets, while huge frames (BP4D) keep only a small LRU window in memory.
+    An unreadable frame (e.g. a truncated JPEG) becomes a blank frame, so the tracker fills it from its
+    neighbours and flags it, and the file name goes into `problems`.
     """
-    if sample.frames:
-        idx = resample_indices(len(sample.frames), sample.fps, target_fps)
-        return [read_image(sample.frames[j]) for j in idx], idx
-    if sample.video is not None:
-        v = read_video(sample.video, target_fps, default_fps=sample.fps or 25.0)
-        return v.frames, v.indices
-    raise DatasetError(Path(sample.id), "sample has neither frame files nor a video")
+
+    def __init__(self, sample: Sample, target_fps: float | None):
+        self.sample = sample
+        self.problems: list[str] = []
+        self.bad: set[int] = set()  # positions whose file could not be decoded
+        self.decode_seconds = 0.0
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._budget = FRAME_CACHE_BYTES
+        if sample.frames:
+            self.source_index = resample_indices(len(sample.frames), sample.fps, target_fps)
+            self._video = None
+        elif sample.video is not None:
+            t0 = time.perf_counter()
+            video = read_video(sample.video, target_fps, default_fps=sample.fps or 25.0, max_bytes=VIDEO_BYTES_LIMIT)
+            self.decode_seconds += time.perf_counter() - t0
+            self.source_index = video.indices
+            self._video = video.frames
+        else:
+            raise DatasetError(Path(sample.id), "sample has neither frame files nor a video")
+        self._shape: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.source_index)
+
+    def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]
+        if self._video is not None:
+            return self._video[t]
+        if t in self._cache:
+            self._cache.move_to_end(t)
+            return self._cache[t]
+        path = self.sample.frames[int(self.source_index[t])]
+        t0 = time.perf_counter()
+        try:
+            frame = read_image(path)
+            self._shape = frame.shape
+        except DatasetError as e:
+            self.problems.append(str(e))
+            self.bad.add(t)
+            frame = np.zeros(self._shape or (64, 64, 3), np.uint8)
+        self.decode_seconds += time.perf_counter() - t0
+        self._cache[t] = frame
+        while len(self._cache) > 2 and sum(f.nbytes for f in self._cache.values()) > self._budget:
+            self._cache.popitem(last=False)
+        return frame

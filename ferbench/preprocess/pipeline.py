@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,12 +27,11 @@ from ferbench.datasets._media import frame_number
 from ferbench.datasets.base import Sample
 from ferbench.errors import DatasetError, FerbenchError
 from ferbench.preprocess.augment import get_preset, materialize, params_tensor
-from ferbench.preprocess.align import align_face, warp_points
 from ferbench.preprocess.detect import Detector, get_detector
-from ferbench.preprocess.frames import read_image, read_video, resample_indices
+from ferbench.preprocess.frames import LazyFrames
 from ferbench.preprocess.states import expression_states
 from ferbench.preprocess.temporal import default_length, normalise_length
-from ferbench.preprocess.track import track_sequence
+from ferbench.preprocess.track import align_sequence, track_sequence
 from ferbench.store import FLAG_FILLED, FLAG_MEANINGS, SampleRecord, StoreWriter
 
 #: Frame rate each dataset is resampled to before anything else (seed 002: MMI "10 frames per second").
@@ -42,14 +40,6 @@ DEFAULT_TARGET_FPS: dict[str, float] = {"mmi": 10.0}
 #: filling a good part of the frame (CK+ faces are ~250 of 490 px), so 10% skips the costly fine pyramid levels;
 #: AFEW is cut from films, where faces can be small.
 DEFAULT_MIN_FACE: dict[str, float] = {"afew": 0.04, "folder": 0.04}
-#: Keep decoded frames of a sample in memory up to this size; beyond it (BP4D: 1392x1040 x hundreds of
-#: frames) frames are decoded on demand with a small LRU, so memory stays bounded.
-FRAME_CACHE_BYTES = 256 * 2**20
-#: Videos are decoded whole (in one pass, resampled on the fly); one longer than this is refused by name
-#: rather than exhausting a worker's memory.
-VIDEO_BYTES_LIMIT = 4 * 2**30
-
-
 @dataclass(frozen=True)
 class PrepareConfig:
     """Everything that changes the arrays in the output file (it is stored in the file's attrs)."""
@@ -114,78 +104,7 @@ class PrepareSummary:
         return asdict(self)
 
 
-class LazyFrames(Sequence):
-    """A sample's frames (BGR uint8), decoded on first access and cached within a byte budget.
-
-    The tracker touches keyframes first and the aligner every frame afterwards; caching makes that one
-    decode per frame for lab datasets, while huge frames (BP4D) keep only a small LRU window in memory.
-    An unreadable frame (e.g. a truncated JPEG) becomes a blank frame, so the tracker fills it from its
-    neighbours and flags it, and the file name goes into `problems`.
-    """
-
-    def __init__(self, sample: Sample, target_fps: float | None):
-        self.sample = sample
-        self.problems: list[str] = []
-        self.bad: set[int] = set()  # positions whose file could not be decoded
-        self.decode_seconds = 0.0
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._budget = FRAME_CACHE_BYTES
-        if sample.frames:
-            self.source_index = resample_indices(len(sample.frames), sample.fps, target_fps)
-            self._video = None
-        elif sample.video is not None:
-            _check_video_fits(Path(sample.video), target_fps)
-            t0 = time.perf_counter()
-            video = read_video(sample.video, target_fps, default_fps=sample.fps or 25.0)
-            self.decode_seconds += time.perf_counter() - t0
-            self.source_index = video.indices
-            self._video = video.frames
-        else:
-            raise DatasetError(Path(sample.id), "sample has neither frame files nor a video")
-        self._shape: tuple[int, ...] | None = None
-
-    def __len__(self) -> int:
-        return len(self.source_index)
-
-    def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]
-        if self._video is not None:
-            return self._video[t]
-        if t in self._cache:
-            self._cache.move_to_end(t)
-            return self._cache[t]
-        path = self.sample.frames[int(self.source_index[t])]
-        t0 = time.perf_counter()
-        try:
-            frame = read_image(path)
-            self._shape = frame.shape
-        except DatasetError as e:
-            self.problems.append(str(e))
-            self.bad.add(t)
-            frame = np.zeros(self._shape or (64, 64, 3), np.uint8)
-        self.decode_seconds += time.perf_counter() - t0
-        self._cache[t] = frame
-        while len(self._cache) > 2 and sum(f.nbytes for f in self._cache.values()) > self._budget:
-            self._cache.popitem(last=False)
-        return frame
-
-
-def _check_video_fits(path: Path, target_fps: float | None) -> None:
-    """Refuse (by name) a video whose decoded frames would not fit the per-sample memory budget."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        n, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
-        w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
-    finally:
-        cap.release()
-    if target_fps and fps and target_fps < fps:
-        n *= target_fps / fps
-    need = n * w * h * 3
-    if need > VIDEO_BYTES_LIMIT:
-        raise DatasetError(path, f"video too long to prepare in memory ({int(n)} frames of {int(w)}x{int(h)}, "
-                                 f"{need / 2**30:.1f} GiB > {VIDEO_BYTES_LIMIT / 2**30:.0f} GiB); cut it into clips")
-
-
-def _detector_for(config: PrepareConfig, frame_shape: tuple[int, ...], threads: int | None = None) -> Detector:
+def detector_for(config: PrepareConfig, frame_shape: tuple[int, ...], threads: int | None = None) -> Detector:
     """The configured detector; MTCNN skips pyramid levels for faces smaller than `min_face` of the frame
     (fewer, larger levels: several times faster on lab video, where faces fill a good part of the frame).
     `threads` caps onnxruntime's threads, so N worker processes on N cores do not oversubscribe them."""
@@ -232,7 +151,7 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
     if len(frames) == 0:
         result.failure = "no frames"
         return result
-    detector = detector or _detector_for(config, frames[0].shape, threads)
+    detector = detector or detector_for(config, frames[0].shape, threads)
     t_track, decoded = time.perf_counter(), frames.decode_seconds
     track = track_sequence(frames, detector, every=config.detect_every)
     detect_seconds = time.perf_counter() - t_track - (frames.decode_seconds - decoded)
@@ -243,12 +162,8 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
 
     t_align = time.perf_counter()
     k = len(frames)
-    crops = np.empty((k, config.size, config.size, 3), np.uint8)
-    points = np.empty((k, 5, 2), np.float32)
-    for t in range(k):
-        crop, matrix = align_face(frames[t], track.points[t], config.size, config.template)
-        crops[t] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        points[t] = warp_points(track.points[t], matrix)
+    crops, points = align_sequence(frames, track, config.size, config.template)
+    crops = np.ascontiguousarray(crops[..., ::-1])  # BGR -> RGB, the store's pixel order
     align_seconds = time.perf_counter() - t_align
     flags = track.flags.copy()
     _fill_unreadable(crops, points, flags, frames.bad)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .align import align_face
+from .align import align_face, warp_points
 from .detect import Detector, Face, refine_face
 from .frames import to_bgr_uint8
 
@@ -269,8 +269,9 @@ def _smooth(points: np.ndarray, boxes: np.ndarray, segments: np.ndarray, flags: 
 
 def align_sequence(
     frames: Sequence[np.ndarray], track: Track, size: int = 64, template: str = "seed002"
-) -> np.ndarray:
-    """Aligned crops of the tracked face: (T, size, size, 3) uint8, one per frame of `track`.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned crops of the tracked face, (T, size, size, 3) uint8, and its 5 landmarks in crop pixels,
+    (T, 5, 2) float32, one per frame of `track`.
 
     Raises ValueError for a failed track (the caller reports the sample as "no face" instead).
     """
@@ -279,7 +280,10 @@ def align_sequence(
     if len(frames) != len(track):
         raise ValueError(f"{len(frames)} frames but a track of {len(track)}")
     out = np.zeros((len(frames), size, size, 3), np.uint8)
-    for t, frame in enumerate(frames):
+    points = np.zeros((len(frames), 5, 2), np.float32)
+    for t in range(len(frames)):
+        frame = frames[t]
         img = frame if (frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3) else to_bgr_uint8(frame)
-        out[t], _ = align_face(img, track.points[t], size, template)
-    return out
+        out[t], matrix = align_face(img, track.points[t], size, template)
+        points[t] = warp_points(track.points[t], matrix)
+    return out, points
