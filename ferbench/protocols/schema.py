@@ -57,20 +57,26 @@ class Protocol:
 
 
 def bundled_dir() -> Path:
-    """The folder of bundled protocol files: the installed package data, else the source checkout's `protocols/`."""
-    try:
-        from importlib.resources import files
+    """The folder of bundled protocol files.
 
-        import ferbench._protocols as bundled  # present in a built wheel / editable install (package-dir mapping)
-
-        where = Path(str(files(bundled)))
-        if any(where.glob("*.yaml")):
-            return where
-    except (ImportError, TypeError):
-        pass
+    A source checkout (the package beside pyproject.toml) uses its own top-level `protocols/`, so edits there
+    take effect at once; an installed wheel carries the same files as the package `ferbench._protocols`.
+    """
     import ferbench
 
-    return Path(ferbench.__file__).resolve().parent.parent / "protocols"
+    root = Path(ferbench.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "protocols").is_dir():
+        return root / "protocols"
+    try:
+        import ferbench._protocols as bundled
+
+        for where in map(Path, bundled.__path__):
+            if any(where.glob("*.yaml")):
+                return where
+    except ImportError:
+        pass
+    raise FerbenchError(f"the bundled protocol files are missing (looked in {root / 'protocols'} and the "
+                        f"package ferbench._protocols); reinstall ferbench")
 
 
 def _bundled_files() -> list[Path]:
