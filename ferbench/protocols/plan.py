@@ -312,6 +312,12 @@ def check_leakage(plan: Plan) -> None:
             subj[role] = {(t.dataset, t.subjects[i]) for i in idx.tolist()}
             ids[role] = {(t.dataset, t.ids[i]) for i in idx.tolist()}
         for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
+            shared_ids = ids[a] & ids[b]
+            if shared_ids:  # the more specific finding first: the very same sample on two sides
+                ds, s = sorted(shared_ids)[0]
+                raise FerbenchError(
+                    f"sample leakage in protocol '{plan.protocol.name}' ({plan.protocol.path}) repeat {f.repeat} "
+                    f"fold {f.fold}: {ds} sample '{s}' is in both {a} and {b}")
             shared = subj[a] & subj[b]
             if shared:
                 ds, s = sorted(shared)[0]
@@ -319,12 +325,6 @@ def check_leakage(plan: Plan) -> None:
                     f"subject leakage in protocol '{plan.protocol.name}' ({plan.protocol.path}) repeat {f.repeat} "
                     f"fold {f.fold}: {ds} subject '{s}' is in both {a} and {b}"
                     + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""))
-            shared_ids = ids[a] & ids[b]
-            if shared_ids:
-                ds, s = sorted(shared_ids)[0]
-                raise FerbenchError(
-                    f"sample leakage in protocol '{plan.protocol.name}' repeat {f.repeat} fold {f.fold}: "
-                    f"{ds} sample '{s}' is in both {a} and {b}")
 
 
 # ---------------------------------------------------------------------------------------------- export
