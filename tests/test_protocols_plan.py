@@ -294,13 +294,13 @@ def test_leakage_check_names_the_shared_subject_and_the_shared_sample():
         check_leakage(replace(plan, train_table=t2, test_table=t2))
 
 
-def test_folder_subjects_that_may_be_clip_name_guesses_are_warned_about():
+def test_folder_subjects_that_may_be_clip_name_guesses_are_warned_about(tmp_path):
     rows = [("happy/P01_happy_1", "P01", 0, None, {}), ("happy/take_01", "P02", 0, None, {}),
             ("sad/P02_sad_3", "P02", 1, None, {}), ("sad/take_02", "P01", 1, None, {})]
     t = make_table("folder", ("happy", "sad"), rows)
     p = {"name": "mine", "description": "d", "datasets": ["folder"], "task": "classification",
          "splitter": "group-kfold", "params": {"n_splits": 2}, "metric": "accuracy", "paper": "own", "table": "-"}
-    path = Path(__import__("tempfile").mkdtemp()) / "mine.yaml"
+    path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(p))
     plan = make_plan(path, t)
     assert [w for w in plan.warnings if "subject independence cannot be guaranteed" in w][0].startswith(
