@@ -289,6 +289,8 @@ def folds(
     console.print(table)
     if out is not None:
         console.print(f"fold list: {write_folds(plan, out)}", highlight=False)
+    else:
+        console.print("(add --out FILE.csv to write the fold list)", highlight=False)
 
 
 def main() -> None:
