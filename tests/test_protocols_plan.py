@@ -383,3 +383,17 @@ def test_fold_list_csv_has_the_fingerprint_first_and_one_row_per_role_and_sample
     assert got == want
     by_id = dict(zip(t.ids, t.subjects))
     assert all(by_id[r["sample_id"]] == r["subject"] and r["label"] in SIX for r in rows)
+
+
+def test_unseen_mode_refuses_a_file_without_the_training_mode_or_without_other_modes(tmp_path):
+    t = oulu_table(n_subjects=4)
+    only_vl_strong = make_table("oulu-casia", SIX, [r for r in zip(t.ids, t.subjects, t.labels.tolist(), t.splits, t.modes)
+                                                    if r[4] == {"illumination": "Strong", "system": "VL"}])
+    small = protocol_copy(tmp_path, "unseen-mode", params={"train": [{"system": "VL", "illumination": "Strong"}],
+                                                           "n_splits": 2})
+    with pytest.raises(FerbenchError, match=r"unseen-mode-copy\.yaml: repeat 0 fold 0 has no test samples"):
+        make_plan(small, only_vl_strong)
+    no_vl_strong = make_table("oulu-casia", SIX, [r for r in zip(t.ids, t.subjects, t.labels.tolist(), t.splits, t.modes)
+                                                  if r[4] != {"illumination": "Strong", "system": "VL"}])
+    with pytest.raises(FerbenchError, match=r"train mode 'illumination=Strong,system=VL' is in no sample"):
+        make_plan(small, no_vl_strong)

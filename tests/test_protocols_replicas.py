@@ -223,6 +223,17 @@ def test_user_mistakes_are_one_line_naming_the_protocol_file_and_exit_2(prepared
         ["folds", "--data", str(ck), "--protocol", "loso", "--validation", "0"])
 
 
+def test_a_store_a_path_and_a_sample_table_give_the_same_plan(prepared_replica):
+    from ferbench.protocols import SampleTable
+
+    h5 = replica(prepared_replica, "casme2")
+    with open_store(h5) as store:
+        from_store = make_plan("loso", store)
+    plans = [from_store, make_plan("loso", h5), make_plan("loso", SampleTable.open(h5))]
+    assert len({p.fingerprint for p in plans}) == 1
+    assert len({tuple(map(str, p.fold_rows())) for p in plans}) == 1
+
+
 def test_validation_needs_two_training_subjects(prepared_replica):
     with pytest.raises(FerbenchError, match="cannot carve a validation set out of 1 training subject"):
         make_plan("loso", replica(prepared_replica, "casme2"), validation=0.3)
