@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import re
 from typing import Any
 
 from rich.console import Console
@@ -143,7 +144,9 @@ def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
 
 
 def _md_escape(text: str) -> str:
-    out = text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Table-safe Markdown: pipes and emphasis escaped, and no raw HTML tag can open (`<script>` stays text)."""
+    out = text.replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;")
+    out = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", out)
     return out.replace("*", "\\*").replace("_", "\\_").replace("`", "\\`").replace("\n", " ")
 
 
