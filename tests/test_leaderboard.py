@@ -310,3 +310,19 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     assert res.exit_code == 0, res.output
     row = json.loads((tmp_path / "o" / "leaderboard.json").read_text())["rows"][0]
     assert row["trials"] == 1 and row["std"] is None  # one trial: no std, not a fake 0
+
+
+def test_per_class_accuracy_and_paper_diagonal(rendered):
+    from sklearn.metrics import confusion_matrix
+
+    doc = json.loads((rendered["out"] / "leaderboard.json").read_text())
+    sec = next(s for s in doc["sections"] if s["dataset"] == "ck+")
+    recs = _group(rendered["records"], "ck+", "10fold", "stc")
+    y = sum((r["labels"] for r in recs), [])
+    p = sum((r["predictions"] for r in recs), [])
+    cm = confusion_matrix(y, p, labels=range(6))
+    assert sec["per_class"]["rows"]["stc"] == pytest.approx(list(cm.diagonal() / cm.sum(axis=1)))
+    assert np.allclose(sec["confusion"]["stc"], cm / cm.sum(axis=1, keepdims=True))
+    # yu2018 Table 4's diagonal beside stc-nlstm (An 100, Di 99.68, Fe 99.71, Ha 99.89, Sa 99.14, Su 100)
+    paper = sec["per_class"]["rows"]["stc-nlstm as reported (yu2018 Table 4)"]
+    assert paper == pytest.approx([1.0, 0.9968, 0.9971, 0.9989, 0.9914, 1.0])

@@ -43,6 +43,24 @@ class Section:
     def label(self) -> str:
         return self.dataset if self.dataset == self.dataset_test else f"{self.dataset}-to-{self.dataset_test}"
 
+    def per_class(self) -> tuple[str, list[str], list[tuple[str, list[float | None]]]]:
+        """(what, class names, rows): per-class accuracy (the confusion diagonal) or per-AU F1 (mean over
+        folds) for each model, plus the diagonal of any confusion matrix the paper reports for it."""
+        names = list(dict.fromkeys(c for s in self.summaries.values() for c in s["classes"]))
+        rows: list[tuple[str, list[float | None]]] = []
+        for model, s in self.summaries.items():
+            if self.task == "au-detection":
+                vals = {c: v["mean"] for c, v in s["per_au_f1"].items()}
+            else:
+                vals = s["per_class_accuracy"]
+            rows.append((model, [vals.get(c) for c in names]))
+            ref = self.reported_confusions.get(model)
+            if ref is not None:
+                diag = {c: ref.rows[i][i] for i, c in enumerate(ref.classes)}
+                rows.append((f"{model} as reported ({ref.source})", [diag.get(c) for c in names]))
+        what = "per-AU F1 (mean over folds)" if self.task == "au-detection" else "per-class accuracy (all trials)"
+        return what, names, rows
+
     def per_fold(self) -> list[dict[str, Any]]:
         """One row per (model, repeat, fold) with every metric of that trial."""
         out = []

@@ -114,8 +114,7 @@ def _section_html(section: Section, per_fold: bool) -> str:
         ref = section.reported_confusions.get(model)
         if ref is not None:
             figs.append(_reported_figure(ref, s["classes"], model))
-    if section.task == "au-detection":
-        parts.append(_au_table(section))
+    parts.append(_per_class_table(section))
     if figs:
         parts.append('<div class="heatmaps">' + "".join(figs) + "</div>")
     if per_fold:
@@ -139,16 +138,13 @@ def _reported_figure(ref, classes: Sequence[str], model: str) -> str:
                    f"reported confusion matrix of {model} ({ref.source})", ref.source)
 
 
-def _au_table(section: Section) -> str:
-    aus = next(iter(section.summaries.values()))["classes"]
-    head = "<tr><th>model</th>" + "".join(f"<th>{escape(a)}</th>" for a in aus) + "<th>mean</th></tr>"
-    body = []
-    for model, s in section.summaries.items():
-        vals = "".join(f'<td class="num">{escape(pct(s["per_au_f1"][a]["mean"]))}</td>' for a in aus)
-        body.append(f"<tr><td>{escape(model)}</td>{vals}"
-                    f'<td class="num">{escape(pct(s["scores"]["f1"]["mean"]))}</td></tr>')
-    return ('<h3>per-AU F1 (%, mean over folds)</h3><table class="au"><thead>' + head + "</thead><tbody>"
-            + "".join(body) + "</tbody></table>")
+def _per_class_table(section: Section) -> str:
+    what, names, rows = section.per_class()
+    head = "<tr><th>model</th>" + "".join(f"<th>{escape(c)}</th>" for c in names) + "</tr>"
+    body = "".join(f"<tr><td>{escape(n)}</td>" + "".join(f'<td class="num">{escape(pct(v))}</td>' for v in vals)
+                   + "</tr>" for n, vals in rows)
+    return (f"<h3>{escape(what)} (%)</h3><table class=\"per-class\"><thead>{head}</thead><tbody>{body}"
+            "</tbody></table>")
 
 
 def render_html(board: Board, per_fold: bool = False) -> str:

@@ -123,14 +123,13 @@ def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
                                                               ("red" if row["beats_baseline"] is False else None))
             table.add_row(*(Text(c) for c in cells(row, section, short=True)), style=style)
         console.print(table)
-        if section.task == "au-detection":
-            au = Table(title=Text(f"{section.label} · {section.protocol} · per-AU F1 (%, mean over folds)"))
-            aus = next(iter(section.summaries.values()))["classes"]
-            for col in ["model", *aus]:
-                au.add_column(col)
-            for model, s in section.summaries.items():
-                au.add_row(*(Text(c) for c in [model, *(pct(s["per_au_f1"][a]["mean"]) for a in aus)]))
-            console.print(au)
+        what, names, prow = section.per_class()
+        pc = Table(title=Text(f"{section.label} · {section.protocol} · {what} (%)"))
+        for col in ["model", *names]:
+            pc.add_column(col)
+        for name, vals in prow:
+            pc.add_row(*(Text(c) for c in [name, *(pct(v) for v in vals)]))
+        console.print(pc)
         for note in section.notes:
             console.print(Text(f"note: {note}"))
         if per_fold:
@@ -170,6 +169,9 @@ def render_markdown(board: Board, per_fold: bool = False) -> str:
         lines += [f"- {_md_escape(r['reported_method'])}: {_md_escape(r['note'])}" for r in section.rows
                   if r.get("note")]
         lines.append("")
+        what, names, prow = section.per_class()
+        lines += [f"### {what} (%)", ""]
+        lines += _md_table(["model", *names], [[n, *(pct(v) for v in vals)] for n, vals in prow]) + [""]
         if per_fold:
             head, body = fold_cells(section)
             lines += [f"### per fold (%)", ""] + _md_table(head, body) + [""]
@@ -217,12 +219,18 @@ def board_dict(board: Board, per_fold: bool = False) -> dict[str, Any]:
         "sections": [{"dataset": s.label, "dataset_test": s.dataset_test, "protocol": s.protocol,
                       "metric": s.metric, "task": s.task, "best": s.best, "baseline": s.baseline, "notes": s.notes,
                       "classes": {m: sm["classes"] for m, sm in s.summaries.items()},
+                      "per_class": _per_class_dict(s),
                       "confusion": {m: sm.get("confusion") for m, sm in s.summaries.items() if sm.get("confusion")}}
                      for s in board.sections],
     }
     if per_fold:
         doc["per_fold"] = [r for s in board.sections for r in s.per_fold()]
     return doc
+
+
+def _per_class_dict(section: Section) -> dict[str, Any]:
+    what, names, rows = section.per_class()
+    return {"what": what, "classes": names, "rows": {n: vals for n, vals in rows}}
 
 
 def _clean(value: Any) -> Any:
