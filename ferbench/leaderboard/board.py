@@ -43,12 +43,17 @@ class Section:
     def label(self) -> str:
         return self.dataset if self.dataset == self.dataset_test else f"{self.dataset}-to-{self.dataset_test}"
 
+    def ranked(self) -> list[str]:
+        """Our models, best first (the table's order)."""
+        return [r["model"] for r in self.rows if not r["reported_only"]]
+
     def per_class(self) -> tuple[str, list[str], list[tuple[str, list[float | None]]]]:
         """(what, class names, rows): per-class accuracy (the confusion diagonal) or per-AU F1 (mean over
         folds) for each model, plus the diagonal of any confusion matrix the paper reports for it."""
         names = list(dict.fromkeys(c for s in self.summaries.values() for c in s["classes"]))
         rows: list[tuple[str, list[float | None]]] = []
-        for model, s in self.summaries.items():
+        for model in self.ranked():
+            s = self.summaries[model]
             if self.task == "au-detection":
                 vals = {c: v["mean"] for c, v in s["per_au_f1"].items()}
             else:

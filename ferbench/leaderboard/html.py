@@ -104,7 +104,8 @@ def _section_html(section: Section, per_fold: bool) -> str:
     if notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
     figs = []
-    for model, s in section.summaries.items():
+    for model in section.ranked():
+        s = section.summaries[model]
         if s.get("confusion") is None:
             continue
         acc = s["scores"]["accuracy"]["mean"]
