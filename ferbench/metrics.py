@@ -48,23 +48,37 @@ def check_record(record: Any, source: str | None = None) -> dict:
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         raise FerbenchError(f"{where}: task record lacks field(s) {', '.join(missing)}")
-    if record["task"] not in ("classification", "au-detection"):
-        raise FerbenchError(f"{where}: task must be 'classification' or 'au-detection', found {record['task']!r}")
     for key in ("repeat", "fold"):
         if not isinstance(record[key], int) or isinstance(record[key], bool):
             raise FerbenchError(f"{where}: {key} must be an integer, found {record[key]!r}")
-    classes = record["classes"]
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise FerbenchError(f"{where}: classes must be a non-empty list of names")
+    if not isinstance(record["sample_ids"], list):
+        raise FerbenchError(f"{where}: sample_ids must be a list")
     n = len(record["sample_ids"])
-    for key in ("labels", "predictions"):
-        if not isinstance(record[key], list) or len(record[key]) != n:
-            raise FerbenchError(f"{where}: {key} must be a list with one entry per sample id ({n})")
-    if n == 0:
-        raise FerbenchError(f"{where}: the record has no test units")
+    if not isinstance(record["labels"], list) or len(record["labels"]) != n:
+        raise FerbenchError(f"{where}: labels must be a list with one entry per sample id ({n})")
     for key in ("modes", "subjects"):
         if key in record and record[key] and len(record[key]) != n:
             raise FerbenchError(f"{where}: {key} must have one entry per sample id ({n})")
+    check_lists(record, where)
+    return record
+
+
+def check_lists(record: dict, where: str = "record") -> None:
+    """What scoring needs: task, classes, and labels / predictions of matching shape and range. A harness
+    may call trial_scores on a record it is still assembling; only these fields are required there."""
+    for key in ("task", "classes", "labels", "predictions"):
+        if key not in record:
+            raise FerbenchError(f"{where}: task record lacks field {key}")
+    if record["task"] not in ("classification", "au-detection"):
+        raise FerbenchError(f"{where}: task must be 'classification' or 'au-detection', found {record['task']!r}")
+    classes = record["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise FerbenchError(f"{where}: classes must be a non-empty list of names")
+    if not isinstance(record["labels"], list) or not record["labels"]:
+        raise FerbenchError(f"{where}: labels must be a non-empty list (the record has no test units)")
+    n = len(record["labels"])
+    if not isinstance(record["predictions"], list) or len(record["predictions"]) != n:
+        raise FerbenchError(f"{where}: predictions must be a list with one entry per test unit ({n})")
     try:
         y, p = _arrays(record)
     except (TypeError, ValueError) as e:
@@ -81,7 +95,6 @@ def check_record(record: Any, source: str | None = None) -> dict:
             raise FerbenchError(f"{where}: AU labels/predictions must be {k} values (one per AU) per unit")
         if not np.isin(y, (-1, 0, 1)).all() or not np.isin(p, (0, 1)).all():
             raise FerbenchError(f"{where}: AU labels must be 0/1/-1 and predictions 0/1")
-    return record
 
 
 def _arrays(record: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +130,9 @@ def _au(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
 
 
 def trial_scores(record: dict) -> dict[str, float]:
-    """This trial's scores from its lists: accuracy/uf1/uar, or mean `f1` plus `f1_<AU>` per AU."""
-    check_record(record)
+    """This trial's scores from its lists: accuracy/uf1/uar, or mean `f1` plus `f1_<AU>` per AU.
+    Needs only task, classes, labels and predictions (see check_lists)."""
+    check_lists(record, _where(record, None))
     y, p = _arrays(record)
     if record["task"] == "classification":
         return _classification(y, p)
