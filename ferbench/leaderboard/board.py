@@ -15,7 +15,7 @@ from typing import Any
 from scipy.stats import ttest_rel
 
 from ferbench.errors import FerbenchError
-from ferbench.leaderboard.records import load_records, section_label
+from ferbench.leaderboard.records import load_records
 from ferbench.leaderboard.reported import Reported, ReportedConfusion, ReportedSet, load_reported
 from ferbench.metrics import STD_DDOF, summarize
 
@@ -228,4 +228,4 @@ def build_board(runs: str | Path = "runs", dataset: str | None = None, protocol:
     return Board(runs=Path(runs), reported_path=ref.path, sections=sections)
 
 
-__all__ = ["BASELINES", "Board", "SCHEMA", "Section", "build_board", "build_section", "section_label"]
+__all__ = ["BASELINES", "Board", "SCHEMA", "Section", "build_board", "build_section"]

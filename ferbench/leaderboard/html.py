@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from ferbench.leaderboard.board import Board, Section
-from ferbench.leaderboard.text import COLUMNS, cells, fold_cells, p_text, pct, title
+from ferbench.leaderboard.reported import ReportedConfusion
+from ferbench.leaderboard.text import COLUMNS, cells, fold_cells, pct, title
 from ferbench.metrics import STD_DDOF
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -129,7 +130,7 @@ def _section_html(section: Section, per_fold: bool) -> str:
     return "\n".join(parts)
 
 
-def _reported_figure(ref, classes: Sequence[str], model: str) -> str:
+def _reported_figure(ref: ReportedConfusion, classes: Sequence[str], model: str) -> str:
     """The paper's matrix, reordered into the model's class order where the names match."""
     order = [ref.classes.index(c) for c in classes if c in ref.classes]
     names = [ref.classes[i] for i in order] if len(order) == len(ref.classes) else list(ref.classes)
@@ -172,4 +173,4 @@ def render_html(board: Board, per_fold: bool = False) -> str:
     )
 
 
-__all__ = ["render_html", "p_text"]
+__all__ = ["render_html"]
