@@ -1,14 +1,20 @@
-"""Package discovery lives here (not in pyproject.toml) because setuptools' pyproject `packages.find` cannot
-add a package mapped from a folder outside `ferbench/`: the data folders the SPEC puts at the top level
-(leaderboards/ with the papers' reported numbers) ship inside the package under these names.
-A plain `pip install .` then finds them with importlib.resources; a source checkout reads the folders directly."""
+"""Package list for setuptools (metadata lives in pyproject.toml).
+
+Data folders live at the top level beside the code (protocols as data, the papers' reported numbers) and ship
+inside the package, so a regular, non-editable install finds them: `protocols/` as `ferbench._protocols`,
+`leaderboards/` (reported.yaml only, not rendered pages) as `ferbench._leaderboards`. pyproject's
+packages.find cannot map a folder outside ferbench/ into the package, hence this file.
+"""
 
 from setuptools import find_packages, setup
 
-SHIPPED = {"ferbench._leaderboards": ("leaderboards", ["reported.yaml"])}
+SHIPPED = {
+    "ferbench._protocols": ("protocols", ["*.yaml", "README.md"]),
+    "ferbench._leaderboards": ("leaderboards", ["reported.yaml"]),
+}
 
 setup(
-    packages=find_packages(include=["ferbench", "ferbench.*"]) + list(SHIPPED),
+    packages=[*find_packages(include=["ferbench", "ferbench.*"]), *SHIPPED],
     package_dir={name: folder for name, (folder, _) in SHIPPED.items()},
     package_data={name: files for name, (_, files) in SHIPPED.items()},
 )

@@ -118,3 +118,15 @@ def test_bad_reported_file_is_one_clear_error(tmp_path):
     bad.write_text("entries: [")
     with pytest.raises(FerbenchError, match="not valid YAML"):
         load_reported(bad)
+
+
+def test_reported_protocols_are_bundled_protocols_for_their_datasets():
+    from ferbench.protocols import list_protocols
+
+    protocols = {p.name: p for p in list_protocols()}
+    for e in load_reported().entries:
+        if e.protocol is None:  # AFEW test partition: no ferbench protocol scores it
+            continue
+        p = protocols[e.protocol]
+        assert e.dataset in p.datasets, (e.method, e.protocol)
+        assert (p.test_dataset or e.dataset) == e.dataset_test, (e.method, e.protocol)
