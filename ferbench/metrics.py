@@ -219,7 +219,10 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     for rep in sorted(by_repeat):
         ys, ps = zip(*(_arrays(r) for r in by_repeat[rep]))
         y, p = np.concatenate(ys), np.concatenate(ps)
-        pooled_runs.append(classification_scores(y, p) if task == "classification" else {"f1": au_scores(y, p, classes)["f1"]})
+        if task == "classification":
+            pooled_runs.append(classification_scores(y, p))
+        else:
+            pooled_runs.append({"f1": au_scores(y, p, classes)["f1"]})
     pooled = {m: float(np.mean([run[m] for run in pooled_runs])) for m in pooled_runs[0]}
 
     out: dict[str, Any] = {

@@ -29,7 +29,8 @@ tr.best td{background:#e6f4ea;font-weight:600}
 tr.below-baseline td{background:#fdecea}
 tr.reported-only td{color:#57606a;font-style:italic;background:#fafbfc}
 .tag{display:inline-block;font-size:.75em;padding:0 .4em;border-radius:.6em;margin-left:.3em;font-style:normal}
-.tag.ref{background:#ddf4ff;color:#0550ae}.tag.low{background:#ffebe9;color:#a40e26}.tag.best{background:#dafbe1;color:#116329}
+.tag.ref{background:#ddf4ff;color:#0550ae}.tag.low{background:#ffebe9;color:#a40e26}
+.tag.best{background:#dafbe1;color:#116329}
 .heatmaps{display:flex;flex-wrap:wrap;gap:1.2em}figure{margin:0}figure img{max-width:340px;height:auto}
 figcaption{font-size:.85em;color:#57606a;max-width:340px}.notes{color:#57606a}
 p.legend{max-width:70em;color:#424a53}

@@ -26,7 +26,8 @@ def read_record(path: Path) -> dict:
     except UnicodeDecodeError:
         raise FerbenchError(f"{path}: not a UTF-8 JSON task record") from None
     except json.JSONDecodeError as e:
-        raise FerbenchError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); expected a ferbench task record") from None
+        raise FerbenchError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); "
+                            "expected a ferbench task record") from None
     return check_record(record, str(path))
 
 

@@ -93,7 +93,8 @@ def cells(row: dict, section: Section, short: bool = False) -> list[str]:
     name = f"{row['model']} [reported only]" if row["reported_only"] and not short else row["model"]
     return [rank, name, mean_std(row), str(row["trials"]) if not row["reported_only"] else "–",
             pct(row["pooled"]), secondary(row, section, short), row["selection"] or "–",
-            "–" if row["train_s"] is None else f"{row['train_s']:.1f}", paper_cell(row, short), signed_pct(row["delta"]),
+            "–" if row["train_s"] is None else f"{row['train_s']:.1f}", paper_cell(row, short),
+            signed_pct(row["delta"]),
             p_text(row["p_value"]), verdict(row, section)]
 
 
