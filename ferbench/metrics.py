@@ -16,6 +16,7 @@ Conventions (the same everywhere a figure is shown):
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from typing import Any, Iterable
@@ -156,6 +157,11 @@ def mode_scores(record: dict) -> dict[str, float]:
     return {m: float(accuracy_score(y[modes_arr == m], p[modes_arr == m])) for m in sorted(set(modes)) if m}
 
 
+def units_digest(sample_ids: list[str]) -> str:
+    """A short hash of a trial's test units (order-free): two models' trials pair only when these are equal."""
+    return hashlib.sha256("\n".join(sorted(map(str, sample_ids))).encode()).hexdigest()[:16]
+
+
 def mean_std(values: Iterable[float]) -> dict[str, Any]:
     """Mean and sample std (ddof=STD_DDOF) of the finite values; std None with fewer than two."""
     vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
@@ -207,6 +213,7 @@ def summarize(records: list[dict]) -> dict[str, Any]:
         row["train_s"] = (r.get("timings") or {}).get("train_s")
         row["selection"] = r.get("selection")
         row["selected_epoch"] = r.get("selected_epoch")
+        row["test_units"] = units_digest(r["sample_ids"])
         per_trial.append(row)
 
     metric_names = list(CLASSIFICATION_METRICS) if task == "classification" else ["f1"]

@@ -326,3 +326,19 @@ def test_per_class_accuracy_and_paper_diagonal(rendered):
     # yu2018 Table 4's diagonal beside stc-nlstm (An 100, Di 99.68, Fe 99.71, Ha 99.89, Sa 99.14, Su 100)
     paper = sec["per_class"]["rows"]["stc-nlstm as reported (yu2018 Table 4)"]
     assert paper == pytest.approx([1.0, 0.9968, 0.9971, 0.9989, 0.9914, 1.0])
+
+
+def test_paired_test_only_pairs_trials_on_the_same_test_units(tmp_path):
+    from ferbench.leaderboard import build_board
+
+    rng = np.random.default_rng(9)
+    recs = {m: [make_record(m, "loso", "mmi", 0, f, rng=rng, hit=h, n=15) for f in range(5)]
+            for m, h in (("stc-nlstm", 0.9), ("static", 0.5))}
+    recs["static"][4]["sample_ids"] = [f"other-{i}" for i in range(15)]  # scored on other samples
+    for rs in recs.values():
+        for r in rs:
+            write_record(tmp_path, r)
+    row = next(r for r in build_board(tmp_path).rows() if r["model"] == "static")
+    acc = {m: [_trial(r, "accuracy") for r in rs[:4]] for m, rs in recs.items()}
+    assert row["paired_trials"] == 4 and "left out" in row["paired_note"]
+    assert row["p_value"] == pytest.approx(ttest_rel(acc["stc-nlstm"], acc["static"]).pvalue, rel=1e-9)

@@ -91,17 +91,23 @@ class Board:
 
 
 def _paired(best: dict, other: dict, metric: str) -> tuple[float | None, int, str | None]:
-    """scipy's paired t-test on the matched trials (same repeat and fold) of two models."""
-    a = {(t["repeat"], t["fold"]): t[metric] for t in best["per_trial"]}
-    b = {(t["repeat"], t["fold"]): t[metric] for t in other["per_trial"]}
-    keys = sorted(set(a) & set(b))
+    """scipy's paired t-test on the matched trials of two models: same repeat and fold, and the same test
+    units (a trial scored on other samples, e.g. from another data file, is not a pair)."""
+    a = {(t["repeat"], t["fold"]): t for t in best["per_trial"]}
+    b = {(t["repeat"], t["fold"]): t for t in other["per_trial"]}
+    common = sorted(set(a) & set(b))
+    keys = [k for k in common if a[k].get("test_units") == b[k].get("test_units")]
+    differ = len(common) - len(keys)
+    left_out = f"; {differ} trial(s) with other test units left out" if differ else ""
     if len(keys) < 2:
-        return None, len(keys), f"{len(keys)} matched trial(s); a paired test needs 2 or more"
+        return None, len(keys), f"{len(keys)} matched trial(s); a paired test needs 2 or more{left_out}"
+    a = {k: t[metric] for k, t in a.items()}
+    b = {k: t[metric] for k, t in b.items()}
     x, y = [a[k] for k in keys], [b[k] for k in keys]
     if all(math.isclose(u - v, x[0] - y[0], abs_tol=1e-12) for u, v in zip(x, y)):
         return None, len(keys), "the per-trial differences are all equal; the t statistic is undefined"
     p = float(ttest_rel(x, y).pvalue)
-    return (p if math.isfinite(p) else None), len(keys), None
+    return (p if math.isfinite(p) else None), len(keys), (left_out[2:] or None)
 
 
 def _reported_for(entries: list[Reported], model: str, metric: str) -> Reported | None:

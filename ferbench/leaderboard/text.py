@@ -105,8 +105,9 @@ def title(section: Section) -> str:
 
 def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
     rows = section.per_fold()
-    metrics = [k for k in rows[0] if k not in ("dataset", "protocol", "model", "repeat", "fold", "seed", "units",
-                                               "train_s", "selected_epoch")] if rows else []
+    skip = ("dataset", "protocol", "model", "repeat", "fold", "seed", "units", "train_s", "selected_epoch",
+            "test_units")
+    metrics = [k for k in rows[0] if k not in skip] if rows else []
     head = ["model", "repeat", "fold", "units"] + metrics + ["train s", "epoch"]
     body = [[r["model"], str(r["repeat"]), str(r["fold"]), str(r["units"])] + [pct(r.get(m)) for m in metrics]
             + ["–" if r["train_s"] is None else f"{r['train_s']:.1f}", str(r["selected_epoch"])] for r in rows]
