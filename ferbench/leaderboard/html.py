@@ -155,8 +155,8 @@ def render_html(board: Board, per_fold: bool = False) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     legend = (f"Percent. ± is the sample standard deviation (ddof={STD_DDOF}) over trials; pooled scores all "
               "folds of one repeat together (averaged over repeats). p is a paired t-test (scipy ttest_rel) "
-              "between the best model and each other model over matched trials (same repeat and fold); "
-              f"p < 0.05 is printed as a real difference. Rows tagged 'reported only' are the papers' numbers, "
+              "between the best model and each other model over matched trials (same repeat, fold and test "
+              "units); p < 0.05 is printed as a real difference. Rows tagged 'reported only' are the papers' numbers, "
               "transcribed from their tables, not run here. A red row does not beat the static single-frame "
               "baseline. Heatmaps: row-normalised confusion matrices over all trials (rows = true class).")
     toc = "".join(f'<li><a href="#{escape(f"{s.label}-{s.protocol}")}">{escape(s.label)} · '

@@ -161,8 +161,8 @@ def render_markdown(board: Board, per_fold: bool = False) -> str:
     lines = ["# ferbench leaderboard", "",
              f"Records: `{board.runs}`. Reported numbers: `{board.reported_path.name}` (paper key and table per row).",
              f"Percent; ± is the sample std (ddof={STD_DDOF}) over trials; p is a paired t-test (scipy "
-             "`ttest_rel`) between the best model and each other one over matched trials (same repeat and fold). "
-             "Rows marked *reported only* are the papers' numbers, not run here.", ""]
+             "`ttest_rel`) between the best model and each other one over matched trials (same repeat, fold and "
+             "test units). Rows marked *reported only* are the papers' numbers, not run here.", ""]
     for section in board.sections:
         lines += [f"## {_md_escape(title(section))}", ""]
         head = [c.format(metric=section.metric) for c in COLUMNS]
