@@ -6,11 +6,18 @@ inside the package, so a regular, non-editable install finds them: `protocols/` 
 packages.find cannot map a folder outside ferbench/ into the package, hence this file.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).resolve().parent
 SHIPPED = {
-    "ferbench._protocols": ("protocols", ["*.yaml", "README.md"]),
-    "ferbench._leaderboards": ("leaderboards", ["reported.yaml"]),
+    name: spec
+    for name, spec in {
+        "ferbench._protocols": ("protocols", ["*.yaml", "README.md"]),
+        "ferbench._leaderboards": ("leaderboards", ["reported.yaml"]),
+    }.items()
+    if (HERE / spec[0]).is_dir()  # a partial source copy (e.g. a packaging test's) may carry only some folders
 }
 
 setup(

@@ -6,6 +6,9 @@ shared papers folder), which maps each paper key to its text file."""
 
 import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,10 +101,30 @@ def test_spot_values_and_scales():
     assert by[("chao2016", "Table 1", "LSTM-mean (2048/64/64/7)", "afew", "val")].model == "lstm-mean"
 
 
-def test_source_checkout_fallback_and_packaging_config():
+def test_source_checkout_fallback():
     assert default_path().resolve() == (ROOT / "leaderboards" / "reported.yaml").resolve()
-    setup = (ROOT / "setup.py").read_text()
-    assert '"ferbench._leaderboards": ("leaderboards", ["reported.yaml"])' in setup
+
+
+def test_wheel_ships_reported_numbers_to_an_install_outside_the_checkout(tmp_path):
+    src = tmp_path / "src"  # build from a copy, so the checkout gets no build/ or egg-info
+    shutil.copytree(ROOT / "ferbench", src / "ferbench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "leaderboards", src / "leaderboards", ignore=shutil.ignore_patterns("leaderboard*"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, cwd=tmp_path, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("ferbench-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True,
+                   capture_output=True)
+    probe = ("from ferbench.leaderboard.reported import default_path, load_reported\n"
+             "print(default_path()); print(len(load_reported().entries))\n")
+    (tmp_path / "elsewhere").mkdir()
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "elsewhere", check=True, text=True,
+                         capture_output=True, env={**os.environ, "PYTHONPATH": str(site)}).stdout.split()
+    assert out[0] == str(site / "ferbench" / "_leaderboards" / "reported.yaml")
+    assert int(out[1]) == len(load_reported().entries)
 
 
 def test_bad_reported_file_is_one_clear_error(tmp_path):
