@@ -303,9 +303,10 @@ def leaderboard(
     reported: Optional[Path] = typer.Option(None, "--reported", help="reported-numbers YAML (default: bundled)"),
 ) -> None:
     """Tables per dataset x protocol from task records, with the papers' numbers and paired t-tests."""
-    from ferbench.leaderboard import build_board, parse_formats, write_leaderboard
+    from ferbench.leaderboard import build_board, check_out, parse_formats, write_leaderboard
 
     formats = parse_formats(fmt)
+    check_out(out, formats)
     board = build_board(runs, dataset=dataset, protocol=protocol, reported=reported)
     written = write_leaderboard(board, formats, out, per_fold=per_fold, console=console)
     for kind, path in written.items():

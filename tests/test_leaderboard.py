@@ -287,6 +287,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     res = _invoke("--runs", str(runs), "--format", "md,pdf", "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "unknown format pdf" in res.output
     assert not (tmp_path / "o").exists()  # options are refused before any work
+    (tmp_path / "afile").write_text("x")
+    res = _invoke("--runs", str(runs), "--out", str(tmp_path / "afile"))
+    assert res.exit_code == 2 and "afile: is a file" in res.output
     res = _invoke("--runs", str(runs), "--dataset", "mmi", "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "found: ck+/10fold" in res.output
 

@@ -29,6 +29,13 @@ def parse_formats(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_out(out: str | Path, formats: list[str]) -> None:
+    """Refuse an --out that cannot hold the files before any record is read."""
+    out = Path(out)
+    if any(f != "rich" for f in formats) and out.exists() and not out.is_dir():
+        raise FerbenchError(f"{out}: is a file; --out must be a folder for the leaderboard files")
+
+
 def _atomic_write(path: Path, text: str) -> None:
     """tmp file + os.replace, so a reader never sees half a page (mode follows the umask, like open())."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,5 +78,5 @@ def write_leaderboard(board: Board, formats: list[str], out: str | Path = "leade
     return written
 
 
-__all__ = ["BASELINES", "Board", "FILES", "FORMATS", "Section", "build_board", "load_reported", "parse_formats",
-           "write_leaderboard"]
+__all__ = ["BASELINES", "Board", "FILES", "FORMATS", "Section", "build_board", "check_out", "load_reported",
+           "parse_formats", "write_leaderboard"]
