@@ -17,7 +17,8 @@ import yaml
 from ferbench.errors import FerbenchError
 from ferbench.leaderboard.reported import default_path, load_reported
 
-PAPERS = Path(os.environ.get("FERBENCH_PAPERS", "/work/shared/papers"))
+# the papers folder sits beside the checkout (../shared/papers), on developer machines and in CI alike
+PAPERS = Path(os.environ.get("FERBENCH_PAPERS", Path(__file__).resolve().parents[2] / "shared" / "papers"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
