@@ -136,7 +136,7 @@ def prepare(
     out: Optional[Path] = typer.Option(None, "--out", help="output file (default data/<dataset>.h5)"),
     aligner: str = typer.Option("mtcnn", "--aligner", help="mtcnn (default), insightface or none (pre-cropped)"),
     size: int = typer.Option(64, "--size", min=16, help="aligned face size in pixels"),
-    template: str = typer.Option("seed002", "--template", help="seed002 (eye-based) or arcface"),
+    template: str = typer.Option("yu2018", "--template", help="yu2018 (eye-based) or arcface"),
     length: Optional[int] = typer.Option(None, "--length", min=1, help="fixed clip length T (default per dataset)"),
     detect_every: int = typer.Option(5, "--detect-every", min=1, help="run the detector on every k-th frame"),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers (default: cores; 0 = no dask)"),

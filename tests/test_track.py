@@ -129,7 +129,7 @@ def test_blank_frames_are_filled_and_flagged(mtcnn, moving, per_frame) -> None:
     # the landmarks come back in crop pixels: the eyes sit on the template's eye positions in every frame
     from ferbench.preprocess.align import template_points
 
-    assert np.abs(points[:, :2] - template_points("seed002", 64)).max() < 0.5
+    assert np.abs(points[:, :2] - template_points("yu2018", 64)).max() < 0.5
 
 
 def test_sequence_without_faces_reports_no_face(mtcnn) -> None:

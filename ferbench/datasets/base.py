@@ -20,6 +20,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".wmv", ".mpg", ".mpeg")
 
 
+#: `DatasetAdapter.phases` values.
+PHASES_RISING, PHASES_FULL, PHASES_NONE = "neutral-apex", "onset-apex-offset", "unsegmented"
+#: The emotion vocabulary `DatasetAdapter.emotions` draws from (six basic emotions, neutral, contempt, and
+#: CASME II's micro-expression classes).
+CANONICAL_EMOTIONS = frozenset({
+    "neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise", "repression", "others",
+})
+
+
 def is_junk(path: Path) -> bool:
     """True for OS clutter (.DS_Store, Thumbs.db, Windows shortcuts) that adapters must ignore."""
     return path.name in JUNK_NAMES or path.suffix.lower() in JUNK_SUFFIXES or path.name.startswith("._")
@@ -120,6 +129,21 @@ class DatasetAdapter:
     classes: ClassVar[tuple[str, ...]]
     layout: ClassVar[str]  # one-paragraph description of the native layout, shown by `ferbench datasets`
     fps: ClassVar[float]
+    # Preprocessing defaults that belong to the dataset (read by `PrepareConfig.resolved` and by the tests).
+    #: Fixed clip length T of the temporal normalisation (yu2018: CK+ 18, Oulu-CASIA / MMI 22). Datasets
+    #: without a fixed-length recipe in the papers take 22, yu2018's length for onset -> offset material.
+    clip_length: ClassVar[int] = 22
+    #: Frame rate every sample is resampled to before anything else; None = keep the native rate.
+    target_fps: ClassVar[float | None] = None
+    #: Smallest face the detector searches for, as a fraction of the frame's shorter side. Lab datasets film
+    #: one face filling a good part of the frame, so 10% skips the costly fine pyramid levels.
+    min_face: ClassVar[float] = 0.1
+    #: How a sequence runs: PHASES_RISING (neutral -> apex: CK+, Oulu-CASIA), PHASES_FULL (onset -> apex ->
+    #: offset: MMI, CASME II) or PHASES_NONE (unsegmented clips: AFEW, BP4D, folders).
+    phases: ClassVar[str] = "unsegmented"
+    #: Canonical emotion name of each class, in class order (CANONICAL_EMOTIONS vocabulary), so cross-dataset
+    #: protocols can map classes by name; () where classes are not emotions (BP4D).
+    emotions: ClassVar[tuple[str, ...]] = ()
 
     def scan(self, root: Path) -> ScanResult:
         raise NotImplementedError

@@ -121,6 +121,9 @@ class BP4DAdapter(DatasetAdapter):
     layout = ("[Sequences(2D+3D)/]F001/T1/2440.jpg (3-4 digit frame numbers) + AUCoding/AU_OCC/F001_T1.csv "
               "(column 0 = frame, AU columns 0/1, 9 = unknown)")
     fps = FPS
+    clip_length = 22  # only for sequence models; frame-level AU tasks read native frames and /aus
+    phases = "unsegmented"
+    emotions: tuple[str, ...] = ()  # AU occurrence, no emotion classes
 
     def scan(self, root: Path) -> ScanResult:
         root = Path(root)

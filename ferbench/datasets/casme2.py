@@ -220,6 +220,9 @@ class Casme2Adapter(DatasetAdapter):
     layout = ("CASME2-coding-*.xlsx (or .csv) + CASME2_RAW_selected/subNN/<Filename>/imgN.jpg "
               "or Cropped/subNN/<Filename>/reg_imgN.jpg; N = sheet frame numbers")
     fps = FPS
+    clip_length = 22  # no fixed-length recipe in the papers; 22 samples still span onset -> offset
+    phases = "onset-apex-offset"
+    emotions = CLASSES
 
     def __init__(self, prefer: str = "raw"):
         if prefer not in ("raw", "cropped"):

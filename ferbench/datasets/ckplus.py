@@ -99,6 +99,9 @@ class CKPlus(DatasetAdapter):
         "Landmarks/.../*_landmarks.txt"
     )
     fps = FPS
+    clip_length = 18  # yu2018
+    phases = "neutral-apex"
+    emotions = CLASSES  # CK+'s own names are the canonical ones
 
     def scan(self, root: Path) -> ScanResult:
         """Read every sequence under `cohn-kanade-images`, with its emotion code, FACS codes and landmark files."""

@@ -209,6 +209,10 @@ class MMI(DatasetAdapter):
         "+ optional <sid>-oao_aucs.xml; labelled frontal sessions are selected"
     )
     fps = FPS
+    clip_length = 22  # yu2018, at 10 fps
+    target_fps = 10.0  # yu2018: MMI videos converted "by uniformly selecting 10 frames per second"
+    phases = "onset-apex-offset"
+    emotions = CLASSES
 
     def scan(self, root: Path) -> ScanResult:
         """Select the labelled frontal sessions under `Sessions/` and read their media, subject and AU markers."""

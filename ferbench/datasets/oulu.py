@@ -70,6 +70,9 @@ class OuluCasia(DatasetAdapter):
         "(label = folder; system x illumination = mode)"
     )
     fps = FPS
+    clip_length = 22  # yu2018
+    phases = "neutral-apex"
+    emotions = CLASSES
 
     def scan(self, root: Path) -> ScanResult:
         """Read every expression folder of every mode; the label is the folder name."""

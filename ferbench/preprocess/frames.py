@@ -136,7 +136,7 @@ def resample_indices(n_frames: int, src_fps: float, target_fps: float | None) ->
 
     Target time k/target_fps takes the source frame nearest to it (round(k * src_fps / target_fps)), from
     t=0 while inside the clip. No upsampling: if target_fps is None or >= src_fps, every frame is kept.
-    Example: 25 fps -> 10 fps keeps frames 0, 3, 5, 8, 10, 13, 15, ... (MMI, seed 002; halves round up).
+    Example: 25 fps -> 10 fps keeps frames 0, 3, 5, 8, 10, 13, 15, ... (MMI, yu2018; halves round up).
     """
     n = int(n_frames)
     if n <= 0:

@@ -34,7 +34,7 @@ from ferbench.preprocess.temporal import default_length, normalise_length
 from ferbench.preprocess.track import align_sequence, track_sequence
 from ferbench.store import FLAG_FILLED, FLAG_MEANINGS, SampleRecord, StoreWriter
 
-#: Frame rate each dataset is resampled to before anything else (seed 002: MMI "10 frames per second").
+#: Frame rate each dataset is resampled to before anything else (yu2018: MMI "10 frames per second").
 DEFAULT_TARGET_FPS: dict[str, float] = {"mmi": 10.0}
 #: Smallest face MTCNN searches for, as a fraction of the frame's shorter side. Lab datasets film one face
 #: filling a good part of the frame (CK+ faces are ~250 of 490 px), so 10% skips the costly fine pyramid levels;
@@ -46,7 +46,7 @@ class PrepareConfig:
 
     aligner: str = "mtcnn"
     size: int = 64
-    template: str = "seed002"
+    template: str = "yu2018"
     length: int | None = None  # fixed clip length T; None = the dataset's default (CK+ 18, Oulu/MMI 22)
     detect_every: int = 5
     target_fps: float | None = None  # None = the dataset's default (MMI 10 fps), else native
@@ -215,7 +215,7 @@ def _native_numbers(sample: Sample, positions: np.ndarray) -> np.ndarray:
 
 def _clip_index(n_frames: int, length: int, onset: int | None, offset: int | None) -> np.ndarray:
     """The fixed-length clip over the annotated onset -> offset segment where there is one (CASME II, MMI
-    with AU markers: "sequences used onset -> offset"), else over the whole sequence (seed 002)."""
+    with AU markers: "sequences used onset -> offset"), else over the whole sequence (yu2018)."""
     if onset is not None and offset is not None and offset > onset:
         return onset + normalise_length(offset - onset + 1, length)
     return normalise_length(n_frames, length)

@@ -268,7 +268,7 @@ def _smooth(points: np.ndarray, boxes: np.ndarray, segments: np.ndarray, flags: 
 
 
 def align_sequence(
-    frames: Sequence[np.ndarray], track: Track, size: int = 64, template: str = "seed002"
+    frames: Sequence[np.ndarray], track: Track, size: int = 64, template: str = "yu2018"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned crops of the tracked face, (T, size, size, 3) uint8, and its 5 landmarks in crop pixels,
     (T, 5, 2) float32, one per frame of `track`.
