@@ -115,8 +115,9 @@ class CKPlus(DatasetAdapter):
             raise DatasetError(emotion, "expected the CK+ 'Emotion' label folder (from Emotion_labels.zip) beside cohn-kanade-images")
         result = ScanResult(dataset=self.name, root=root, classes=self.classes)
         for subject_dir in list_entries(images, result.skipped):
-            for seq_dir in list_entries(subject_dir, result.skipped):
-                sample = self._read_sequence(base, subject_dir.name, seq_dir, result)
+            for seq_dir in result.read_each(subject_dir.name, lambda: list_entries(subject_dir, result.skipped)) or []:
+                sample = result.read_each(f"{subject_dir.name}_{seq_dir.name}",
+                                          lambda: self._read_sequence(base, subject_dir.name, seq_dir, result))
                 if sample is not None:
                     result.samples.append(sample)
         self._notes(base, result)

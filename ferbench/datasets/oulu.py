@@ -92,8 +92,11 @@ class OuluCasia(DatasetAdapter):
                     result.problems.append(f"{light_dir}: not an illumination folder (expected Strong, Weak or Dark); ignored")
                     continue
                 for subject_dir in list_entries(light_dir, result.skipped):
-                    for class_dir in list_entries(subject_dir, result.skipped):
-                        sample = self._read_sequence(system, light, subject_dir.name, class_dir, result)
+                    where = f"{system}_{light}_{subject_dir.name}"
+                    for class_dir in result.read_each(where, lambda: list_entries(subject_dir, result.skipped)) or []:
+                        sample = result.read_each(
+                            f"{where}_{class_dir.name}",
+                            lambda: self._read_sequence(system, light, subject_dir.name, class_dir, result))
                         if sample is not None:
                             result.samples.append(sample)
         if not found_system:
