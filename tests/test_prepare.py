@@ -246,9 +246,12 @@ def test_resume_drops_samples_no_longer_in_the_input(tmp_path):
     first = process_sample(gone, cfg)
     w = StoreWriter(out, dataset="ck+", classes=scan("ck+", root).classes, config=dataclasses.asdict(cfg),
                     aligner="mtcnn", source_root=str(root.resolve()))
-    w.add(first.record, first.frames, first.landmarks, first.flags, warnings=[f"{gone.id}: frame 3 repaired"])
+    prints = {s.id: s.fingerprint() for s in scan("ck+", root).samples}  # the input each shard was made from
+    w.add(first.record, first.frames, first.landmarks, first.flags, warnings=[f"{gone.id}: frame 3 repaired"],
+          fingerprint=prints[gone.id])
     kept = process_sample(written[1], cfg)
-    w.add(kept.record, kept.frames, kept.landmarks, kept.flags, warnings=[f"{written[1].id}: frame 2 repaired"])
+    w.add(kept.record, kept.frames, kept.landmarks, kept.flags, warnings=[f"{written[1].id}: frame 2 repaired"],
+          fingerprint=prints[written[1].id])
     w.close()
     shutil.rmtree(gone.frames[0].parent)  # the user removes that sequence, then resumes
     summary = prepare("ck+", root, out, workers=0)

@@ -31,6 +31,7 @@ __all__ = [
     "resample_indices",
     "read_video",
     "LazyFrames",
+    "image_size",
 ]
 
 #: Keep decoded frames of a sample in memory up to this size; beyond it (BP4D: 1392x1040 x hundreds of
@@ -124,6 +125,33 @@ def read_image(path: str | Path) -> np.ndarray:
         return to_bgr_uint8(img)
     except ValueError as exc:
         raise DatasetError(p, f"unsupported image layout: {exc}") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of a PNG or baseline/progressive JPEG from its header, without decoding the pixels;
+    None when the header is not one of those (the caller then decodes the frame)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError:
+        return None
+    if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(head[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            return int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(head[i + 7 : i + 9], "big")
+        i += 2 + length
+    return None
 
 
 def read_images(paths: Sequence[str | Path]) -> list[np.ndarray]:
@@ -268,6 +296,18 @@ class LazyFrames(Sequence[np.ndarray]):
 
     def __len__(self) -> int:
         return len(self.source_index)
+
+    def size(self, t: int) -> tuple[int, int]:
+        """(height, width) of frame t, from the file header where possible (no decode), else by decoding."""
+        if self._video is None and t not in self._cache:
+            hw = image_size(self.sample.frames[int(self.source_index[t])])
+            if hw is not None and min(hw) > 0:
+                return hw
+        return tuple(self[t].shape[:2])  # type: ignore[return-value]
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """Every frame's (height, width): a sequence may mix sizes (a resized or re-exported frame)."""
+        return [self.size(t) for t in range(len(self))]
 
     def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]
         if self._video is not None:
