@@ -47,12 +47,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
+import io
 import hashlib
 import json
 import os
 import re
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -140,17 +143,32 @@ class StoreIOError(FerbenchError):
 @contextlib.contextmanager
 def _io_errors(what: str, path: Path, keep: Path | None = None):
     """Turn OSError and h5py's RuntimeError (raised for ENOSPC and other HDF5 write failures) into one
-    StoreIOError line naming the file and what to do."""
+    StoreIOError line naming the file and what to do.
+
+    While the block runs, the errors h5py reports from object destructors on a failing disk ("Exception
+    ignored in ObjectID.__dealloc__", one per open object) are held back: the failure is reported once, as
+    one line; after a successful block they are passed on unchanged."""
+    held: list[Any] = []
+    previous, stderr = sys.unraisablehook, sys.stderr
+    sys.unraisablehook, sys.stderr = held.append, io.StringIO()  # h5py prints some of them to stderr itself
     try:
         yield
     except (OSError, RuntimeError) as e:
+        gc.collect()  # let h5py's half-closed objects go now, while their complaints are held back
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0] if str(e) else type(e).__name__
         if "errno = 28" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
             reason = "no space left on device"
         elif "errno = 13" in str(e) or getattr(e, "errno", None) == errno.EACCES:
             reason = "permission denied"
         kept = f"; finished samples are kept in {keep}, rerun the same command to resume" if keep else ""
+        held.clear()
+        sys.stderr = io.StringIO()
         raise StoreIOError(f"{path}: cannot {what} ({reason}){kept}") from None
+    finally:
+        printed, sys.stderr, sys.unraisablehook = sys.stderr.getvalue(), stderr, previous
+        stderr.write(printed)
+        for unraisable in held:
+            previous(unraisable)
 
 
 @dataclass
@@ -553,26 +571,34 @@ class StoreWriter:
             raise FerbenchError(f"sample '{sid}': coverage must be a fraction in 0..1; got {coverage}")
 
         def write(part: Path) -> None:
-            with h5py.File(part, "w") as f:
-                f.create_dataset("frames", data=fr, chunks=(1, h, w, 3), **_FRAME_COMPRESSION)
-                f.create_dataset("landmarks", data=lm)
-                f.create_dataset("flags", data=fl)
-                f.create_dataset("source_frame", data=src_frame)
-                if au_arr is not None:
-                    f.create_dataset("aus", data=au_arr)
-                f.create_dataset("clip", data=clip)
-                f.create_dataset("states", data=states)
-                a = f.attrs
-                a["id"], a["subject"] = sid, str(record.subject)
-                a["label"] = _opt(record.label)
-                a["split"] = record.split or ""
-                a["mode"] = _jsonable(dict(record.mode or {}), f"sample '{sid}' mode")
-                a["fps"] = float(record.fps)
-                a["onset"], a["apex"], a["offset"] = _opt(record.onset), _opt(record.apex), _opt(record.offset)
-                a["apex_estimated"] = int(bool(record.apex_estimated))
-                a["coverage"] = coverage
-                a["warnings"] = json.dumps(list(warnings))
-                a["fingerprint"] = str(fingerprint)
+            # The shard is built in memory and written with plain file I/O: a full disk is then one clean
+            # OSError, never HDF5 left holding a half-written file (which crashes the interpreter at exit).
+            image = io.BytesIO()
+            with h5py.File(image, "w") as f:
+                fill(f)
+            with open(part, "wb") as fh:
+                fh.write(image.getbuffer())
+
+        def fill(f: h5py.File) -> None:
+            f.create_dataset("frames", data=fr, chunks=(1, h, w, 3), **_FRAME_COMPRESSION)
+            f.create_dataset("landmarks", data=lm)
+            f.create_dataset("flags", data=fl)
+            f.create_dataset("source_frame", data=src_frame)
+            if au_arr is not None:
+                f.create_dataset("aus", data=au_arr)
+            f.create_dataset("clip", data=clip)
+            f.create_dataset("states", data=states)
+            a = f.attrs
+            a["id"], a["subject"] = sid, str(record.subject)
+            a["label"] = _opt(record.label)
+            a["split"] = record.split or ""
+            a["mode"] = _jsonable(dict(record.mode or {}), f"sample '{sid}' mode")
+            a["fps"] = float(record.fps)
+            a["onset"], a["apex"], a["offset"] = _opt(record.onset), _opt(record.apex), _opt(record.offset)
+            a["apex_estimated"] = int(bool(record.apex_estimated))
+            a["coverage"] = coverage
+            a["warnings"] = json.dumps(list(warnings))
+            a["fingerprint"] = str(fingerprint)
 
         self._atomic_write(self._shards / f"{_shard_name(sid)}.h5", write, f"write sample '{sid}'")
         self.done_ids.add(sid)
@@ -619,6 +645,7 @@ class StoreWriter:
         part = self.tmp_dir / "final.h5.part"
         try:
             with _io_errors("write the merged file", self.path, keep=self.tmp_dir):
+                self._check_space()
                 self._merge(part)
             if before_publish is not None:
                 before_publish(part)
@@ -635,6 +662,14 @@ class StoreWriter:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.close()
         return self.path
+
+    def _check_space(self) -> None:
+        """Refuse to merge onto a disk without room for the merged file (about the shards' total size): HDF5
+        failing mid-write is reported, but the library can be left unstable; a plain check first is safer."""
+        need = sum(p.stat().st_size for p in self._shards.glob("*.h5")) + (1 << 20)
+        free = shutil.disk_usage(self.tmp_dir).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"need about {need / 2**20:.1f} MiB to merge, {free / 2**20:.1f} MiB free")
 
     def _merge(self, part: Path) -> None:
         """Write every shard, sorted by id, into one store file at `part`."""

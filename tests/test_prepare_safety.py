@@ -107,29 +107,42 @@ def test_a_run_where_every_sample_fails_keeps_the_file_and_exits_non_zero(replic
 
 # ------------------------------------------------------------------------------------ resume keyed on input
 def _interrupt_after(monkeypatch, shards: int, where: str = "frames"):
-    """Make the store's HDF5 writes fail like a full disk (h5py raises RuntimeError, errno 28) after
-    `shards` sample shards, or (`where="final"`) while merging the final file."""
+    """Make the store's writes fail like a full disk after `shards` sample shards (the OSError ENOSPC a plain
+    write gets), or (`where="final"`) while HDF5 merges the final file (h5py raises RuntimeError, errno 28)."""
+    import builtins
+    import errno
+
     import ferbench.store as store
 
     real = h5py.File
     state = {"shards": 0}
 
+    def full_open(file, mode="r", *args, **kwargs):
+        if where == "frames" and "w" in mode and str(file).endswith(".h5.part") and "shards" in str(file):
+            if state["shards"] >= shards:
+                raise OSError(errno.ENOSPC, "No space left on device", str(file))
+            state["shards"] += 1
+        return builtins.open(file, mode, *args, **kwargs)
+
     class FullDisk(real):  # type: ignore[misc, valid-type]
         def create_dataset(self, name, *args, **kwargs):
             target = str(self.filename)
-            if name == "frames" and (
-                (where == "frames" and target.endswith(".h5.part") and "shards" in target and state["shards"] >= shards)
-                or (where == "final" and target.endswith("final.h5.part"))
-            ):
+            if name == "frames" and where == "final" and target.endswith("final.h5.part"):
                 raise RuntimeError("Can't write data (file write failed: time = Mon Nov 30 08:00:00 2026, filename = "
                                    f"'{target}', file descriptor = 7, errno = 28, error message = 'No space left on "
                                    "device', buf = 0x1, total write size = 4096, bytes this sub-write = 4096)")
-            if name == "frames" and "shards" in target:
-                state["shards"] += 1
             return super().create_dataset(name, *args, **kwargs)
 
+    monkeypatch.setattr(store, "open", full_open, raising=False)
     monkeypatch.setattr(store.h5py, "File", FullDisk)
     return real
+
+
+def _space_again(monkeypatch, real) -> None:
+    import ferbench.store as store
+
+    monkeypatch.delattr(store, "open", raising=False)
+    monkeypatch.setattr(h5py, "File", real)
 
 
 def test_full_disk_is_one_line_then_the_rerun_equals_an_uninterrupted_run(replica, reference, tmp_path, monkeypatch):
@@ -142,12 +155,12 @@ def test_full_disk_is_one_line_then_the_rerun_equals_an_uninterrupted_run(replic
     assert len(shards) == 3 and all(p.suffix == ".h5" for p in shards)  # finished shards kept, no .part left
     assert not out.exists() and not Path(f"{out}.lock").exists()
 
-    monkeypatch.setattr(h5py, "File", real)
+    _space_again(monkeypatch, real)
     _interrupt_after(monkeypatch, shards=0, where="final")  # space runs out again while merging
     assert "no space left on device" in _one_line_error(runner.invoke(app, cmd))
     assert not out.exists() and len(list((Path(f"{out}.tmp") / "shards").glob("*.h5"))) == len(scan("ck+", replica).samples)
 
-    monkeypatch.setattr(h5py, "File", real)  # space freed
+    _space_again(monkeypatch, real)  # space freed
     result = runner.invoke(app, cmd)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -162,11 +175,9 @@ def test_a_label_changed_between_interrupt_and_rerun_is_redone(replica, tmp_path
     shutil.copytree(replica, root)
     out = tmp_path / "relabel.h5"
     cmd = ["prepare", "ck+", "--root", str(root), "--out", str(out), *NONE, "--json"]
-    real = _interrupt_after(monkeypatch, shards=len(scan("ck+", root).samples))  # every sample done, merge fails
-    monkeypatch.setattr(h5py, "File", real)
-    _interrupt_after(monkeypatch, shards=0, where="final")
+    real = _interrupt_after(monkeypatch, shards=0, where="final")  # every sample done, then the merge fails
     _one_line_error(runner.invoke(app, cmd))
-    monkeypatch.setattr(h5py, "File", real)
+    _space_again(monkeypatch, real)
 
     labelled = next(s for s in scan("ck+", root).samples if s.label not in (None, 7))
     emotion = next((root / "Emotion" / labelled.subject).rglob(f"{labelled.frames[-1].stem}_emotion.txt"))
@@ -358,3 +369,33 @@ def test_folder_never_reads_its_own_output(tmp_path, monkeypatch):
     assert again.exit_code == 0, again.output
     with open_store(root / "data" / "folder.h5") as store:
         assert store.classes == classes and {s.id: s.label for s in store.samples} == labels
+
+
+def test_a_real_full_disk_then_the_rerun_with_space(replica, reference, tmp_path):
+    """The same on a real 160 KiB tmpfs, in a real process (where h5py used to print a traceback per open
+    object and segfault): one line, exit 2; after space is freed the rerun resumes to the same arrays."""
+    import subprocess
+    import sys
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(small)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        out = small / "ck.h5"
+        cmd = [sys.executable, "-m", "ferbench.cli", "prepare", "ck+", "--root", str(replica), "--out", str(out), *NONE, "--json"]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        full = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert full.returncode == 2, full.stderr
+        assert "no space left on device" in full.stderr and "Traceback" not in full.stderr, full.stderr
+        assert len([line for line in full.stderr.splitlines() if line.strip()]) == 1, full.stderr
+        assert list((Path(f"{out}.tmp") / "shards").glob("*.h5")) and not out.exists()
+        subprocess.run(["mount", "-o", "remount,size=8m", str(small)], check=True)
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["resumed"] > 0
+        _same_arrays(reference, out)
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
