@@ -399,3 +399,10 @@ def test_a_real_full_disk_then_the_rerun_with_space(replica, reference, tmp_path
         _same_arrays(reference, out)
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_an_unwritable_output_place_is_one_line_exit_2(replica, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["prepare", "ck+", "--root", str(replica), "--out", str(blocker / "x.h5"), *NONE])
+    assert "cannot create the output folder" in _one_line_error(result)  # exit 2, not 1
