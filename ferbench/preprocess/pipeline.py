@@ -479,7 +479,6 @@ def _prepare(
     excluded = dict(found.excluded)
     for sid, reason in excluded.items():
         fingerprints.setdefault(sid, "scan:" + reason)
-    Path(f"{out}.aug.part").unlink(missing_ok=True)  # left by an older ferbench killed while augmenting
     writer = StoreWriter(
         out,
         dataset=adapter.name,
@@ -496,6 +495,7 @@ def _prepare(
     summary.warnings.extend(f"scan: {problem}" for problem in found.problems)
     timings: dict[str, float] = {}
     try:
+        Path(f"{out}.aug.part").unlink(missing_ok=True)  # left by an older ferbench killed while augmenting
         stale = (writer.done_ids | set(writer.failed_ids)) - set(fingerprints)
         if stale:  # a resumed run whose input lost samples: keep the file true to the current input
             writer.discard(stale)
