@@ -17,7 +17,9 @@ def test_every_adapter_states_its_defaults_and_the_config_reads_them(name):
     assert adapter.target_fps is None or 0 < adapter.target_fps < adapter.fps
     assert 0 < adapter.min_face <= 0.5
     assert adapter.phases in (PHASES_RISING, PHASES_FULL, PHASES_NONE)
-    assert len(adapter.emotions) == len(adapter.classes) and set(adapter.emotions) <= CANONICAL_EMOTIONS
+    # one canonical emotion per class, or none where the classes are not emotions (BP4D's AUs)
+    assert adapter.emotions == () or (
+        len(adapter.emotions) == len(adapter.classes) and set(adapter.emotions) <= CANONICAL_EMOTIONS)
     cfg = PrepareConfig().resolved(name)
     assert (cfg.length, cfg.target_fps, cfg.min_face) == (adapter.clip_length, adapter.target_fps, adapter.min_face)
     mine = PrepareConfig(length=5, target_fps=5.0, min_face=0.2).resolved(name)  # options override the defaults
@@ -34,3 +36,4 @@ def test_the_papers_values():
     afew, ck = get_dataset("afew"), get_dataset("ck+")
     assert ck.emotions[ck.classes.index("happiness")] == afew.emotions[afew.classes.index("Happy")] == "happiness"
     assert get_dataset("bp4d").emotions == ()
+    assert get_dataset("folder").emotions == ("happiness", "neutral", "sadness", "surprise")  # the replica's folders

@@ -86,7 +86,7 @@ def test_fixture_dynamic_classes_and_subject_sources(tmp_path):
     adapter = FolderAdapter()
     result = adapter.scan(tmp_path)
     # an empty folder is not a class (it would shift every label after it)
-    assert result.classes == adapter.classes == ("anger", "joy") and adapter.emotions == ("anger", "joy")
+    assert result.classes == adapter.classes == ("anger", "joy") and adapter.emotions == ("anger", "happiness")
     by = {s.id: s for s in result.samples}
     assert set(by) == {"joy/S07_t1", "joy/clipA", "anger/S09_x_1", "anger/S10_x_2", "anger/S10_nothing", "anger/solo"}
     assert [p.name for p in by["joy/S07_t1"].frames] == ["frame1.jpg", "frame2.jpg", "frame10.jpg"]

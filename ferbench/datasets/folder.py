@@ -32,7 +32,7 @@ _CANONICAL = {"happy": "happiness", "neutral": "neutral", "sad": "sadness", "sur
 #: Folder names -> canonical emotion (base.CANONICAL_EMOTIONS); other names stay as they are, lower case.
 _SYNONYMS = {**_CANONICAL, "angry": "anger", "anger": "anger", "disgusted": "disgust", "disgust": "disgust",
              "fearful": "fear", "fear": "fear", "happiness": "happiness", "sadness": "sadness", "surprised": "surprise",
-             "contempt": "contempt"}
+             "contempt": "contempt", "joy": "happiness"}
 
 
 def _is_store_output(path: Path) -> bool:
@@ -100,7 +100,13 @@ class FolderAdapter(DatasetAdapter):
     clip_length = 22
     min_face = 0.04  # your own footage: faces can be small
     phases = "unsegmented"
-    emotions: tuple[str, ...] = tuple(_CANONICAL[c] for c in REPLICA_CLASSES)  # replaced per instance by scan()
+
+    @property  # type: ignore[override]
+    def emotions(self) -> tuple[str, ...]:
+        """The canonical emotion of each class folder found (`Happy/` -> happiness), or () when some class
+        folder is not an emotion (then the classes are not emotions and cannot be mapped by name)."""
+        names = tuple(_SYNONYMS.get(c.lower(), "") for c in self.classes)
+        return names if names and all(names) else ()
 
     def __init__(self, subjects_csv: str | Path | None = None, fps: float = 25.0):
         self.subjects_csv = Path(subjects_csv) if subjects_csv else None
@@ -131,7 +137,6 @@ class FolderAdapter(DatasetAdapter):
             raise DatasetError(root, "no class folders; expected <root>/<class>/<clip>.avi "
                                      "or <root>/<class>/<clip>/<frames>")
         self.classes = tuple(d.name for d in class_dirs)
-        self.emotions = tuple(_SYNONYMS.get(c.lower(), c.lower()) for c in self.classes)
         result = ScanResult(dataset=self.name, root=root, classes=self.classes, skipped=skipped)
         if not_classes:
             result.notes.append(f"folders without clips are not classes (empty, or ferbench output): {', '.join(not_classes)}")
