@@ -460,7 +460,7 @@ def _check_run_options(workers: int | None, scheduler: str | None, preset: str |
     """The options that are not part of the config: refused with one line before any work."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise FerbenchError(f"--workers {workers!r}: expected 0 (in this process) or a number of worker processes")
-    if scheduler is not None and not re.fullmatch(r"(tcp|tls|ucx|ws|wss)://[^\s/:]+:\d{1,5}/?|[^\s/:]+:\d{1,5}", scheduler):
+    if scheduler is not None and not re.fullmatch(r"((tcp|tls|ucx|ws|wss)://)?([^\s/:\[\]]+|\[[0-9a-fA-F:.]+\]):\d{1,5}/?", scheduler):
         raise FerbenchError(f"--scheduler {scheduler!r}: expected a dask scheduler address such as tcp://HOST:8786")
     if preset:
         get_preset(preset)
