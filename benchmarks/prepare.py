@@ -42,7 +42,7 @@ def naive_loop(dataset: str, root: Path) -> tuple[int, float, dict[str, float]]:
             split["detect"] += time.perf_counter() - t
             if faces:
                 t = time.perf_counter()
-                align_face(frame, max(faces, key=lambda f: f.area).points, 64, "seed002")
+                align_face(frame, max(faces, key=lambda f: f.area).points, 64, "yu2018")
                 split["align"] += time.perf_counter() - t
             n += 1
     return n, time.perf_counter() - t0, split

@@ -136,9 +136,15 @@ def prepare(
     out: Optional[Path] = typer.Option(None, "--out", help="output file (default data/<dataset>.h5)"),
     aligner: str = typer.Option("mtcnn", "--aligner", help="mtcnn (default), insightface or none (pre-cropped)"),
     size: int = typer.Option(64, "--size", min=16, help="aligned face size in pixels"),
-    template: str = typer.Option("seed002", "--template", help="seed002 (eye-based) or arcface"),
+    template: str = typer.Option("yu2018", "--template", help="yu2018 (eye-based) or arcface"),
     length: Optional[int] = typer.Option(None, "--length", min=1, help="fixed clip length T (default per dataset)"),
     detect_every: int = typer.Option(5, "--detect-every", min=1, help="run the detector on every k-th frame"),
+    min_face: Optional[float] = typer.Option(
+        None, "--min-face", help="smallest face searched, fraction of the frame's shorter side (default per dataset)"
+    ),
+    min_coverage: float = typer.Option(
+        0.5, "--min-coverage", help="exclude samples whose face is found on fewer than this fraction of frames"
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers (default: cores; 0 = no dask)"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of an existing dask scheduler"),
     materialize_augmentation: Optional[str] = typer.Option(
@@ -151,10 +157,13 @@ def prepare(
     """Detect, align and index every sample of a native dataset into one HDF5 file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    from ferbench.preprocess.pipeline import PrepareConfig
+    from ferbench.preprocess.pipeline import PrepareConfig, check_options
     from ferbench.preprocess.pipeline import prepare as prepare_api
 
-    config = PrepareConfig(aligner=aligner, size=size, template=template, length=length, detect_every=detect_every)
+    config = PrepareConfig(aligner=aligner, size=size, template=template, length=length, detect_every=detect_every,
+                           min_face=min_face, min_coverage=min_coverage)
+    check_options(dataset, config, out, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                  materialize_augmentation=materialize_augmentation)  # before the progress bar appears
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=as_json, disable=as_json) as bar:
         task = bar.add_task(f"prepare {dataset}", total=None)
@@ -168,7 +177,8 @@ def prepare(
         return
     console.print(
         f"[bold green]wrote[/] {summary.out}: {summary.written} samples written"
-        f" ({summary.resumed} resumed from an earlier run), {summary.failed} excluded, {summary.frames} frames,"
+        f" ({summary.resumed} resumed from an earlier run, {summary.redone} redone because their input changed),"
+        f" {summary.failed} excluded, {summary.frames} frames,"
         f" faces detected on {summary.faces_detected} frames, {summary.frames_interpolated} tracked between detections,"
         f" {summary.frames_filled} filled; {summary.seconds:.1f} s",
         highlight=False,
@@ -200,6 +210,10 @@ def inspect(
     table.add_row("shapes", ", ".join(f"{k} {tuple(v)}" for k, v in info["shapes"].items()))
     table.add_row("config", json.dumps(info["config"]))
     table.add_row("frame flags", ", ".join(f"{k} {v}" for k, v in info["flags"].items()))
+    cov = info["coverage"]
+    partial = ", ".join(f"{k} {v:.0%}" for k, v in list(cov["partial"].items())[:10])
+    table.add_row("face coverage", f"min {cov['min']:.0%}, mean {cov['mean']:.0%}"
+                  + (f"; partly covered: {partial}" if partial else ""))
     table.add_row("failures", str(len(info["failures"])))
     console.print(table)
 

@@ -1,6 +1,6 @@
 """The ferbench HDF5 store: one self-describing, versioned file per dataset and preprocessing config.
 
-Layout of a finished file (schema version 1; every string is UTF-8, no pickles anywhere, SPEC 8)::
+Layout of a finished file (schema version 2; every string is UTF-8, no pickles anywhere, SPEC 8)::
 
     /                      attrs: format="ferbench-store", schema_version=1, dataset, classes (JSON list),
                                   config (JSON object, includes "length" = T), aligner, ferbench_version,
@@ -16,7 +16,10 @@ Layout of a finished file (schema version 1; every string is UTF-8, no pickles a
     /samples/<column>      one 1-D dataset per column, one row per sample, rows sorted by id:
                            id, subject, split ("" = none), mode (JSON object): UTF-8 strings;
                            label int32 (-1 = none), frame_start int64, frame_count int32, fps float64,
-                           onset/apex/offset int32 (-1 = none), apex_estimated uint8 (0/1)
+                           onset/apex/offset int32 (-1 = none), apex_estimated uint8 (0/1),
+                           coverage float32 (fraction of the sample's frames where the tracked face was found:
+                           detected or interpolated between two detections; schema 2, computed from /flags when
+                           a version-1 file is read)
     /index/clip            int32 (n, T)  temporal normalisation, frame positions relative to frame_start
     /index/states          int32 (n, 5)  expression-state frames (onset, onset-apex, apex, apex-offset,
                                          offset), relative to frame_start; -1 rows = none
@@ -31,20 +34,30 @@ shards merged at the end"). A killed run therefore leaves only whole, readable s
 in sorted-id order into `<path>.tmp/final.h5.part` (frames chunk by chunk, still compressed) and renames
 it to `<path>` atomically, so the same input and config give the same arrays whatever the arrival order.
 `<path>.lock` (pid + host, created with O_CREAT|O_EXCL and held with flock) refuses a second writer.
+Each shard (and each recorded failure) carries its sample's input fingerprint, so a resume can tell a
+finished sample from one whose input changed since (`fingerprints`). Every write error (OSError, or the
+RuntimeError h5py raises on a full disk) becomes one `StoreIOError` naming the file; finished shards stay.
+
+Reading (`Store`) checks the file's consistency, not only its presence: column lengths against
+`n_samples`, per-frame arrays against `n_frames`, labels within the class list, each sample's frame range
+inside `/frames` and its indices inside its frames; a damaged file is one DatasetError naming what is wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import gc
+import io
 import hashlib
 import json
 import os
 import re
 import shutil
 import socket
+import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,7 +74,9 @@ try:
 except ImportError:  # not POSIX: the pid check alone decides whether a lock is stale
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Older schema versions this reader still reads (version 1 lacks `samples/coverage`: computed from /flags).
+READABLE_VERSIONS = (1, 2)
 FORMAT_NAME = "ferbench-store"
 
 #: Per-frame face flags (`/flags`): how the frame's landmarks were obtained.
@@ -106,6 +121,7 @@ class SampleRecord:
     apex: int | None = None
     offset: int | None = None
     apex_estimated: bool = False
+    coverage: float | None = None  # None = computed from the flags when written
 
     @classmethod
     def from_sample(cls, sample: Any, **overrides: Any) -> SampleRecord:
@@ -118,6 +134,41 @@ class SampleRecord:
         }
         kw.update(overrides)
         return cls(**kw)
+
+
+class StoreIOError(FerbenchError):
+    """Writing the store failed (full disk, permissions, a vanished folder); finished shards are kept."""
+
+
+@contextlib.contextmanager
+def _io_errors(what: str, path: Path, keep: Path | None = None):
+    """Turn OSError and h5py's RuntimeError (raised for ENOSPC and other HDF5 write failures) into one
+    StoreIOError line naming the file and what to do.
+
+    While the block runs, the errors h5py reports from object destructors on a failing disk ("Exception
+    ignored in ObjectID.__dealloc__", one per open object) are held back: the failure is reported once, as
+    one line; after a successful block they are passed on unchanged."""
+    held: list[Any] = []
+    previous, stderr = sys.unraisablehook, sys.stderr
+    sys.unraisablehook, sys.stderr = held.append, io.StringIO()  # h5py prints some of them to stderr itself
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        gc.collect()  # let h5py's half-closed objects go now, while their complaints are held back
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "errno = 28" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
+            reason = "no space left on device"
+        elif "errno = 13" in str(e) or getattr(e, "errno", None) == errno.EACCES:
+            reason = "permission denied"
+        kept = f"; finished samples are kept in {keep}, rerun the same command to resume" if keep else ""
+        held.clear()
+        sys.stderr = io.StringIO()
+        raise StoreIOError(f"{path}: cannot {what} ({reason}){kept}") from None
+    finally:
+        printed, sys.stderr, sys.unraisablehook = sys.stderr.getvalue(), stderr, previous
+        stderr.write(printed)
+        for unraisable in held:
+            previous(unraisable)
 
 
 @dataclass
@@ -265,6 +316,12 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _coverage(flags: np.ndarray) -> float:
+    """Fraction of frames whose face the track found (detected, or interpolated between two detections)."""
+    fl = np.asarray(flags)
+    return float(np.isin(fl, (FLAG_DETECTED, FLAG_INTERPOLATED)).mean()) if fl.size else 0.0
+
+
 def _opt(v: int | None) -> int:
     return -1 if v is None else int(v)
 
@@ -325,18 +382,24 @@ class StoreWriter:
         self.done_ids: set[str] = set()
         self.failed_ids: dict[str, str] = {}
         self.sample_warnings: dict[str, list[str]] = {}  # per finished sample, including resumed ones
+        self.fingerprints: dict[str, str] = {}  # per finished sample (written or failed): its input fingerprint
         self.resumed = False
         self.notes: list[str] = []
         self._counts: dict[str, int] = {}
         self._hw: tuple[int, int] | None = None
         self._open = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise FerbenchError(f"{self.path} is a folder; expected the path of the .h5 file to write")
+        with _io_errors("create the output folder", self.path.parent):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and not overwrite:
             raise FerbenchError(f"{self.path} already exists; pass --overwrite to replace it")
         self._lock = _WriteLock(self.lock_path, self.path)
-        self._lock.acquire()
+        with _io_errors("take the write lock", self.lock_path):
+            self._lock.acquire()
         try:
-            self._open_tmp(restart)
+            with _io_errors("prepare the temp folder", self.tmp_dir):
+                self._open_tmp(restart)
         except BaseException:
             self._lock.release()
             raise
@@ -398,12 +461,14 @@ class StoreWriter:
                     sid = str(f.attrs["id"])
                     n, h, w = f["frames"].shape[:3]
                     warned = json.loads(f.attrs.get("warnings", "[]"))
-            except (OSError, KeyError) as e:
+                    fingerprint = str(f.attrs.get("fingerprint", ""))
+            except (OSError, KeyError, RuntimeError, ValueError) as e:
                 self.notes.append(f"discarded unreadable shard {shard.name} ({e}); its sample will be redone")
                 shard.unlink()
                 continue
             self.done_ids.add(sid)
             self._counts[sid] = int(n)
+            self.fingerprints[sid] = fingerprint
             if warned:
                 self.sample_warnings[sid] = warned
             self._hw = self._hw or (int(h), int(w))
@@ -411,6 +476,7 @@ class StoreWriter:
             try:
                 obj = json.loads(fail.read_text())
                 self.failed_ids[str(obj["id"])] = str(obj["reason"])
+                self.fingerprints[str(obj["id"])] = str(obj.get("fingerprint", ""))
             except (OSError, ValueError, KeyError):
                 fail.unlink()
 
@@ -424,6 +490,7 @@ class StoreWriter:
             self.done_ids.discard(sid)
             self.failed_ids.pop(sid, None)
             self.sample_warnings.pop(sid, None)
+            self.fingerprints.pop(sid, None)
             self._counts.pop(sid, None)
 
     @property
@@ -435,14 +502,21 @@ class StoreWriter:
         if not self._open:
             raise FerbenchError(f"the writer for {self.path} is closed")
 
-    def _atomic_write(self, final: Path, write: Any) -> None:
+    def _atomic_write(self, final: Path, write: Any, what: str) -> None:
+        """Write `final` through `<final>.part` and a rename; a failed write leaves no part file behind."""
         part = final.with_name(final.name + ".part")
-        write(part)
-        if self.durable:
-            _fsync_path(part)
-        os.replace(part, final)
-        if self.durable:
-            _fsync_path(final.parent)
+        try:
+            with _io_errors(what, self.path, keep=self.tmp_dir):
+                write(part)
+                if self.durable:
+                    _fsync_path(part)
+                os.replace(part, final)
+                if self.durable:
+                    _fsync_path(final.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            raise
 
     # -- adding ----------------------------------------------------------------------------------------
     def add(
@@ -454,6 +528,7 @@ class StoreWriter:
         aus: np.ndarray | None = None,
         source_frame: np.ndarray | None = None,
         warnings: Sequence[str] = (),
+        fingerprint: str = "",
     ) -> None:
         """Write one finished sample: frames (k,H,W,3) uint8, landmarks (k,5,2), flags (k,), aus (k,n_aus),
         source_frame (k,) native frame numbers (default 0..k-1); `warnings` (e.g. repaired frames) are kept
@@ -491,29 +566,43 @@ class StoreWriter:
             raise FerbenchError(f"sample '{sid}': source_frame must be ({k},); got {src_frame.shape}")
         clip = self._index(sid, "clip", record.clip, self.length, k, required=True)
         states = self._index(sid, "states", record.states, 5, k, required=False)
+        coverage = _coverage(fl) if record.coverage is None else float(record.coverage)
+        if not 0.0 <= coverage <= 1.0:
+            raise FerbenchError(f"sample '{sid}': coverage must be a fraction in 0..1; got {coverage}")
 
         def write(part: Path) -> None:
-            with h5py.File(part, "w") as f:
-                f.create_dataset("frames", data=fr, chunks=(1, h, w, 3), **_FRAME_COMPRESSION)
-                f.create_dataset("landmarks", data=lm)
-                f.create_dataset("flags", data=fl)
-                f.create_dataset("source_frame", data=src_frame)
-                if au_arr is not None:
-                    f.create_dataset("aus", data=au_arr)
-                f.create_dataset("clip", data=clip)
-                f.create_dataset("states", data=states)
-                a = f.attrs
-                a["id"], a["subject"] = sid, str(record.subject)
-                a["label"] = _opt(record.label)
-                a["split"] = record.split or ""
-                a["mode"] = _jsonable(dict(record.mode or {}), f"sample '{sid}' mode")
-                a["fps"] = float(record.fps)
-                a["onset"], a["apex"], a["offset"] = _opt(record.onset), _opt(record.apex), _opt(record.offset)
-                a["apex_estimated"] = int(bool(record.apex_estimated))
-                a["warnings"] = json.dumps(list(warnings))
+            # The shard is built in memory and written with plain file I/O: a full disk is then one clean
+            # OSError, never HDF5 left holding a half-written file (which crashes the interpreter at exit).
+            image = io.BytesIO()
+            with h5py.File(image, "w") as f:
+                fill(f)
+            with open(part, "wb") as fh:
+                fh.write(image.getbuffer())
 
-        self._atomic_write(self._shards / f"{_shard_name(sid)}.h5", write)
+        def fill(f: h5py.File) -> None:
+            f.create_dataset("frames", data=fr, chunks=(1, h, w, 3), **_FRAME_COMPRESSION)
+            f.create_dataset("landmarks", data=lm)
+            f.create_dataset("flags", data=fl)
+            f.create_dataset("source_frame", data=src_frame)
+            if au_arr is not None:
+                f.create_dataset("aus", data=au_arr)
+            f.create_dataset("clip", data=clip)
+            f.create_dataset("states", data=states)
+            a = f.attrs
+            a["id"], a["subject"] = sid, str(record.subject)
+            a["label"] = _opt(record.label)
+            a["split"] = record.split or ""
+            a["mode"] = _jsonable(dict(record.mode or {}), f"sample '{sid}' mode")
+            a["fps"] = float(record.fps)
+            a["onset"], a["apex"], a["offset"] = _opt(record.onset), _opt(record.apex), _opt(record.offset)
+            a["apex_estimated"] = int(bool(record.apex_estimated))
+            a["coverage"] = coverage
+            a["warnings"] = json.dumps(list(warnings))
+            a["fingerprint"] = str(fingerprint)
+
+        self._atomic_write(self._shards / f"{_shard_name(sid)}.h5", write, f"write sample '{sid}'")
         self.done_ids.add(sid)
+        self.fingerprints[sid] = str(fingerprint)
         self._counts[sid] = k
         self._hw = (h, w)
         if warnings:
@@ -532,20 +621,58 @@ class StoreWriter:
             raise FerbenchError(f"sample '{sid}': {name} index {arr.tolist()} points outside its {k} frames")
         return arr.astype(np.int32)
 
-    def add_failure(self, sample_id: str, reason: str) -> None:
+    def add_failure(self, sample_id: str, reason: str, fingerprint: str = "") -> None:
         """Record a sample excluded from the file (e.g. no face in any frame) so it is reported, not lost."""
         self._check_open()
         sid = str(sample_id)
         if sid in self.done_ids:
             raise FerbenchError(f"sample '{sid}' was already written; it cannot also be a failure")
-        payload = json.dumps({"id": sid, "reason": str(reason)})
-        self._atomic_write(self._fails / f"{_shard_name(sid)}.json", lambda p: p.write_text(payload))
+        payload = json.dumps({"id": sid, "reason": str(reason), "fingerprint": str(fingerprint)})
+        self._atomic_write(self._fails / f"{_shard_name(sid)}.json", lambda p: p.write_text(payload),
+                           f"record the failure of sample '{sid}'")
         self.failed_ids[sid] = str(reason)
+        self.fingerprints[sid] = str(fingerprint)
 
     # -- finishing -------------------------------------------------------------------------------------
-    def finalize(self) -> Path:
-        """Merge the shards sorted by sample id into `<path>` (atomic rename), delete the temp, drop the lock."""
+    def finalize(self, before_publish: Callable[[Path], None] | None = None) -> Path:
+        """Merge the shards sorted by sample id into `<path>` (atomic rename), delete the temp, drop the lock.
+
+        `before_publish(part)` runs on the complete merged file before it is renamed into place (sidecars,
+        checks, extra datasets): if it fails, or the process dies during it, `<path>` is untouched and the
+        shards stay for a resume.
+        """
         self._check_open()
+        part = self.tmp_dir / "final.h5.part"
+        try:
+            with _io_errors("write the merged file", self.path, keep=self.tmp_dir):
+                self._check_space()
+                self._merge(part)
+            if before_publish is not None:
+                before_publish(part)
+            with _io_errors("rename the merged file into place", self.path, keep=self.tmp_dir):
+                if self.durable:
+                    _fsync_path(part)
+                os.replace(part, self.path)
+                if self.durable:
+                    _fsync_path(self.path.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            raise
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.close()
+        return self.path
+
+    def _check_space(self) -> None:
+        """Refuse to merge onto a disk without room for the merged file (about the shards' total size): HDF5
+        failing mid-write is reported, but the library can be left unstable; a plain check first is safer."""
+        need = sum(p.stat().st_size for p in self._shards.glob("*.h5")) + (1 << 20)
+        free = shutil.disk_usage(self.tmp_dir).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"need about {need / 2**20:.1f} MiB to merge, {free / 2**20:.1f} MiB free")
+
+    def _merge(self, part: Path) -> None:
+        """Write every shard, sorted by id, into one store file at `part`."""
         ids = sorted(self.done_ids)
         n = len(ids)
         counts = np.array([self._counts[i] for i in ids], dtype=np.int64)
@@ -553,10 +680,9 @@ class StoreWriter:
         total = int(counts.sum())
         h, w = self._hw or self._size_from_config()
         n_aus = len(self.au_names) if self.au_names else 0
-        cols: dict[str, list[Any]] = {c: [] for c in (*_STRING_COLUMNS, *_INT_COLUMNS, "fps")}
+        cols: dict[str, list[Any]] = {c: [] for c in (*_STRING_COLUMNS, *_INT_COLUMNS, "fps", "coverage")}
         clip_idx = np.zeros((n, self.length), np.int32)
         state_idx = np.zeros((n, 5), np.int32)
-        part = self.tmp_dir / "final.h5.part"
         with h5py.File(part, "w") as out:
             chunked = total > 0 and h > 0 and w > 0
             frames = out.create_dataset(
@@ -593,6 +719,7 @@ class StoreWriter:
                     for c in ("label", "onset", "apex", "offset", "apex_estimated"):
                         cols[c].append(int(a[c]))
                     cols["fps"].append(float(a["fps"]))
+                    cols["coverage"].append(float(a["coverage"]) if "coverage" in a else _coverage(sh["flags"][...]))
                 cols["frame_start"].append(s0)
                 cols["frame_count"].append(k)
             grp = out.create_group("samples")
@@ -601,6 +728,7 @@ class StoreWriter:
             for c, dt in _INT_COLUMNS.items():
                 grp.create_dataset(c, data=np.array(cols[c], dtype=dt))
             grp.create_dataset("fps", data=np.array(cols["fps"], dtype=np.float64))
+            grp.create_dataset("coverage", data=np.array(cols["coverage"], dtype=np.float32))
             idx = out.create_group("index")
             ci = idx.create_dataset("clip", data=clip_idx)
             ci.attrs["length"] = self.length
@@ -623,14 +751,6 @@ class StoreWriter:
             at["source_root"] = self.source_root
             at["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             at["n_samples"], at["n_frames"], at["length"] = n, total, self.length
-        if self.durable:
-            _fsync_path(part)
-        os.replace(part, self.path)
-        if self.durable:
-            _fsync_path(self.path.parent)
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        self.close()
-        return self.path
 
     def _size_from_config(self) -> tuple[int, int]:
         """Frame size for a store with no frames at all (every sample failed): config 'size' or 0x0."""
@@ -689,14 +809,15 @@ def _check_schema(path: Path, f: h5py.File) -> dict[str, Any]:
         version = int(f.attrs["schema_version"])
     except (TypeError, ValueError):
         raise DatasetError(path, f"unreadable schema_version {f.attrs['schema_version']!r}") from None
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         fix = "upgrade ferbench" if version > SCHEMA_VERSION else "re-run `ferbench prepare` to rebuild it"
         raise DatasetError(
             path,
             f"store schema version {version}, but ferbench {ferbench.__version__} reads schema version "
-            f"{SCHEMA_VERSION}; {fix}",
+            f"{SCHEMA_VERSION} (and {', '.join(map(str, READABLE_VERSIONS[:-1]))}); {fix}",
         )
-    missing = [name for name in _REQUIRED if name not in f]
+    required = _REQUIRED + (("samples/coverage",) if version >= 2 else ())
+    missing = [name for name in required if name not in f]
     if missing:
         raise DatasetError(path, f"damaged ferbench store: missing {', '.join('/' + m for m in missing)}")
     attrs = {k: _decode(v) for k, v in f.attrs.items()}
@@ -705,7 +826,47 @@ def _check_schema(path: Path, f: h5py.File) -> dict[str, Any]:
         attrs["config"] = json.loads(attrs["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise DatasetError(path, f"damaged ferbench store: bad classes/config attribute ({e})") from None
+    _check_shapes(path, f, attrs)
     return attrs
+
+
+def _check_shapes(path: Path, f: h5py.File, attrs: dict[str, Any]) -> None:
+    """Every array's length against the counts the file states (a cut or short dataset is named, not read)."""
+    def bad(what: str) -> DatasetError:
+        return DatasetError(path, f"damaged ferbench store: {what}; run `ferbench prepare` again")
+
+    try:
+        n_samples, n_frames = int(attrs["n_samples"]), int(attrs["n_frames"])
+    except (KeyError, TypeError, ValueError):
+        raise bad("missing or unreadable n_samples / n_frames attributes") from None
+    columns = [k for k in f["samples"].keys()]
+    for name in [f"samples/{c}" for c in columns] + ["index/clip", "index/states"]:
+        if f[name].ndim < 1 or f[name].shape[0] != n_samples:
+            raise bad(f"/{name} has {f[name].shape[0] if f[name].ndim else 0} rows but the file holds {n_samples} samples")
+    per_frame = ["frames", "landmarks", "flags", "source_frame"] + (["aus"] if "aus" in f else [])
+    for name in per_frame:
+        if f[name].ndim < 1 or f[name].shape[0] != n_frames:
+            raise bad(f"/{name} has {f[name].shape[0] if f[name].ndim else 0} frames but the file holds {n_frames}")
+    if f["index/clip"].ndim != 2 or f["index/states"].shape[1:] != (5,):
+        raise bad("index tables of the wrong shape")
+    if len(f["failures/id"]) != len(f["failures/reason"]):
+        raise bad("/failures/id and /failures/reason differ in length")
+
+
+def _check_rows(path: Path, samples: list[StoredSample], n_classes: int, n_frames: int) -> None:
+    """Each sample's label, frame range and indices against the file (no row may point outside it)."""
+    for s in samples:
+        where = f"damaged ferbench store: sample '{s.id}' (row {s.index})"
+        if s.label is not None and not 0 <= s.label < n_classes:
+            raise DatasetError(path, f"{where} has label {s.label} outside the {n_classes} classes")
+        if s.frame_count < 1 or s.frame_start < 0 or s.frame_start + s.frame_count > n_frames:
+            raise DatasetError(path, f"{where} has frames {s.frame_start}..{s.frame_start + s.frame_count - 1} "
+                                     f"outside /frames ({n_frames} frames)")
+        for name, idx in (("clip", s.clip), ("states", s.states)):
+            if idx is not None and len(idx) and (np.min(idx) < 0 or np.max(idx) >= s.frame_count):
+                raise DatasetError(path, f"{where}: its {name} index points outside its {s.frame_count} frames")
+        if s.coverage is not None and not 0.0 <= s.coverage <= 1.0:
+            raise DatasetError(path, f"{where} has coverage {s.coverage} outside 0..1")
 
 
 class Store:
@@ -720,6 +881,7 @@ class Store:
         try:
             self.attrs: dict[str, Any] = _check_schema(self.path, self._f)
             self.samples: list[StoredSample] = self._read_samples()
+            _check_rows(self.path, self.samples, len(self.attrs["classes"]), int(self._f["frames"].shape[0]))
             self.failures: list[tuple[str, str]] = list(
                 zip(self._f["failures/id"].asstr()[...].tolist(), self._f["failures/reason"].asstr()[...].tolist())
             )
@@ -736,6 +898,11 @@ class Store:
         ints = {c: g[c][...].astype(np.int64).tolist() for c in _INT_COLUMNS}
         fps = g["fps"][...].tolist()
         clip, states = idx["clip"][...], idx["states"][...]
+        if "coverage" in g:
+            coverage = g["coverage"][...].astype(np.float64).tolist()
+        else:  # schema 1: the same fraction, from the per-frame flags
+            flags = self._f["flags"][...]
+            coverage = [_coverage(flags[a : a + c]) for a, c in zip(ints["frame_start"], ints["frame_count"])]
         none = lambda v: None if v < 0 else v  # noqa: E731
         out = []
         for i in range(len(strs["id"])):
@@ -751,6 +918,7 @@ class Store:
                     mode=mode, fps=fps[i], onset=none(ints["onset"][i]), apex=none(ints["apex"][i]),
                     offset=none(ints["offset"][i]), apex_estimated=bool(ints["apex_estimated"][i]),
                     index=i, frame_start=ints["frame_start"][i], frame_count=ints["frame_count"][i],
+                    coverage=coverage[i],
                 )
             )
         return out
@@ -895,6 +1063,11 @@ def inspect(path: str | Path) -> dict[str, Any]:
             if s.label is not None and 0 <= s.label < len(st.classes):
                 counts[st.classes[s.label]] += 1
         flags = f["flags"][...]
+        if st.n_frames:  # the last frame's chunk is where a cut file fails: read it now, not in a training run
+            try:
+                f["frames"][st.n_frames - 1]
+            except (OSError, RuntimeError) as e:
+                raise DatasetError(st.path, f"damaged ferbench store: /frames unreadable ({e}); run `ferbench prepare` again") from None
         flag_counts = {FLAG_MEANINGS.get(int(c), str(int(c))): int((flags == c).sum()) for c in np.unique(flags)}
         shapes = {name: list(f[name].shape) for name in ("frames", "landmarks", "flags", "source_frame", "aus", "index/clip", "index/states") if name in f}
         splits: dict[str, int] = {}
@@ -920,5 +1093,10 @@ def inspect(path: str | Path) -> dict[str, Any]:
             "au_names": list(st.au_names),
             "flags": flag_counts,
             "apex_estimated": sum(s.apex_estimated for s in st.samples),
+            "coverage": {
+                "min": round(min((s.coverage for s in st.samples), default=0.0), 4),
+                "mean": round(float(np.mean([s.coverage for s in st.samples])) if st.samples else 0.0, 4),
+                "partial": {s.id: round(s.coverage, 4) for s in st.samples if s.coverage < 1.0},
+            },
             "failures": [{"id": i, "reason": r} for i, r in st.failures],
         }

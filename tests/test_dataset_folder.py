@@ -85,20 +85,22 @@ def test_fixture_dynamic_classes_and_subject_sources(tmp_path):
     (tmp_path / "subjects.csv").write_text("clip,subject\njoy/clipA,subj-A\nS09_x_1.avi,subj-B\nmissing_clip,subj-C\n")
     adapter = FolderAdapter()
     result = adapter.scan(tmp_path)
-    assert result.classes == adapter.classes == ("anger", "empty_class", "joy")
+    # an empty folder is not a class (it would shift every label after it)
+    assert result.classes == adapter.classes == ("anger", "joy") and adapter.emotions == ("anger", "happiness")
     by = {s.id: s for s in result.samples}
     assert set(by) == {"joy/S07_t1", "joy/clipA", "anger/S09_x_1", "anger/S10_x_2", "anger/S10_nothing", "anger/solo"}
     assert [p.name for p in by["joy/S07_t1"].frames] == ["frame1.jpg", "frame2.jpg", "frame10.jpg"]
-    assert by["joy/S07_t1"].label == 2 and by["joy/S07_t1"].subject == "S07"
+    assert by["joy/S07_t1"].label == 1 and by["joy/S07_t1"].subject == "S07"
     assert by["joy/clipA"].subject == "subj-A" and by["joy/clipA"].video.name == "clipA.mp4"
     assert by["anger/S09_x_1"].subject == "subj-B" and by["anger/S09_x_1"].meta["n_frames"] == 4
     assert by["anger/S09_x_1"].fps == pytest.approx(30.0)
     assert by["anger/S10_x_2"].subject == "S10" and by["anger/S10_x_2"].meta["subject_source"] == "name"
     assert by["anger/solo"].subject == "solo"
     problems = " ".join(result.problems)
-    assert "loose.png" in problems and "empty_class" in problems and "missing_clip" in problems
+    assert "loose.png" in problems and "missing_clip" in problems
+    assert any("not classes" in n and "empty_class" in n for n in result.notes)
     assert sorted(p.name for p in result.skipped) == [".DS_Store", "__MACOSX"]
-    assert result.summary()["classes"] == {"anger": 4, "empty_class": 0, "joy": 2}
+    assert result.summary()["classes"] == {"anger": 4, "joy": 2}
 
 
 def test_explicit_subjects_csv_option(tmp_path):

@@ -129,12 +129,17 @@ def test_literal_sessions(tmp_path):
 def test_disagreements_are_reported(tmp_path):
     aucs = '<ActionUnits><ActionUnit Number="4"><Marker Frame="3" Type="1"/><Marker Frame="30" Type="2"/></ActionUnit></ActionUnits>'
     _session(tmp_path, 1, "S002-001", '<session><subject id="5"/><track view="0"/></session>', _emotion("1"), aucs=aucs)
-    result = scan("mmi", tmp_path)
+    # a marker past the media's 12 frames is a coding error: never clipped silently, the file and AU are named
+    with pytest.raises(DatasetError, match=r"S002-001-oao_aucs.xml: AU 4 apex marker at frame 30 lies outside the 12 frames"):
+        scan("mmi", tmp_path)
+    ok = '<ActionUnits><ActionUnit Number="4"><Marker Frame="3" Type="1"/><Marker Frame="9" Type="2"/></ActionUnit></ActionUnits>'
+    _session(tmp_path, 2, "S002-002", '<session><subject id="5"/><track view="0"/></session>', _emotion("1"), aucs=ok)
+    result = scan("mmi", tmp_path)  # the bad session is excluded by name; the good one is kept
     (s,) = result.samples
-    assert s.subject == "S005" and (s.onset, s.apex, s.offset) == (2, 11, 11)  # apex clipped; no return to neutral
+    assert s.subject == "S005" and (s.onset, s.apex, s.offset) == (2, 8, 11)  # no return to neutral
     assert s.aus[:, 0].tolist() == [0, 0] + [1] * 10
-    assert any("names subject S005" in p and "S002-001.avi" in p for p in result.problems)
-    assert any("markers beyond the 12 frames" in p for p in result.problems)
+    assert [i for i, _ in result.excluded] == ["session 1"] and "frame 30" in result.excluded[0][1]
+    assert any("names subject S005" in p for p in result.problems)
 
 
 def test_unreadable_video_is_reported_not_silently_dropped(tmp_path):

@@ -126,14 +126,14 @@ def test_align_face_puts_pixels_where_the_template_says() -> None:
     for x, y in eyes:
         cv2.circle(img, (int(x), int(y)), 6, (255, 255, 255), -1)
     for size in (64, 112):
-        crop, m = align_face(img, eyes, size=size, template="seed002")
+        crop, m = align_face(img, eyes, size=size, template="yu2018")
         assert crop.shape == (size, size, 3) and crop.dtype == np.uint8
-        np.testing.assert_allclose(warp_points(eyes, m), template_points("seed002", size), atol=1e-9)
+        np.testing.assert_allclose(warp_points(eyes, m), template_points("yu2018", size), atol=1e-9)
         mask = (crop[:, :, 0] > 60).astype(np.uint8)
         n, _, _, cents = cv2.connectedComponentsWithStats(mask)
         assert n == 3  # background + two dots
         found = sorted(map(tuple, cents[1:]))
-        np.testing.assert_allclose(found, template_points("seed002", size), atol=0.35)
+        np.testing.assert_allclose(found, template_points("yu2018", size), atol=0.35)
     with pytest.raises(ValueError, match="unknown alignment template"):
         align_face(img, eyes, template="nope")
 
@@ -161,13 +161,13 @@ def _redetect_eyes(det: MTCNNDetector, crop: np.ndarray) -> np.ndarray:
     return np.median(np.stack(found), axis=0)
 
 
-@pytest.mark.parametrize("template,size,tol", [("seed002", 64, 2.0), ("arcface", 64, 2.0)])
+@pytest.mark.parametrize("template,size,tol", [("yu2018", 64, 2.0), ("arcface", 64, 2.0)])
 def test_aligned_crop_eyes_on_template(
     mtcnn: MTCNNDetector, t1_faces: list[Face], hanks: np.ndarray, t1: np.ndarray, template: str, size: int,
     tol: float,
 ) -> None:
     """Detect (+ upright refinement) -> align -> run MTCNN again on the output: eyes within 2 px of where
-    the alignment put them (seed002: the template's eyes) at 64x64 for every non-profile face. t1's profile face
+    the alignment put them (yu2018: the template's eyes) at 64x64 for every non-profile face. t1's profile face
     (nose half an eye distance off the eye midpoint) is excluded and only reported: MTCNN guesses its
     hidden eye differently at every framing."""
     cases = [(t1, f) for f in t1_faces] + [(hanks, mtcnn.detect(hanks)[0])]
@@ -177,10 +177,10 @@ def test_aligned_crop_eyes_on_template(
         is_profile = abs(yaw_proxy(face)) > 0.35
         face = refine_face(mtcnn, img, face)
         crop, m = align_face(img, face.points, size=size, template=template)
-        # where the alignment put the eyes: the template's eyes for seed002 (exact two-point fit); for the
+        # where the alignment put the eyes: the template's eyes for yu2018 (exact two-point fit); for the
         # five-point arcface fit, the least-squares compromise (eyes are off the template by its residual)
         target = warp_points(face.points[:2], m)
-        if template == "seed002":
+        if template == "yu2018":
             np.testing.assert_allclose(target, tpl, atol=1e-6)
         err = float(np.linalg.norm(_redetect_eyes(mtcnn, crop) - target, axis=1).max())
         (profile if is_profile else errors).append(err)
@@ -194,7 +194,7 @@ def test_refinement_fixes_tilted_face(mtcnn: MTCNNDetector, t1: np.ndarray, t1_f
     tilted = max(t1_faces, key=lambda f: abs(np.degrees(np.arctan2(*(f.points[1] - f.points[0])[::-1]))))
     angle = abs(np.degrees(np.arctan2(*(tilted.points[1] - tilted.points[0])[::-1])))
     assert angle > 20
-    tpl = template_points("seed002", 64)
+    tpl = template_points("yu2018", 64)
     raw_crop, _ = align_face(t1, tilted.points)
     ref_crop, _ = align_face(t1, refine_face(mtcnn, t1, tilted).points)
     raw = np.linalg.norm(_redetect_eyes(mtcnn, raw_crop) - tpl, axis=1).max()

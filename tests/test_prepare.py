@@ -70,7 +70,7 @@ def test_prepared_file_matches_the_replica(ck_replica, ck_local):
             assert stored.states.tolist() == [0, last // 2, last, last, last]
             assert store.flags(stored.id).max() <= 2  # every frame has a detected or tracked face
             lm = store.landmarks(stored.id)
-            # seed 002 template: eyes level and at the template's place in every aligned frame
+            # yu2018 template: eyes level and at the template's place in every aligned frame
             assert np.abs(lm[:, 0, 1] - lm[:, 1, 1]).max() < 1.5
     info = json.loads(runner.invoke(app, ["inspect", str(ck_local), "--json"]).output)
     assert info["samples"] == len(found.samples) and info["classes"] == found.class_counts()
@@ -206,7 +206,7 @@ def test_aligner_none_is_a_plain_resize_for_either_template(tmp_path):
         cv2.imwrite(str(path), np.stack([blob, 2 * xx, 2 * yy], -1).clip(0, 255).astype(np.uint8))
         paths.append(path)
     sample = Sample(id="c", dataset="casme2", subject="1", label=0, frames=paths, fps=200, onset=0, apex=1, offset=2)
-    for template in ("seed002", "arcface"):
+    for template in ("yu2018", "arcface"):
         result = process_sample(sample, PrepareConfig(aligner="none", template=template).resolved("casme2"))
         want = cv2.cvtColor(cv2.resize(cv2.imread(str(paths[1])), (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
         assert np.abs(result.frames[1].astype(int) - want.astype(int)).mean() < 2, template
@@ -246,9 +246,12 @@ def test_resume_drops_samples_no_longer_in_the_input(tmp_path):
     first = process_sample(gone, cfg)
     w = StoreWriter(out, dataset="ck+", classes=scan("ck+", root).classes, config=dataclasses.asdict(cfg),
                     aligner="mtcnn", source_root=str(root.resolve()))
-    w.add(first.record, first.frames, first.landmarks, first.flags, warnings=[f"{gone.id}: frame 3 repaired"])
+    prints = {s.id: s.fingerprint() for s in scan("ck+", root).samples}  # the input each shard was made from
+    w.add(first.record, first.frames, first.landmarks, first.flags, warnings=[f"{gone.id}: frame 3 repaired"],
+          fingerprint=prints[gone.id])
     kept = process_sample(written[1], cfg)
-    w.add(kept.record, kept.frames, kept.landmarks, kept.flags, warnings=[f"{written[1].id}: frame 2 repaired"])
+    w.add(kept.record, kept.frames, kept.landmarks, kept.flags, warnings=[f"{written[1].id}: frame 2 repaired"],
+          fingerprint=prints[written[1].id])
     w.close()
     shutil.rmtree(gone.frames[0].parent)  # the user removes that sequence, then resumes
     summary = prepare("ck+", root, out, workers=0)

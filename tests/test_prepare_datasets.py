@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from ferbench.datasets import scan, synth
+from ferbench.datasets import get_dataset, scan, synth
 from ferbench.preprocess.frames import resample_indices
 from ferbench.preprocess.pipeline import prepare
 from ferbench.store import open_store
@@ -49,7 +49,7 @@ def test_labels_subjects_modes_and_frame_counts_match(prepared):
             assert (row.subject, row.label, row.split, row.mode) == (native.subject, native.label, native.split, native.mode)
             n_native = len(native.frames) if native.frames else None
             if n_native is not None:  # image sequences: the stored count follows the frame-rate rule
-                target = 10.0 if name == "mmi" else None
+                target = get_dataset(name).target_fps
                 assert row.frame_count == len(resample_indices(n_native, native.fps, target))
             assert row.clip.shape == (store.length,) and row.clip.max() < row.frame_count
             assert row.states is not None and list(row.states) == sorted(row.states)
@@ -76,13 +76,13 @@ def test_annotated_key_frames_and_au_labels_survive(prepared):
                 for j, au in enumerate(native.au_names):
                     want[:, names.index(au)] = native.aus[:, j]
                 assert np.array_equal(got, want)
-            if name == "mmi":
-                assert store.attrs["config"]["target_fps"] == 10.0 and row.fps == 10.0
+            if get_dataset(name).target_fps is not None:  # MMI: resampled to 10 fps
+                assert store.attrs["config"]["target_fps"] == row.fps == get_dataset(name).target_fps
             # every stored frame knows its native frame number (file-name number, or video frame index)
             src = store.source_frame(row.id)
             if native.frames:
                 names = [int(re.findall(r"\d+", p.stem)[-1]) for p in native.frames]
-                target = 10.0 if name == "mmi" else None
+                target = get_dataset(name).target_fps
                 assert src.tolist() == [names[i] for i in resample_indices(len(names), native.fps, target)]
             else:  # video: decoded frame indices, resampled to 10 fps for MMI (24 fps source: steps of 2-3)
-                assert src[0] == 0 and np.all(np.diff(src) >= (2 if name == "mmi" else 1))
+                assert src[0] == 0 and np.all(np.diff(src) >= (2 if get_dataset(name).target_fps else 1))

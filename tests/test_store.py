@@ -44,7 +44,7 @@ def writer_kwargs(**over):
     kw = dict(
         dataset="ck+",
         classes=CLASSES,
-        config={"aligner": "mtcnn", "size": HW, "template": "seed002-eyes", "length": T},
+        config={"aligner": "mtcnn", "size": HW, "template": "yu2018-eyes", "length": T},
         aligner="mtcnn",
         source_root="/data/CK+",
         au_names=AU_NAMES,

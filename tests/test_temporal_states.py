@@ -1,4 +1,4 @@
-"""Temporal normalisation (seed 002) and expression-state frames (seed 003 eq. 1), with exact values."""
+"""Temporal normalisation (yu2018) and expression-state frames (kim2017 eq. 1), with exact values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from ferbench.errors import FerbenchError
 from ferbench.preprocess.states import estimate_apex, expression_states, ncc, state_indices
-from ferbench.preprocess.temporal import DEFAULT_LENGTH, default_length, normalise_length
+from ferbench.preprocess.temporal import normalise_length
 
 
 def test_longer_sequences_are_sampled_uniformly_keeping_first_and_last():
@@ -30,15 +30,6 @@ def test_bad_lengths_are_refused():
         normalise_length(0, 18)
     with pytest.raises(FerbenchError, match="at least 1"):
         normalise_length(5, 0)
-
-
-def test_default_lengths_follow_seed_002_and_accept_name_variants():
-    assert (DEFAULT_LENGTH["ck+"], DEFAULT_LENGTH["oulu-casia"], DEFAULT_LENGTH["mmi"]) == (18, 22, 22)
-    assert default_length("CK+") == default_length("ckplus") == 18
-    assert default_length("oulu") == default_length("Oulu-CASIA") == 22
-    assert default_length("CASME II") == DEFAULT_LENGTH["casme2"]
-    with pytest.raises(FerbenchError, match="--length"):
-        default_length("nosuchset")
 
 
 def test_annotated_states_are_eq1_exactly():

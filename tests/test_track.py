@@ -129,7 +129,7 @@ def test_blank_frames_are_filled_and_flagged(mtcnn, moving, per_frame) -> None:
     # the landmarks come back in crop pixels: the eyes sit on the template's eye positions in every frame
     from ferbench.preprocess.align import template_points
 
-    assert np.abs(points[:, :2] - template_points("seed002", 64)).max() < 0.5
+    assert np.abs(points[:, :2] - template_points("yu2018", 64)).max() < 0.5
 
 
 def test_sequence_without_faces_reports_no_face(mtcnn) -> None:
@@ -173,3 +173,11 @@ def test_two_faces_one_track(mtcnn, t1: np.ndarray) -> None:
         x, y = tr.points[t, :2].mean(0)
         r = rects_a[t]
         assert r[0] < x < r[2] and r[1] < y < r[3], f"frame {t}: track left person A"
+
+
+def test_size_runs_split_a_sequence_at_every_size_change() -> None:
+    from ferbench.preprocess.track import size_runs
+
+    sizes = [(240, 320)] * 3 + [(120, 160)] + [(240, 320)] * 2
+    assert size_runs(sizes) == [(0, 3, (240, 320)), (3, 4, (120, 160)), (4, 6, (240, 320))]
+    assert size_runs([]) == [] and size_runs([(5, 5)]) == [(0, 1, (5, 5))]

@@ -44,7 +44,10 @@ def scan(name: str, root: str | Path) -> ScanResult:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(root, "dataset root not found (expected an existing folder)")
-    return get_dataset(name).scan(root)
+    result = get_dataset(name).scan(root)
+    if not result.samples and result.errors:  # nothing readable at all: say why (one bad sample alone is excluded)
+        raise result.errors[0]
+    return result
 
 
 def synth(name: str, out: str | Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:

@@ -57,6 +57,10 @@ class AfewAdapter(DatasetAdapter):
     layout = ("Train_AFEW/<Class>/<clipid>.avi, Val_AFEW/<Class>/..., Test_AFEW/<clipid>.avi (unlabelled); "
               "optional AlignedFaces_LBPTOP_Points*/Faces/<clipid>/")
     fps = FPS
+    clip_length = 22  # 22 samples span a 1-5 s clip at about 5-10 fps
+    min_face = 0.04  # cut from films: faces can be small
+    phases = "unsegmented"
+    emotions = tuple(CANONICAL[c] for c in CLASSES)
 
     def scan(self, root: Path) -> ScanResult:
         root = Path(root)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ferbench.datasets import register_dataset
 from ferbench.datasets._media import natural_key, write_image
-from ferbench.datasets.base import IMAGE_SUFFIXES, DatasetAdapter, Sample, ScanResult, is_junk
+from ferbench.datasets.base import IMAGE_SUFFIXES, DatasetAdapter, Sample, ScanResult, is_junk, strict_int
 from ferbench.errors import DatasetError
 
 #: The 12 AUs of the FERA 2015 / 3-fold BP4D protocols, in column order of `Sample.aus`.
@@ -74,17 +74,11 @@ def read_au_csv(path: Path) -> tuple[list[int], np.ndarray]:
     occ = np.zeros((len(rows) - 1, len(AU_NAMES)), dtype=np.int8)
     for r, row in enumerate(rows[1:]):
         line = r + 2
-        try:
-            numbers.append(int(float(row[frame_col])))
-        except (ValueError, IndexError):
-            raise DatasetError(path, f"line {line}: frame number {row[frame_col] if frame_col < len(row) else ''!r} "
-                                     f"is not a number; expected an integer in column '0'") from None
+        cell = row[frame_col] if frame_col < len(row) else ""
+        numbers.append(strict_int(path, f"line {line}: column '0'", cell, "an integer frame number"))
         for j, (au, c) in enumerate(zip(AU_NAMES, au_cols)):
             cell = row[c].strip() if c is not None and c < len(row) else ""
-            try:
-                value = int(float(cell))
-            except ValueError:
-                value = -99
+            value = strict_int(path, f"line {line}: AU {au}", cell, "0, 1 or 9 (unknown)")
             if value not in (0, 1, UNKNOWN):
                 raise DatasetError(path, f"line {line}: AU {au} cell {cell!r}; expected 0, 1 or 9 (unknown)")
             occ[r, j] = -1 if value == UNKNOWN else value
@@ -121,6 +115,9 @@ class BP4DAdapter(DatasetAdapter):
     layout = ("[Sequences(2D+3D)/]F001/T1/2440.jpg (3-4 digit frame numbers) + AUCoding/AU_OCC/F001_T1.csv "
               "(column 0 = frame, AU columns 0/1, 9 = unknown)")
     fps = FPS
+    clip_length = 22  # only for sequence models; frame-level AU tasks read native frames and /aus
+    phases = "unsegmented"
+    emotions: tuple[str, ...] = ()  # AU occurrence, no emotion classes
 
     def scan(self, root: Path) -> ScanResult:
         root = Path(root)
@@ -149,7 +146,10 @@ class BP4DAdapter(DatasetAdapter):
         uncoded_total = 0
         for subject, task, path in csvs:
             coded.add((subject, task))
-            numbers, occ = read_au_csv(path)
+            parsed = result.read_each(f"{subject}_{task}", lambda: read_au_csv(path))
+            if parsed is None:
+                continue
+            numbers, occ = parsed
             folder = seq_base / subject / task
             if not folder.is_dir():
                 result.problems.append(f"{path.name}: frames folder {folder} not found; sample not scanned")

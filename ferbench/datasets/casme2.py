@@ -140,8 +140,12 @@ def _subject_cell(path: Path, row: int, value: Any) -> int:
     return int(m.group(1))
 
 
-def read_coding(path: Path) -> list[CodingRow]:
-    """Parse the CASME II coding sheet (.xlsx or .csv export) into rows; malformed input -> DatasetError."""
+def read_coding(path: Path, bad_rows: list[tuple[str, DatasetError]] | None = None) -> list[CodingRow]:
+    """Parse the CASME II coding sheet (.xlsx or .csv export) into rows; malformed input -> DatasetError.
+
+    With `bad_rows`, a malformed row is appended there as (sample id or "row N", error) and the other rows
+    are still read (one bad row never stops a scan); without it the first bad row raises.
+    """
     rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_xlsx(path)
     header_at = _find_header(rows)
     if header_at is None:
@@ -158,18 +162,30 @@ def read_coding(path: Path) -> list[CodingRow]:
         if all(_cell_text(c) == "" for c in cells):
             continue
         get = lambda name: cells[col[name]]  # noqa: E731
-        out.append(CodingRow(
-            row=i,
-            subject=_subject_cell(path, i, get("Subject")),
-            filename=_cell_text(get("Filename")),
-            onset=_frame_cell(path, i, "OnsetFrame", get("OnsetFrame")),
-            apex=_frame_cell(path, i, "ApexFrame", get("ApexFrame")),
-            apex_cell=_cell_text(get("ApexFrame")),
-            offset=_frame_cell(path, i, "OffsetFrame", get("OffsetFrame")),
-            action_units=_cell_text(get("Action Units")),
-            emotion=_cell_text(get("Estimated Emotion")).lower(),
-        ))
+        try:
+            out.append(_coding_row(path, i, get))
+        except DatasetError as e:
+            if bad_rows is None:
+                raise
+            sub = re.fullmatch(r"(?:sub)?0*(\d+)(?:\.0+)?", _cell_text(get("Subject")), re.IGNORECASE)
+            name = _cell_text(get("Filename"))
+            bad_rows.append((f"sub{int(sub.group(1)):02d}_{name}" if sub and name else f"{path.name} row {i}", e))
     return out
+
+
+def _coding_row(path: Path, i: int, get: Any) -> CodingRow:
+    """One sheet row, every cell checked (frame numbers whole and non-negative, subject a number)."""
+    return CodingRow(
+        row=i,
+        subject=_subject_cell(path, i, get("Subject")),
+        filename=_cell_text(get("Filename")),
+        onset=_frame_cell(path, i, "OnsetFrame", get("OnsetFrame")),
+        apex=_frame_cell(path, i, "ApexFrame", get("ApexFrame")),
+        apex_cell=_cell_text(get("ApexFrame")),
+        offset=_frame_cell(path, i, "OffsetFrame", get("OffsetFrame")),
+        action_units=_cell_text(get("Action Units")),
+        emotion=_cell_text(get("Estimated Emotion")).lower(),
+    )
 
 
 def parse_action_units(text: str) -> tuple[dict[int, float], dict[int, str], list[str]]:
@@ -220,6 +236,9 @@ class Casme2Adapter(DatasetAdapter):
     layout = ("CASME2-coding-*.xlsx (or .csv) + CASME2_RAW_selected/subNN/<Filename>/imgN.jpg "
               "or Cropped/subNN/<Filename>/reg_imgN.jpg; N = sheet frame numbers")
     fps = FPS
+    clip_length = 22  # no fixed-length recipe in the papers; 22 samples still span onset -> offset
+    phases = "onset-apex-offset"
+    emotions = CLASSES
 
     def __init__(self, prefer: str = "raw"):
         if prefer not in ("raw", "cropped"):
@@ -236,8 +255,12 @@ class Casme2Adapter(DatasetAdapter):
             raise DatasetError(root / RAW_DIR, f"frames folder not found; expected {RAW_DIR}/subNN/<Filename>/imgN.jpg "
                                                f"or {CROPPED_DIR}/subNN/<Filename>/reg_imgN.jpg under the root")
         sheet = find_coding_sheet(root)
-        rows = read_coding(sheet)
+        bad_rows: list[tuple[str, DatasetError]] = []
+        rows = read_coding(sheet, bad_rows)
         result = ScanResult(dataset=self.name, root=root, classes=self.classes)
+        for sid, error in bad_rows:
+            result.excluded.append((sid, str(error)))
+            result.errors.append(error)
         result.skipped.extend(p for p in root.iterdir() if is_junk(p))
         order = [self.prefer, "cropped" if self.prefer == "raw" else "raw"]
         on_disk = {kind: self._clip_folders(base, result.skipped) for kind, base in bases.items() if base is not None}

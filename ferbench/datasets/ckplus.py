@@ -99,6 +99,9 @@ class CKPlus(DatasetAdapter):
         "Landmarks/.../*_landmarks.txt"
     )
     fps = FPS
+    clip_length = 18  # yu2018
+    phases = "neutral-apex"
+    emotions = CLASSES  # CK+'s own names are the canonical ones
 
     def scan(self, root: Path) -> ScanResult:
         """Read every sequence under `cohn-kanade-images`, with its emotion code, FACS codes and landmark files."""
@@ -112,8 +115,9 @@ class CKPlus(DatasetAdapter):
             raise DatasetError(emotion, "expected the CK+ 'Emotion' label folder (from Emotion_labels.zip) beside cohn-kanade-images")
         result = ScanResult(dataset=self.name, root=root, classes=self.classes)
         for subject_dir in list_entries(images, result.skipped):
-            for seq_dir in list_entries(subject_dir, result.skipped):
-                sample = self._read_sequence(base, subject_dir.name, seq_dir, result)
+            for seq_dir in result.read_each(subject_dir.name, lambda: list_entries(subject_dir, result.skipped)) or []:
+                sample = result.read_each(f"{subject_dir.name}_{seq_dir.name}",
+                                          lambda: self._read_sequence(base, subject_dir.name, seq_dir, result))
                 if sample is not None:
                     result.samples.append(sample)
         self._notes(base, result)

@@ -29,6 +29,33 @@ SUBJECTS_CSV = "subjects.csv"
 #: Class folders of the replica (what `ferbench synth folder` writes); a scan reports the folders it finds.
 REPLICA_CLASSES: tuple[str, ...] = ("happy", "neutral", "sad", "surprise")
 _CANONICAL = {"happy": "happiness", "neutral": "neutral", "sad": "sadness", "surprise": "surprise"}
+#: Folder names -> canonical emotion (base.CANONICAL_EMOTIONS); other names stay as they are, lower case.
+_SYNONYMS = {**_CANONICAL, "angry": "anger", "anger": "anger", "disgusted": "disgust", "disgust": "disgust",
+             "fearful": "fear", "fear": "fear", "happiness": "happiness", "sadness": "sadness", "surprised": "surprise",
+             "contempt": "contempt", "joy": "happiness"}
+
+
+def _is_store_output(path: Path) -> bool:
+    """ferbench's own output (`x.h5`, `x.h5.tmp/`, `x.h5.lock`, sidecars): never a clip or a class."""
+    name = path.name.lower()
+    return name.endswith((".h5", ".h5.tmp", ".h5.lock", ".failures.csv", ".qc.png")) or ".h5.tmp.new-" in name
+
+
+def _holds_clip(folder: Path) -> bool:
+    """True when `folder` holds at least one clip: a video file, or a sub-folder with image frames."""
+    try:
+        for p in folder.iterdir():
+            if is_junk(p) or _is_store_output(p):
+                continue
+            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
+                return True
+            if p.is_dir() and p.name not in _JUNK_DIRS and any(
+                q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir()
+            ):
+                return True
+    except OSError:
+        return False
+    return False
 FRAME_SIZE = (320, 240)
 _JUNK_DIRS = frozenset({"__MACOSX", "@eaDir", "$RECYCLE.BIN"})
 
@@ -70,6 +97,16 @@ class FolderAdapter(DatasetAdapter):
     layout = ("<root>/<class>/<clip>.avi or <root>/<class>/<clip>/<frames>; optional subjects.csv (clip,subject), "
               "else subject = clip-name prefix before the first '_'")
     fps = 25.0
+    clip_length = 22
+    min_face = 0.04  # your own footage: faces can be small
+    phases = "unsegmented"
+
+    @property  # type: ignore[override]
+    def emotions(self) -> tuple[str, ...]:
+        """The canonical emotion of each class folder found (`Happy/` -> happiness), or () when some class
+        folder is not an emotion (then the classes are not emotions and cannot be mapped by name)."""
+        names = tuple(_SYNONYMS.get(c.lower(), "") for c in self.classes)
+        return names if names and all(names) else ()
 
     def __init__(self, subjects_csv: str | Path | None = None, fps: float = 25.0):
         self.subjects_csv = Path(subjects_csv) if subjects_csv else None
@@ -86,11 +123,14 @@ class FolderAdapter(DatasetAdapter):
         skipped: list[Path] = []
         class_dirs: list[Path] = []
         ignored: list[str] = []
+        not_classes: list[str] = []
         for p in sorted(root.iterdir(), key=lambda q: q.name):
             if is_junk(p) or p.name in _JUNK_DIRS or (p.is_dir() and p.name.startswith(".")):
                 skipped.append(p)
-            elif p.is_dir():
+            elif p.is_dir() and not _is_store_output(p) and _holds_clip(p):
                 class_dirs.append(p)
+            elif p.is_dir():  # empty, or only ferbench output (`data/` after a prepare): not a class
+                not_classes.append(p.name)
             elif p != csv_path:
                 ignored.append(p.name)
         if not class_dirs:
@@ -98,6 +138,8 @@ class FolderAdapter(DatasetAdapter):
                                      "or <root>/<class>/<clip>/<frames>")
         self.classes = tuple(d.name for d in class_dirs)
         result = ScanResult(dataset=self.name, root=root, classes=self.classes, skipped=skipped)
+        if not_classes:
+            result.notes.append(f"folders without clips are not classes (empty, or ferbench output): {', '.join(not_classes)}")
         if ignored:
             result.notes.append(f"files at the root that are not class folders were ignored: {', '.join(ignored)}")
         used_keys: set[str] = set()
@@ -105,7 +147,7 @@ class FolderAdapter(DatasetAdapter):
         for label, cdir in enumerate(class_dirs):
             n_before = len(result.samples)
             for clip in sorted(cdir.iterdir(), key=natural_key):
-                if is_junk(clip) or clip.name in _JUNK_DIRS:
+                if is_junk(clip) or clip.name in _JUNK_DIRS or _is_store_output(clip):
                     result.skipped.append(clip)
                     continue
                 video: Path | None = None

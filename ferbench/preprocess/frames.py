@@ -31,6 +31,7 @@ __all__ = [
     "resample_indices",
     "read_video",
     "LazyFrames",
+    "image_size",
 ]
 
 #: Keep decoded frames of a sample in memory up to this size; beyond it (BP4D: 1392x1040 x hundreds of
@@ -126,6 +127,33 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DatasetError(p, f"unsupported image layout: {exc}") from None
 
 
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of a PNG or baseline/progressive JPEG from its header, without decoding the pixels;
+    None when the header is not one of those (the caller then decodes the frame)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError:
+        return None
+    if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(head[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            return int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(head[i + 7 : i + 9], "big")
+        i += 2 + length
+    return None
+
+
 def read_images(paths: Sequence[str | Path]) -> list[np.ndarray]:
     """Read an image sequence (one file per frame) in the given order."""
     return [read_image(p) for p in paths]
@@ -136,7 +164,7 @@ def resample_indices(n_frames: int, src_fps: float, target_fps: float | None) ->
 
     Target time k/target_fps takes the source frame nearest to it (round(k * src_fps / target_fps)), from
     t=0 while inside the clip. No upsampling: if target_fps is None or >= src_fps, every frame is kept.
-    Example: 25 fps -> 10 fps keeps frames 0, 3, 5, 8, 10, 13, 15, ... (MMI, seed 002; halves round up).
+    Example: 25 fps -> 10 fps keeps frames 0, 3, 5, 8, 10, 13, 15, ... (MMI, yu2018; halves round up).
     """
     n = int(n_frames)
     if n <= 0:
@@ -268,6 +296,18 @@ class LazyFrames(Sequence[np.ndarray]):
 
     def __len__(self) -> int:
         return len(self.source_index)
+
+    def size(self, t: int) -> tuple[int, int]:
+        """(height, width) of frame t, from the file header where possible (no decode), else by decoding."""
+        if self._video is None and t not in self._cache:
+            hw = image_size(self.sample.frames[int(self.source_index[t])])
+            if hw is not None and min(hw) > 0:
+                return hw
+        return tuple(self[t].shape[:2])  # type: ignore[return-value]
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """Every frame's (height, width): a sequence may mix sizes (a resized or re-exported frame)."""
+        return [self.size(t) for t in range(len(self))]
 
     def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]
         if self._video is not None:

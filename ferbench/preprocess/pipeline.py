@@ -13,6 +13,8 @@ import dataclasses
 import json
 import logging
 import os
+import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,41 +26,82 @@ import numpy as np
 
 from ferbench.datasets import get_dataset, scan
 from ferbench.datasets._media import frame_number
-from ferbench.datasets.base import Sample
+from ferbench.datasets.base import DatasetAdapter, Sample
 from ferbench.errors import DatasetError, FerbenchError
+from ferbench.preprocess.align import TEMPLATES
 from ferbench.preprocess.augment import get_preset, materialize, params_tensor
-from ferbench.preprocess.detect import Detector, get_detector
+from ferbench.preprocess.detect import DETECTORS, Detector, get_detector
 from ferbench.preprocess.frames import LazyFrames
 from ferbench.preprocess.states import expression_states
-from ferbench.preprocess.temporal import default_length, normalise_length
-from ferbench.preprocess.track import align_sequence, track_sequence
-from ferbench.store import FLAG_FILLED, FLAG_MEANINGS, SampleRecord, StoreWriter
+from ferbench.preprocess.temporal import normalise_length
+from ferbench.preprocess.track import align_sequence, size_runs, track_sequence
+from ferbench.store import FLAG_DETECTED, FLAG_FILLED, FLAG_INTERPOLATED, FLAG_MEANINGS, SampleRecord, StoreWriter
 
-#: Frame rate each dataset is resampled to before anything else (seed 002: MMI "10 frames per second").
-DEFAULT_TARGET_FPS: dict[str, float] = {"mmi": 10.0}
-#: Smallest face MTCNN searches for, as a fraction of the frame's shorter side. Lab datasets film one face
-#: filling a good part of the frame (CK+ faces are ~250 of 490 px), so 10% skips the costly fine pyramid levels;
-#: AFEW is cut from films, where faces can be small.
-DEFAULT_MIN_FACE: dict[str, float] = {"afew": 0.04, "folder": 0.04}
+#: Bounds of the options: beyond them a run would only waste hours or write an empty file.
+MAX_SIZE = 1024
+MAX_LENGTH = 10_000
+MAX_DETECT_EVERY = 10_000
+#: A sample whose face is found on less than this fraction of its frames is excluded (`--min-coverage`);
+#: one found on less than PARTIAL_COVERAGE of them is kept and named in the warnings.
+DEFAULT_MIN_COVERAGE = 0.5
+PARTIAL_COVERAGE = 0.9
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
-    """Everything that changes the arrays in the output file (it is stored in the file's attrs)."""
+    """Everything that changes the arrays in the output file (it is stored in the file's attrs).
+
+    `None` fields take the dataset's defaults (`DatasetAdapter.clip_length`, `.target_fps`, `.min_face`).
+    """
 
     aligner: str = "mtcnn"
     size: int = 64
-    template: str = "seed002"
-    length: int | None = None  # fixed clip length T; None = the dataset's default (CK+ 18, Oulu/MMI 22)
+    template: str = "yu2018"
+    length: int | None = None  # fixed clip length T; None = the adapter's clip_length (CK+ 18, Oulu/MMI 22)
     detect_every: int = 5
-    target_fps: float | None = None  # None = the dataset's default (MMI 10 fps), else native
-    min_face: float | None = None  # smallest face searched, fraction of the frame's shorter side (MTCNN);
-    # None = the dataset's default (DEFAULT_MIN_FACE)
+    target_fps: float | None = None  # None = the adapter's target_fps (MMI 10 fps), else native
+    min_face: float | None = None  # smallest face searched, fraction of the frame's shorter side (MTCNN)
+    min_coverage: float = DEFAULT_MIN_COVERAGE  # fraction of frames with a tracked face a sample needs
 
-    def resolved(self, dataset: str) -> PrepareConfig:
-        """The config with dataset defaults filled in, as written to the file."""
-        length = self.length or default_length(dataset)
-        fps = self.target_fps if self.target_fps is not None else DEFAULT_TARGET_FPS.get(dataset)
-        min_face = self.min_face if self.min_face is not None else DEFAULT_MIN_FACE.get(dataset, 0.1)
-        return dataclasses.replace(self, length=length, target_fps=fps, min_face=min_face)
+    def check(self) -> PrepareConfig:
+        """Refuse any option out of range with one line naming it (before any work starts)."""
+        def bad(option: str, value: Any, expected: str) -> FerbenchError:
+            return FerbenchError(f"{option} {value!r}: expected {expected}")
+
+        if self.aligner not in DETECTORS:
+            raise bad("--aligner", self.aligner, f"one of {', '.join(DETECTORS)}")
+        if self.template not in TEMPLATES:
+            raise bad("--template", self.template, f"one of {', '.join(TEMPLATES)}")
+        checks = (
+            ("--size", self.size, 16, MAX_SIZE, int),
+            ("--length", self.length, 1, MAX_LENGTH, int),
+            ("--detect-every", self.detect_every, 1, MAX_DETECT_EVERY, int),
+        )
+        for option, value, lo, hi, kind in checks:
+            if value is None and option == "--length":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise bad(option, value, f"an integer from {lo} to {hi}")
+        for option, value, lo, hi, optional in (
+            ("--target-fps", self.target_fps, 0.0, 1000.0, True),
+            ("--min-face", self.min_face, 0.0, 1.0, True),
+            ("--min-coverage", self.min_coverage, 0.0, 1.0, False),
+        ):
+            if value is None and optional:
+                continue
+            ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
+            strict_low = option != "--min-coverage"
+            if not ok or value > hi or (value <= lo if strict_low else value < lo):
+                raise bad(option, value, f"a number {'above' if strict_low else 'from'} {lo:g} {'and at most' if strict_low else 'to'} {hi:g}")
+        return self
+
+    def resolved(self, dataset: str | DatasetAdapter) -> PrepareConfig:
+        """The config with the dataset's defaults filled in (from its adapter), as written to the file."""
+        adapter = get_dataset(dataset) if isinstance(dataset, str) else dataset
+        length = self.length or adapter.clip_length
+        fps = self.target_fps if self.target_fps is not None else adapter.target_fps
+        min_face = self.min_face if self.min_face is not None else adapter.min_face
+        return dataclasses.replace(self, length=length, target_fps=fps, min_face=min_face).check()
 
 
 @dataclass
@@ -88,6 +131,7 @@ class PrepareSummary:
     samples: int = 0
     written: int = 0
     resumed: int = 0
+    redone: int = 0  # finished in an interrupted run, but their input changed since: done again
     failed: int = 0
     frames: int = 0
     faces_detected: int = 0
@@ -151,23 +195,48 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
     if len(frames) == 0:
         result.failure = "no frames"
         return result
-    detector = detector or detector_for(config, frames[0].shape, threads)
     t_track, decoded = time.perf_counter(), frames.decode_seconds
-    track = track_sequence(frames, detector, every=config.detect_every)
+    sizes = frames.sizes()
+    runs = size_runs(sizes)
+    for a, _, hw in runs[1:]:  # a frame of another size is detected on its own, and named
+        result.warnings.append(f"{sample.id}: {_frame_name(sample, frames, a)} is {hw[1]}x{hw[0]}, the frame before it "
+                               f"{sizes[a - 1][1]}x{sizes[a - 1][0]} (face detected again at the size change)")
+    factory = (lambda hw: detector) if detector is not None else (lambda hw: detector_for(config, hw, threads))
+    track = track_sequence(frames, factory, every=config.detect_every, sizes=sizes)
     detect_seconds = time.perf_counter() - t_track - (frames.decode_seconds - decoded)
+    k = len(frames)
+    if not track.ok and frames.bad:  # no face, and some frames were unreadable: were they all?
+        for t in range(k):
+            frames[t]
+        if len(frames.bad) == k:
+            result.failure = f"none of the {k} frames could be read (first: {frames.problems[0]})"
+            return result
     if not track.ok:
         result.failure = track.reason if "no face" in track.reason else f"no face track in {len(frames)} frames: {track.reason}"
         result.timings = {"decode": frames.decode_seconds, "detect": detect_seconds}
         return result
-
     t_align = time.perf_counter()
-    k = len(frames)
-    crops, points = align_sequence(frames, track, config.size, config.template)
+    crops, points = align_sequence(frames, track, config.size, config.template)  # reads every frame
     crops = np.ascontiguousarray(crops[..., ::-1])  # BGR -> RGB, the store's pixel order
     align_seconds = time.perf_counter() - t_align
+    timings = {"decode": frames.decode_seconds, "detect": detect_seconds, "align": align_seconds}
+    if len(frames.bad) == k:
+        result.failure = f"none of the {k} frames could be read (first: {frames.problems[0]})"
+        result.timings = timings
+        return result
     flags = track.flags.copy()
     _fill_unreadable(crops, points, flags, frames.bad)
-    result.warnings = [f"{sample.id}: {p} (frame filled from neighbours)" for p in frames.problems]
+    result.warnings += [f"{sample.id}: {p} (frame filled from neighbours)" for p in frames.problems]
+    covered = int(np.isin(flags, (FLAG_DETECTED, FLAG_INTERPOLATED)).sum())  # unreadable frames are not faces
+    coverage = covered / k
+    if coverage < config.min_coverage:
+        result.failure = (f"no face on most frames: face found on {covered} of {k} frames "
+                          f"(coverage {coverage:.0%}, below --min-coverage {config.min_coverage:.0%})")
+        result.timings = timings
+        return result
+    if coverage < PARTIAL_COVERAGE:
+        result.warnings.append(f"{sample.id}: face found on {covered} of {k} frames (coverage {coverage:.0%}); "
+                               "the other frames are filled from neighbours")
 
     idx = frames.source_index
     onset, apex, offset = (_position(idx, v) for v in (sample.onset, sample.apex, sample.offset))
@@ -183,6 +252,7 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
         apex=int(states[2]),  # annotated, or estimated (then apex_estimated is set)
         offset=offset,
         apex_estimated=estimated or sample.apex_estimated,
+        coverage=coverage,
     )
     result.frames, result.landmarks, result.flags = crops, points, flags
     result.source_frame = _native_numbers(sample, idx)
@@ -203,6 +273,13 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
     return result
 
 
+def _frame_name(sample: Sample, frames: LazyFrames, t: int) -> str:
+    """How a user finds frame t: its file name, or its number in the video."""
+    if sample.frames:
+        return str(sample.frames[int(frames.source_index[t])].name)
+    return f"frame {int(frames.source_index[t])} of {sample.video.name if sample.video else sample.id}"
+
+
 def _native_numbers(sample: Sample, positions: np.ndarray) -> np.ndarray:
     """Native frame numbers of the kept frames: the number in each frame's file name where every frame has one
     (CK+ `..._00000011.png` -> 11, BP4D `2440.jpg`, CASME II `img46.jpg`), else the position (video frames)."""
@@ -215,7 +292,7 @@ def _native_numbers(sample: Sample, positions: np.ndarray) -> np.ndarray:
 
 def _clip_index(n_frames: int, length: int, onset: int | None, offset: int | None) -> np.ndarray:
     """The fixed-length clip over the annotated onset -> offset segment where there is one (CASME II, MMI
-    with AU markers: "sequences used onset -> offset"), else over the whole sequence (seed 002)."""
+    with AU markers: "sequences used onset -> offset"), else over the whole sequence (yu2018)."""
     if onset is not None and offset is not None and offset > onset:
         return onset + normalise_length(offset - onset + 1, length)
     return normalise_length(n_frames, length)
@@ -263,7 +340,7 @@ def _open_client(workers: int | None, scheduler: str | None):
     if scheduler:
         try:
             return Client(scheduler, timeout="20s"), None
-        except (OSError, TimeoutError) as e:
+        except Exception as e:  # unreachable, refused, or an address dask cannot parse
             raise FerbenchError(f"cannot reach the dask scheduler at {scheduler} ({e}); start one with `dask scheduler`") from None
     n = workers or os.cpu_count() or 1
     cluster = LocalCluster(
@@ -343,20 +420,65 @@ def prepare(
     materialize_augmentation: also write every clip under every transform of this preset
         (`stc-nlstm` 14x, `kim2017` 150x) as `/augmented/<preset>`, for tools outside ferbench.
     progress: called with (done, total) after each sample.
-    A killed run resumes where it stopped; a second run on the same output is refused while one runs.
+    A killed run resumes where it stopped (a finished sample is reused only while its input fingerprint is
+    unchanged); a second run on the same output is refused while one runs. Every option is checked before
+    any work; a run in which every sample fails writes nothing (an existing file stays as it was) and raises.
+    Every I/O failure is one FerbenchError line; finished samples stay in `<out>.tmp/` for the rerun.
     """
     t0 = time.perf_counter()
-    if materialize_augmentation:
-        get_preset(materialize_augmentation)  # fail on a bad preset name before any work
+    adapter, cfg, out = check_options(dataset, config, out, workers=workers, scheduler=scheduler,
+                                      overwrite=overwrite, materialize_augmentation=materialize_augmentation)
+    try:
+        return _prepare(adapter, root, out, cfg, t0, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                        restart=restart, materialize_augmentation=materialize_augmentation, progress=progress)
+    except OSError as e:  # anything the store did not name itself (a folder made read-only mid-run, ...)
+        where = e.filename or out
+        raise FerbenchError(f"{where}: {e.strerror or e}; finished samples stay in {out}.tmp, rerun to resume") from None
+
+
+def check_options(
+    dataset: str, config: PrepareConfig | None = None, out: str | Path | None = None, *,
+    workers: int | None = None, scheduler: str | None = None, overwrite: bool = False,
+    materialize_augmentation: str | None = None,
+) -> tuple[DatasetAdapter, PrepareConfig, Path]:
+    """Every option of a `prepare` run checked before any work (the CLI calls it before its progress bar):
+    the adapter, the resolved config and the output path, or one FerbenchError line naming the option."""
     adapter = get_dataset(dataset)
-    found = scan(dataset, root)
-    cfg = (config or PrepareConfig()).resolved(adapter.name)
+    cfg = (config or PrepareConfig()).resolved(adapter)
+    _check_run_options(workers, scheduler, materialize_augmentation)
+    path = Path(out) if out else default_output(adapter.name)
+    if path.is_dir():
+        raise FerbenchError(f"--out {path} is a folder; expected the path of the .h5 file to write (e.g. {path / (adapter.name + '.h5')})")
+    if path.exists() and not overwrite:
+        raise FerbenchError(f"{path} already exists; pass --overwrite to replace it")
     if cfg.aligner != "mtcnn":
-        _plain_detector(cfg)  # a missing model pack or unknown aligner fails here, before any work
-    if not found.samples:
+        _plain_detector(cfg)  # a missing model pack fails here, before any work
+    return adapter, cfg, path
+
+
+def _check_run_options(workers: int | None, scheduler: str | None, preset: str | None) -> None:
+    """The options that are not part of the config: refused with one line before any work."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise FerbenchError(f"--workers {workers!r}: expected 0 (in this process) or a number of worker processes")
+    if scheduler is not None and not re.fullmatch(r"((tcp|tls|ucx|ws|wss)://)?([^\s/:\[\]]+|\[[0-9a-fA-F:.]+\]):\d{1,5}/?", scheduler):
+        raise FerbenchError(f"--scheduler {scheduler!r}: expected a dask scheduler address such as tcp://HOST:8786")
+    if preset:
+        get_preset(preset)
+
+
+def _prepare(
+    adapter: DatasetAdapter, root: str | Path, out: Path, cfg: PrepareConfig, t0: float, *,
+    workers: int | None, scheduler: str | None, overwrite: bool, restart: bool,
+    materialize_augmentation: str | None, progress: Callable[[int, int], None] | None,
+) -> PrepareSummary:
+    found = scan(adapter.name, root)
+    if not found.samples and not found.excluded:
         raise FerbenchError(f"{root}: no {adapter.name} samples found, nothing to prepare (see `ferbench scan {adapter.name} --root ...`)")
-    out = Path(out) if out else default_output(adapter.name)
     au_names = _au_union(found.samples)
+    fingerprints = {s.id: s.fingerprint() for s in found.samples}
+    excluded = dict(found.excluded)
+    for sid, reason in excluded.items():
+        fingerprints.setdefault(sid, "scan:" + reason)
     writer = StoreWriter(
         out,
         dataset=adapter.name,
@@ -368,77 +490,109 @@ def prepare(
         overwrite=overwrite,
         restart=restart,
     )
-    summary = PrepareSummary(dataset=adapter.name, out=str(out), samples=len(found.samples))
+    n_total = len(fingerprints)
+    summary = PrepareSummary(dataset=adapter.name, out=str(out), samples=n_total)
     summary.warnings.extend(f"scan: {problem}" for problem in found.problems)
     timings: dict[str, float] = {}
     try:
-        stale = (writer.done_ids | set(writer.failed_ids)) - {s.id for s in found.samples}
+        Path(f"{out}.aug.part").unlink(missing_ok=True)  # left by an older ferbench killed while augmenting
+        stale = (writer.done_ids | set(writer.failed_ids)) - set(fingerprints)
         if stale:  # a resumed run whose input lost samples: keep the file true to the current input
             writer.discard(stale)
             summary.warnings.append(f"resume: dropped {len(stale)} sample(s) no longer in {root}: {', '.join(sorted(stale)[:5])}")
+        changed = {sid for sid in writer.done_ids | set(writer.failed_ids) if writer.fingerprints.get(sid) != fingerprints[sid]}
+        if changed:  # finished before the interruption, but the input changed since: redo, never reuse
+            writer.discard(changed)
+            summary.redone = len(changed)
+            summary.warnings.append(f"resume: redoing {len(changed)} sample(s) whose input changed since the "
+                                    f"interrupted run: {', '.join(sorted(changed)[:5])}")
         summary.warnings.extend(f"resume: {note}" for note in writer.notes)
         summary.warnings.extend(w for ws in writer.sample_warnings.values() for w in ws)  # from the earlier run
         finished = writer.done_ids | set(writer.failed_ids)
         summary.resumed = len(finished)
+        for sid in sorted(set(excluded) - finished):  # unreadable in the scan: excluded with the reason
+            writer.add_failure(sid, excluded[sid], fingerprint=fingerprints[sid])
         todo = [s for s in found.samples if s.id not in finished]
-        done = len(finished)
+        done = len(finished) + len(set(excluded) - finished)
         if progress:
-            progress(done, len(found.samples))
+            progress(done, n_total)
         for result in _run_tasks(todo, cfg, workers, scheduler):
             if result.failure:
-                writer.add_failure(result.id, result.failure)
+                writer.add_failure(result.id, result.failure, fingerprint=fingerprints[result.id])
             else:
                 aus = _to_columns(result.aus, result.au_names, au_names) if au_names else None
                 writer.add(result.record, result.frames, result.landmarks, result.flags, aus, result.source_frame,
-                           warnings=result.warnings)
+                           warnings=result.warnings, fingerprint=fingerprints[result.id])
                 summary.written += 1
-                summary.frames += result.counts.get("frames", 0)
-                summary.faces_detected += result.counts.get("detected", 0)
-                summary.frames_interpolated += result.counts.get("interpolated", 0)
-                summary.frames_filled += result.counts.get("filled", 0)
             summary.warnings.extend(result.warnings)
             for key, value in result.timings.items():
                 timings[key] = timings.get(key, 0.0) + value
             done += 1
             if progress:
-                progress(done, len(found.samples))
+                progress(done, n_total)
         failures = dict(writer.failed_ids)
+        summary.failed = len(failures)
+        summary.failures = [{"id": k, "reason": v} for k, v in sorted(failures.items())]
+        if not writer.done_ids:  # nothing to show for the run: never replace a good file with an empty one
+            first = "; ".join(f"{k}: {v}" for k, v in list(sorted(failures.items()))[:2])
+            shutil.rmtree(writer.tmp_dir, ignore_errors=True)
+            raise FerbenchError(f"every one of the {len(failures)} samples failed, nothing written"
+                                f"{f' ({out} left as it was)' if out.exists() else ''}; first: {first}")
+        summary.timings = {k: round(v, 3) for k, v in timings.items()}
+        summary.contact_sheet = str(_sidecar(out, ".qc.png"))
+        summary.failures_csv = str(_sidecar(out, ".failures.csv"))
+
+        def before_publish(part: Path) -> None:
+            """Sidecars, augmentation and the whole-file counts, from the merged file before it goes live."""
+            if materialize_augmentation:
+                write_augmented(part, materialize_augmentation, in_place=True)
+            _count_frames(part, summary)
+            write_failures_csv(out, summary.failures, summary.warnings, source=part)
+            write_contact_sheet(out, source=part)
+
         t_write = time.perf_counter()
-        final = writer.finalize()
-        timings["write"] = time.perf_counter() - t_write
+        writer.finalize(before_publish)
+        summary.timings["write"] = round(time.perf_counter() - t_write, 3)
     finally:
         writer.close()
-    if materialize_augmentation:
-        write_augmented(final, materialize_augmentation)
-    summary.failed = len(failures)
-    summary.failures = [{"id": k, "reason": v} for k, v in sorted(failures.items())]
-    summary.timings = {k: round(v, 3) for k, v in timings.items()}
-    summary.contact_sheet = str(write_contact_sheet(final))
-    summary.failures_csv = str(write_failures_csv(final, summary.failures, summary.warnings))
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summary
 
 
-def write_augmented(h5_path: Path, preset: str) -> None:
+def _count_frames(h5_path: Path, summary: PrepareSummary) -> None:
+    """Frame counts of the whole file (resumed samples included), from its per-frame flags."""
+    from ferbench.store import open_store
+
+    with open_store(h5_path) as store:
+        flags = store._f["flags"][...]
+    summary.frames = int(flags.size)
+    summary.faces_detected = int((flags == FLAG_DETECTED).sum())
+    summary.frames_interpolated = int((flags == FLAG_INTERPOLATED).sum())
+    summary.frames_filled = int((flags == FLAG_FILLED).sum())
+
+
+def write_augmented(h5_path: Path, preset: str, in_place: bool = False) -> None:
     """Add `/augmented/<preset>`: every clip (T frames) under every transform of the preset, uint8
     (n * K, T, H, W, 3), clip-major, with the transform parameters as an attribute.
 
-    Written into a copy that replaces the file only when complete, so an interrupted run leaves the
-    prepared file as it was.
+    `prepare` writes it into the merged file before that file is renamed into place (`in_place`), so a run
+    killed meanwhile resumes from its shards; otherwise it is written into a copy that replaces the file
+    only when complete, so an interrupted call leaves the file as it was.
     """
-    import shutil
-
     import h5py
     import torch
 
     from ferbench.store import open_store
 
     params = params_tensor(preset)
-    tmp = Path(f"{h5_path}.aug.part")
-    shutil.copyfile(h5_path, tmp)
-    with open_store(h5_path) as store, h5py.File(tmp, "a") as f:
+    tmp = h5_path if in_place else Path(f"{h5_path}.aug.part")
+    if not in_place:
+        shutil.copyfile(h5_path, tmp)
+    with open_store(h5_path) as store:
         n, k, t = len(store), params.shape[0], store.length
         h, w, c = store.frame_shape
+        clips = [store.frames(i, "clip") for i in range(n)]
+    with h5py.File(tmp, "a") as f:
         name = f"augmented/{preset}"
         if name in f:
             del f[name]
@@ -446,38 +600,59 @@ def write_augmented(h5_path: Path, preset: str) -> None:
         ds.attrs["params"] = json.dumps(params.tolist())
         ds.attrs["param_names"] = json.dumps(["flip", "angle", "tx", "ty", "scale"])
         ds.attrs["order"] = "row i*K + j = sample i (sorted by id) under transform j"
-        for i in range(n):
-            clip = torch.from_numpy(store.frames(i, "clip")).permute(0, 3, 1, 2)[None].float()
+        for i, frames in enumerate(clips):
+            clip = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float()
             out = materialize(clip, params).round().clamp(0, 255).to(torch.uint8)
             ds[i * k : (i + 1) * k] = out.permute(0, 1, 3, 4, 2).numpy()
-    os.replace(tmp, h5_path)
+    if not in_place:
+        os.replace(tmp, h5_path)
 
 
 def _sidecar(h5_path: Path, suffix: str) -> Path:
     return h5_path.with_name(h5_path.stem + suffix)
 
 
-def write_failures_csv(h5_path: Path, failures: list[dict[str, str]], warnings: list[str]) -> Path:
-    """`<name>.failures.csv`: every excluded sample and every repaired frame, by name."""
-    path = _sidecar(Path(h5_path), ".failures.csv")
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["sample", "kind", "reason"])
-        for f in failures:
-            w.writerow([f["id"], "excluded", f["reason"]])
-        for warning in warnings:
-            sid, _, reason = warning.partition(": ")
-            kind = {"scan": "scan problem", "resume": "resume"}.get(sid)
-            w.writerow(["", kind, reason] if kind else [sid, "frame repaired", reason])
+def _atomic_text(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write `path` through `<path>.part` and a rename: a reader sees the old file or the whole new one."""
+    part = path.with_name(path.name + ".part")
+    try:
+        write(part)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     return path
 
 
-def write_contact_sheet(h5_path: Path, columns: int = 10, max_samples: int = 60) -> Path:
-    """`<name>.qc.png`: onset and apex crops of the first samples, side by side, for a quick visual check."""
+def write_failures_csv(h5_path: Path, failures: list[dict[str, str]], warnings: list[str], source: Path | None = None) -> Path:
+    """`<name>.failures.csv`: every excluded sample and every repaired frame, by name. `source` (unused but
+    for symmetry with `write_contact_sheet`) is the merged file it describes."""
+    path = _sidecar(Path(h5_path), ".failures.csv")
+
+    def write(part: Path) -> None:
+        with open(part, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["sample", "kind", "reason"])
+            for f in failures:
+                w.writerow([f["id"], "excluded", f["reason"]])
+            for warning in warnings:
+                sid, _, reason = warning.partition(": ")
+                kind = {"scan": "scan problem", "resume": "resume"}.get(sid)
+                w.writerow(["", kind, reason] if kind else [sid, "frame repaired", reason])
+        with open(part, newline="") as fh:  # checked before the output goes live
+            if sum(1 for _ in csv.reader(fh)) != 1 + len(failures) + len(warnings):
+                raise FerbenchError(f"{path}: the failures list did not read back complete")
+
+    return _atomic_text(path, write)
+
+
+def write_contact_sheet(h5_path: Path, columns: int = 10, max_samples: int = 60, source: Path | None = None) -> Path:
+    """`<name>.qc.png`: onset and apex crops of the first samples, side by side, for a quick visual check.
+    `source`: the store to read (default `h5_path`; `prepare` passes the merged file before it goes live)."""
     from ferbench.store import open_store
 
     path = _sidecar(Path(h5_path), ".qc.png")
-    with open_store(h5_path) as store:
+    with open_store(source or h5_path) as store:
         tiles = []
         for i, s in enumerate(store.samples[:max_samples]):
             frames = store.frames(i)
@@ -491,5 +666,7 @@ def write_contact_sheet(h5_path: Path, columns: int = 10, max_samples: int = 60)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, columns)
         sheet[r * (h + 4) : r * (h + 4) + h, c * (w + 4) : c * (w + 4) + w] = tile
-    cv2.imwrite(str(path), sheet)
-    return path
+    ok, png = cv2.imencode(".png", sheet)
+    if not ok:
+        raise FerbenchError(f"{path}: could not encode the QC contact sheet")
+    return _atomic_text(path, lambda part: part.write_bytes(png.tobytes()))

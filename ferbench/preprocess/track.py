@@ -9,12 +9,18 @@ the track. Frames where no face is found get landmarks from their neighbours and
 silently invented. With several faces (AFEW), one face is followed: the largest at the start, then whichever
 overlaps the track most (IoU), never simply the first or largest in each frame.
 
+Two rules keep a track honest. A detection that no other frame confirms (the only one of its track segment
+in a sequence of 3 or more frames: one false detection in a clip of sky) is not a face. Frames of different
+sizes in one sequence are tracked as separate runs, each with its own detector (so the minimum face size
+follows each frame's size): landmarks are never interpolated or copied across a size change unscaled.
+
 Per-frame flags (uint8): 1 detected, 2 interpolated (between two detections, not examined), 3 filled
 (examined, no matching face: landmarks from the neighbours), 0 none (only in a failed track).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -105,7 +111,91 @@ def _drifted(a: Face, b: Face, drift: float) -> bool:
     return bool(move > drift * iod)
 
 
+class _Run(Sequence[np.ndarray]):
+    """Frames [start, stop) of a sequence, indexed from 0 (a run of equal-size frames)."""
+
+    def __init__(self, frames: Sequence[np.ndarray], start: int, stop: int):
+        self.frames, self.start, self.stop = frames, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]
+        return self.frames[self.start + t]
+
+
+def size_runs(sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int, tuple[int, int]]]:
+    """(start, stop, (h, w)) for each run of consecutive frames of the same size."""
+    runs: list[tuple[int, int, tuple[int, int]]] = []
+    for t, hw in enumerate(sizes):
+        hw = (int(hw[0]), int(hw[1]))
+        if runs and runs[-1][2] == hw:
+            runs[-1] = (runs[-1][0], t + 1, hw)
+        else:
+            runs.append((t, t + 1, hw))
+    return runs
+
+
 def track_sequence(
+    frames: Sequence[np.ndarray],
+    detector: Detector | Callable[[tuple[int, int]], Detector],
+    every: int = 5,
+    *,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    drift: float = 0.3,
+    min_iou: float = 0.3,
+    reacquire_after: int = 10,
+    refine: bool = True,
+    smooth: float = 0.0,
+) -> Track:
+    """Track one face's 5 landmarks through `frames` (BGR uint8); see `_track_run` for the options.
+
+    `sizes`: each frame's (height, width) where the sequence may mix sizes; each run of equal-size frames is
+    tracked on its own (a size change forces a detection) with `detector(size)` when `detector` is a
+    factory (the minimum face size is then taken per frame size). A run without a face takes the nearest
+    run's landmarks scaled by the size ratio, flagged FILLED.
+    """
+    opts = dict(drift=drift, min_iou=min_iou, reacquire_after=reacquire_after, refine=refine, smooth=smooth)
+    pick = (lambda hw: detector(hw)) if callable(detector) and not isinstance(detector, Detector) else (lambda hw: detector)
+    n = len(frames)
+    runs = size_runs(sizes) if sizes is not None and n else []
+    if len(runs) <= 1:
+        hw = runs[0][2] if runs else (tuple(frames[0].shape[:2]) if n else (0, 0))
+        return _track_run(frames, pick(hw), every, **opts)
+    parts = [(a, b, hw, _track_run(_Run(frames, a, b), pick(hw), every, **opts)) for a, b, hw in runs]
+    calls = sum(p[3].n_calls for p in parts)
+    good = [p for p in parts if p[3].ok]
+    if not good:
+        total = sum(int((p[3].flags == DETECTED).sum()) for p in parts)
+        return Track(points=np.full((n, 5, 2), np.nan, np.float32), boxes=np.full((n, 4), np.nan, np.float32),
+                     scores=np.zeros(n, np.float32), flags=np.zeros(n, np.uint8), n_calls=calls,
+                     reason=f"no face found in any of the {n} frames ({len(runs)} runs of different frame sizes, "
+                            f"{calls} detector calls, {total} detections)", segments=np.zeros(n, np.int32))
+    points = np.zeros((n, 5, 2), np.float32)
+    boxes = np.zeros((n, 4), np.float32)
+    scores = np.zeros(n, np.float32)
+    flags = np.zeros(n, np.uint8)
+    segments = np.zeros(n, np.int32)
+    seg_base = 0
+    for a, b, hw, tr in parts:
+        if tr.ok:
+            points[a:b], boxes[a:b], scores[a:b], flags[a:b] = tr.points, tr.boxes, tr.scores, tr.flags
+            segments[a:b] = tr.segments + seg_base
+            seg_base = int(segments[a:b].max()) + 1
+            continue
+        # no face in this run: the nearest face of another run, scaled by the frame-size ratio
+        src_a, src_b, src_hw, src = min(good, key=lambda g: min(abs(g[0] - b), abs(g[1] - a)))
+        k = (src_b - src_a - 1) if src_a < a else 0
+        scale = np.array([hw[1] / src_hw[1], hw[0] / src_hw[0]], np.float32)
+        points[a:b] = src.points[k] * scale
+        boxes[a:b] = src.boxes[k] * np.tile(scale, 2)
+        flags[a:b] = FILLED
+        segments[a:b] = seg_base
+        seg_base += 1
+    return Track(points=points, boxes=boxes, scores=scores, flags=flags, n_calls=calls, segments=segments)
+
+
+def _track_run(
     frames: Sequence[np.ndarray],
     detector: Detector,
     every: int = 5,
@@ -208,6 +298,21 @@ def track_sequence(
         if t in new_segment:
             seg += 1
         seg_of[t] = seg
+    if n >= 3:  # a detection no other frame of its segment confirms is not a face (a false hit on the sky)
+        per_seg: dict[int, int] = {}
+        for t in times:
+            per_seg[seg_of[t]] = per_seg.get(seg_of[t], 0) + 1
+        isolated = [t for t in times if per_seg[seg_of[t]] == 1]
+        if isolated:
+            for t in isolated:
+                del anchors[t]
+            if not anchors:
+                return nan_track(
+                    f"no face found: face found on {len(isolated)} of {n} frames, never confirmed by another frame "
+                    f"(an isolated detection is not a face; {n_calls} detector calls)", n_calls)
+            times = sorted(anchors)
+            remap = {s: i for i, s in enumerate(sorted({seg_of[t] for t in times}))}
+            seg_of = {t: remap[seg_of[t]] for t in times}
     a_pts = np.stack([anchors[t].points for t in times]).astype(np.float64)
     a_box = np.stack([anchors[t].box for t in times]).astype(np.float64)
 
@@ -268,7 +373,7 @@ def _smooth(points: np.ndarray, boxes: np.ndarray, segments: np.ndarray, flags: 
 
 
 def align_sequence(
-    frames: Sequence[np.ndarray], track: Track, size: int = 64, template: str = "seed002"
+    frames: Sequence[np.ndarray], track: Track, size: int = 64, template: str = "yu2018"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned crops of the tracked face, (T, size, size, 3) uint8, and its 5 landmarks in crop pixels,
     (T, 5, 2) float32, one per frame of `track`.
