@@ -167,9 +167,11 @@ def evaluate(
         if proto.test_dataset and proto.test_dataset != dataset:
             raise FerbenchError(f"protocol {proto.name!r} tests on {proto.test_dataset}; pass its file with --data-test")
     names = resolve_models(models, proto.task)
-    unknown_opts = [m for m in model_options if m not in names]
+    from ferbench.models import list_models
+
+    unknown_opts = [m for m in model_options if m not in list_models()]
     if unknown_opts:
-        raise FerbenchError(f"model options given for {unknown_opts[0]!r}, which is not among the models run")
+        raise FerbenchError(f"model options given for {unknown_opts[0]!r}, which is not a registered model")
     plans_needed: dict[float | None, list[str]] = {}
     stages_of: dict[str, tuple[dict[str, Any], ...]] = {}
     for m in names:

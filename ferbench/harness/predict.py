@@ -35,18 +35,14 @@ def predict(
 
 
 def selection_score(metric: str, y: np.ndarray, scores: np.ndarray) -> float:
-    """The protocol's main metric on validation units (higher is better), with scikit-learn's functions."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+    """The protocol's main metric on validation units (higher is better), scored by `ferbench.metrics`'s
+    functions so selection and reporting share one convention."""
+    from ferbench import metrics
 
     if scores.size == 0:
         return float("nan")
-    if y.ndim == 2:  # AU detection: mean per-AU F1 at 0.5 over known labels
-        pred = (scores >= 0.5).astype(np.int64)
-        f1s = [f1_score(y[y[:, a] >= 0, a], pred[y[:, a] >= 0, a], zero_division=0) for a in range(y.shape[1]) if (y[:, a] >= 0).any()]
-        return float(np.mean(f1s)) if f1s else 0.0
-    pred = scores.argmax(1)
-    if metric == "uf1":
-        return float(f1_score(y, pred, average="macro", zero_division=0))
-    if metric == "uar":
-        return float(balanced_accuracy_score(y, pred))
-    return float(accuracy_score(y, pred))
+    if y.ndim == 2:  # AU detection: mean per-AU F1 at 0.5 over coded labels
+        value = metrics._au(y, (scores >= 0.5).astype(np.int64), [str(i) for i in range(y.shape[1])])["f1"]
+        return 0.0 if np.isnan(value) else float(value)
+    scored = metrics._classification(y, scores.argmax(1))
+    return float(scored.get(metric, scored["accuracy"]))
