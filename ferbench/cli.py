@@ -238,6 +238,57 @@ def demo(
 
 @app.command()
 @user_errors
+def protocols() -> None:
+    """List the bundled protocols: datasets, paper and table, splitter, trials."""
+    from ferbench.protocols import bundled_dir, list_protocols
+
+    table = Table(title=f"ferbench protocols ({bundled_dir()})", show_lines=False)
+    for col in ("name", "datasets", "paper", "table", "splitter", "trials"):
+        table.add_column(col, overflow="fold", no_wrap=col == "name")
+    for p in list_protocols():
+        n = p.params.get("n_splits") or (len(p.params["folds"]) if "folds" in p.params else None)
+        trials = f"{n} x {p.repeats}" if n else ("per subject" if p.splitter == "leave-one-subject-out" else "1") + (
+            f" x {p.repeats}" if p.repeats > 1 else "")
+        datasets = ", ".join(p.datasets) + (f" -> {p.test_dataset}" if p.test_dataset else "")
+        table.add_row(p.name, datasets, p.paper, p.table, p.splitter, trials)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def folds(
+    data: Path = typer.Option(..., "--data", help="the prepared .h5 file (the training file for cross-dataset)"),
+    protocol: str = typer.Option(..., "--protocol", help="a bundled protocol name or the path of a protocol .yaml"),
+    data_test: Optional[Path] = typer.Option(None, "--data-test", help="the test .h5 of a cross-dataset protocol"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the fold list here (CSV, fingerprint on line 1)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="override the protocol's repeats"),
+    validation: Optional[float] = typer.Option(
+        None, "--validation", min=0.0, max=1.0, help="share of training subjects held out for validation"),
+) -> None:
+    """Generate a protocol's folds on a file, check them for leakage, print each fold's class counts."""
+    from ferbench.protocols import make_plan, write_folds
+
+    if validation is not None and not 0 < validation < 1:
+        raise FerbenchError(f"--validation must be a fraction between 0 and 1 (exclusive), got {validation}")
+    if out is not None and out.is_dir():
+        raise FerbenchError(f"{out}: is a folder (expected the path of a .csv file to write)")
+    plan = make_plan(protocol, data, data_test, repeats=repeats, validation=validation)
+    p = plan.protocol
+    console.print(f"protocol {p.name} ({p.path}); {p.paper} {p.table}", highlight=False)
+    console.print(f"fingerprint: {plan.fingerprint}", highlight=False)
+    for w in plan.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    table = Table(title=f"{len(plan.folds)} folds, subject-disjoint (checked)")
+    for col in ("repeat", "fold", "train", "val", "test", "test subjects", "test class counts"):
+        table.add_column(col, justify="right" if col != "test class counts" else "left", overflow="fold")
+    for f in plan.folds:
+        counts = plan.class_counts(f, "test")
+        subjects = len({plan.test_table.subjects[i] for i in f.test.tolist()})
+        table.add_row(str(f.repeat), str(f.fold), str(f.train.size), str(f.val.size), str(f.test.size), str(subjects),
+                      " ".join(f"{c} {n}" for c, n in counts.items()) or "-")
+    console.print(table)
+    if out is not None:
+        console.print(f"fold list: {write_folds(plan, out)}", highlight=False)
 def evaluate(
     data: Path = typer.Option(..., "--data", help="prepared .h5 file to train (and test) on"),
     protocol: str = typer.Option(..., "--protocol", help="protocol name (10fold, loso, 3fold, val, ...) or YAML path"),
