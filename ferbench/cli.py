@@ -289,6 +289,10 @@ def folds(
     console.print(table)
     if out is not None:
         console.print(f"fold list: {write_folds(plan, out)}", highlight=False)
+
+
+@app.command()
+@user_errors
 def evaluate(
     data: Path = typer.Option(..., "--data", help="prepared .h5 file to train (and test) on"),
     protocol: str = typer.Option(..., "--protocol", help="protocol name (10fold, loso, 3fold, val, ...) or YAML path"),
