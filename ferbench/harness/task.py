@@ -29,10 +29,10 @@ Progress = Callable[[dict[str, Any]], None]
 
 def setup_determinism(threads: int, device: torch.device) -> None:
     """Same seed + device + thread count -> same predictions, in this process or on any worker."""
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.set_num_threads(max(1, int(threads)))
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":  # CPU kernels are deterministic already (and this call costs seconds of imports)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
 
