@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 import ferbench
+from ferbench.errors import DatasetError
 
 #: Datasets of a store file whose content decides predictions (everything except landmarks/flags/failures).
 _DATA_PARTS = ("samples", "index", "frames", "aus", "source_frame")
@@ -71,7 +72,10 @@ def data_fingerprint(path: str | Path) -> str:
     """Content hash of a store's sample table, indices, AU labels and frames (cached per file version)."""
     p = Path(path).resolve()
     st = p.stat()
-    return _data_cache(str(p), st.st_size, st.st_mtime_ns)
+    try:
+        return _data_cache(str(p), st.st_size, st.st_mtime_ns)
+    except (OSError, KeyError, ValueError) as e:
+        raise DatasetError(p, f"unreadable or truncated ferbench store ({e}); run `ferbench prepare` again") from None
 
 
 @lru_cache(maxsize=1)

@@ -20,23 +20,27 @@ class ProgressView:
             console=console, disable=disable, transient=False,
         )
         self.task = None
+        self.started = False
 
     def __enter__(self) -> ProgressView:
-        self.bar.__enter__()
-        self.task = self.bar.add_task("tasks", total=None, status="planning")
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
+        if self.started:
+            self.bar.__exit__(*exc)
 
     def __call__(self, ev: dict[str, Any]) -> None:
         kind = ev.get("event")
-        if kind == "plan":
-            self.bar.update(self.task, total=ev["pending"], status=f"{ev['skipped']} reused")
+        if kind == "plan":  # every option and file has been checked: only now draw (errors stay one line)
+            self.bar.__enter__()
+            self.started = True
+            self.task = self.bar.add_task("tasks", total=ev["pending"], status=f"{ev['skipped']} reused")
             for task_id, why in sorted(ev.get("rerun", {}).items()):
                 self.bar.console.print(f"[cyan]rerun[/] {task_id}: {why}", highlight=False)
             for w in ev.get("warnings", []):
                 self.bar.console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        elif self.task is None:
+            return
         elif kind == "start":
             self.bar.update(self.task, status=f"{ev['model']} r{ev['repeat']} f{ev['fold']}")
         elif kind == "epoch":
