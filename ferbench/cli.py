@@ -309,6 +309,8 @@ def evaluate(
     workers: Optional[int] = typer.Option(None, "--workers", help="run on a local dask cluster of N workers"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a dask scheduler (tcp://HOST:PORT)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per task (default cores / workers)"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="training subjects carved out for validation "
+                                       "when a recipe selects on validation and the protocol has no validation set"),
     model_options: Optional[str] = typer.Option(None, "--model-options", help='JSON {"model": {option: value}}'),
     force: bool = typer.Option(False, "--force", help="redo every task, even those with a valid record"),
     as_json: bool = typer.Option(False, "--json", help="print the run summary as one JSON object"),
@@ -330,7 +332,8 @@ def evaluate(
         result = evaluate_api(
             data, protocol, data_test=data_test, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
             batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
-            scheduler=scheduler, force=force, threads=threads, model_options=options, progress=view,
+            scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
+            progress=view,
         )
     rows = summary_rows(result.records)
     if as_json:

@@ -81,10 +81,14 @@ def _open_checked(path: str | Path, what: str) -> Any:
 
 
 def _card_index(model: str) -> tuple[str, int]:
-    if model in FUSION_ENTRIES:
-        return "clip", 1
+    """Which frames the model reads at prediction time, and the smallest frame size it runs on."""
     from ferbench.models import model_card
 
+    if model in FUSION_ENTRIES:
+        from ferbench.harness.spec import FUSION_MEMBERS
+
+        cards = [model_card(m) for m in FUSION_MEMBERS]
+        return cards[0].index, max(int(c.min_size) for c in cards)
     card = model_card(model)
     return card.index, int(card.min_size)
 
