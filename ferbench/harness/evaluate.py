@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ferbench.errors import DatasetError, FerbenchError
 from ferbench.harness import recipes as R
-from ferbench.harness.fingerprint import code_fingerprint, data_fingerprint, hash_json
-from ferbench.harness.records import SCHEMA, now_iso, read_record, record_path, stale_reason, write_record
+from ferbench.harness.data import au_name
+from ferbench.harness.fingerprint import code_fingerprint, data_fingerprint
+from ferbench.harness.records import build_record, read_record, record_path, stale_reason, test_labels_of, write_record
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
+from ferbench.harness.tasks import RunContext, make_specs
 
 Progress = Callable[[dict[str, Any]], None]
 DEVICES = ("auto", "cpu", "cuda")
@@ -189,9 +189,12 @@ def evaluate(
         needs_val = R.selection_of(stages) == "validation" and not proto.validation
         plans_needed.setdefault(float(val_fraction) if needs_val else None, []).append(m)
     # ---- plans and tasks
-    fp_data = data_fingerprint(data)
-    fp_test = data_fingerprint(test_path)
-    code = code_fingerprint()
+    ctx = RunContext(
+        recipe=recipe, dataset=dataset, dataset_test=dataset_test, data=Path(data).resolve(),
+        data_test=test_path.resolve(), device=dev, threads=threads,
+        fingerprints={"data": data_fingerprint(data), "data_test": data_fingerprint(test_path),
+                      "protocol": proto.fingerprint, "code": code_fingerprint()},
+    )
     outdir = Path(out)
     run_dataset = dataset if dataset_test == dataset else f"{dataset}-to-{dataset_test}"
     result = EvaluateResult(out=outdir)
@@ -201,38 +204,14 @@ def evaluate(
         plan = make_plan(proto, data, data_test, repeats=repeats, validation=frac)
         plans[frac] = plan
         result.warnings.extend(w for w in plan.warnings if w not in result.warnings)
-        classes = tuple(plan.classes) if plan.classes else tuple(f"AU{a}" if not str(a).startswith("AU") else str(a) for a in au_names)
-        tr, te = plan.train_table, plan.test_table
+        classes = tuple(plan.classes) if plan.classes else tuple(au_name(a) for a in au_names)
         for m in members:
-            stages = stages_of[m]
-            index = _card_index(m)[0]
             opts = {k: dict(v) for k, v in model_options.items()}
             if proto.task == "au-detection" and m == "mo-cnn-lstm":
                 opts.setdefault(m, {}).setdefault("freeze_cnn", False)
-            selection = R.selection_of(stages)
-            fp_model = hash_json({"model": m, "recipe": recipe, "stages": stages, "options": opts, "classes": classes,
-                                  "task": proto.task, "index": index, "selection": selection, "val_fraction": frac})
-            for fold in plan.folds:
-                train_ids = tuple(tr.ids[i] for i in fold.train)
-                val_ids = tuple(tr.ids[i] for i in fold.val)
-                test_ids = tuple(te.ids[i] for i in fold.test)
-                fps = {
-                    "data": fp_data, "data_test": fp_test, "protocol": proto.fingerprint,
-                    "folds": hash_json({"train": train_ids, "val": val_ids, "test": test_ids, "seed": int(fold.seed)}),
-                    "model": fp_model, "code": code,
-                }
-                spec = TaskSpec(
-                    model=m, protocol=proto.name, dataset=dataset, dataset_test=dataset_test, task=proto.task,
-                    repeat=int(fold.repeat), fold=int(fold.fold), seed=int(fold.seed), data=str(Path(data).resolve()),
-                    data_test=str(test_path.resolve()), classes=classes, train_ids=train_ids, val_ids=val_ids,
-                    test_ids=test_ids, y_train=tuple(int(plan.y_train[i]) for i in fold.train),
-                    y_val=tuple(int(plan.y_train[i]) for i in fold.val),
-                    train_subjects=tuple(tr.subjects[i] for i in fold.train), stages=stages, recipe_name=recipe,
-                    selection=selection, model_options=opts, index=index, device=dev, threads=threads,
-                    metric=proto.metric, fingerprints=fps,
-                )
+            for spec in make_specs(plan, m, stages_of[m], opts, _card_index(m)[0], classes, ctx, frac):
                 path = record_path(outdir, run_dataset, proto.name, m, spec.repeat, spec.fold)
-                reason = "--force" if force else stale_reason(read_record(path), fps)
+                reason = "--force" if force else stale_reason(read_record(path), spec.fingerprints)
                 if reason is None:
                     result.skipped.append(spec.task_id)
                     result.records.append(path)
@@ -249,7 +228,7 @@ def evaluate(
     # ---- run
     from ferbench.harness.execute import run_tasks
 
-    test_labels = _test_labels(plans, test_path)
+    test_labels = test_labels_of(plans.values(), test_path)
     protocol_meta = {"metric": proto.metric, "metrics": list(proto.metrics)}
     config_common = {"overrides": ov.as_dict(), "device": dev, "threads": threads, "val_fraction": float(val_fraction),
                      "data": str(Path(data).resolve()), "data_test": str(test_path.resolve()),
@@ -275,75 +254,3 @@ def evaluate(
               gpu=dev.startswith("cuda"))
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _test_labels(plans: dict[Any, Any], test_path: Path) -> Any:
-    """Test labels, held by the client only: sample id -> class index (classification), and the test file
-    (AU labels are read per coded frame when a record is built)."""
-    by_id: dict[str, int] = {}
-    for plan in plans.values():
-        te = plan.test_table
-        for i, sid in enumerate(te.ids):
-            by_id[sid] = int(plan.y_test[i])
-    return {"by_id": by_id, "path": test_path}
-
-
-def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any], protocol_meta: dict[str, Any],
-                 config_common: dict[str, Any]) -> dict[str, Any]:
-    """A record per docs/records.md from a task's result plus what only the client holds (test labels)."""
-    if spec.task == "au-detection":
-        from ferbench.harness.data import open_data
-
-        d = open_data(test_labels["path"])
-        cols = d.au_columns(spec.classes)
-        aus = d.store._f["aus"]
-        frames = np.asarray(res["unit_frames"], dtype=np.int64)
-        labels = aus[np.sort(frames)][:, cols] if len(frames) else np.zeros((0, len(cols)), np.int8)
-        order = np.argsort(np.argsort(frames))  # h5py wants increasing indices; put rows back in unit order
-        labels = np.asarray(labels)[order].astype(int).tolist() if len(frames) else []
-    else:
-        labels = [test_labels["by_id"][sid] for sid in res["sample_ids"]]
-    rec: dict[str, Any] = {
-        "schema": SCHEMA,
-        "task_id": spec.task_id,
-        "model": spec.model,
-        "protocol": spec.protocol,
-        "dataset": spec.dataset,
-        "dataset_test": spec.dataset_test,
-        "task": spec.task,
-        "repeat": spec.repeat,
-        "fold": spec.fold,
-        "seed": spec.seed,
-        "classes": list(spec.classes),
-        "metric": protocol_meta["metric"],
-        "metrics": protocol_meta["metrics"],
-        "train_ids": list(spec.train_ids),
-        "val_ids": list(spec.val_ids),
-        "sample_ids": res["sample_ids"],
-        "subjects": res["subjects"],
-        "modes": res["modes"],
-        "labels": labels,
-        "predictions": res["predictions"],
-        "probabilities": res["probabilities"],
-        "selection": spec.selection,
-        "selected_epoch": res["selected_epoch"],
-        "curve": res["curve"],
-        "recipe": {"name": spec.recipe_name, "stages": res["stages"]},
-        "config": {**config_common, "model_options": res["model_options"], "index": spec.index,
-                   "dtype": res["dtype"], "augment": [s.get("augment") for s in res["stages"]],
-                   **({"fusion": res["extra"]} if res.get("extra") else {})},
-        "fingerprints": dict(spec.fingerprints),
-        "versions": res["versions"],
-        "device": res["device"],
-        "threads": res["threads"],
-        "timings": res["timings"],
-    }
-    rec["scores"] = _scores(rec)
-    rec["created"] = now_iso()
-    return rec
-
-
-def _scores(rec: dict[str, Any]) -> dict[str, Any]:
-    from ferbench.metrics import trial_scores
-
-    return trial_scores(rec)

@@ -1,6 +1,7 @@
 """Task records (docs/records.md, schema `ferbench.record/1`): where they live, how they are written
 (atomically: a temp file in the same folder, fsync, os.replace) and when an existing one may be reused
-(every fingerprint equal)."""
+(every fingerprint equal). `build_record` assembles one from a task's result plus the test labels, which only
+the client holds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from ferbench.harness.spec import TaskSpec
 
 SCHEMA = "ferbench.record/1"
 FINGERPRINT_KEYS = ("data", "data_test", "protocol", "folds", "model", "code")
@@ -77,3 +82,75 @@ def now_iso() -> str:
 def list_records(out: str | Path) -> list[Path]:
     """Every record file under a runs folder."""
     return sorted(p for p in Path(out).rglob("r*-f*.json") if not p.name.startswith("."))
+
+
+def test_labels_of(plans: Any, test_path: Path) -> dict[str, Any]:
+    """Test labels, held by the client only: sample id -> class index (classification), and the test file
+    (AU labels are read per coded frame when a record is built)."""
+    by_id: dict[str, int] = {}
+    for plan in plans:
+        te = plan.test_table
+        for i, sid in enumerate(te.ids):
+            by_id[sid] = int(plan.y_test[i])
+    return {"by_id": by_id, "path": test_path}
+
+
+def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any], protocol_meta: dict[str, Any],
+                 config_common: dict[str, Any]) -> dict[str, Any]:
+    """A record per docs/records.md from a task's result plus what only the client holds (test labels)."""
+    if spec.task == "au-detection":
+        from ferbench.harness.data import open_data
+
+        d = open_data(test_labels["path"])
+        cols = d.au_columns(spec.classes)
+        aus = d.store._f["aus"]
+        frames = np.asarray(res["unit_frames"], dtype=np.int64)
+        labels = aus[np.sort(frames)][:, cols] if len(frames) else np.zeros((0, len(cols)), np.int8)
+        order = np.argsort(np.argsort(frames))  # h5py wants increasing indices; put rows back in unit order
+        labels = np.asarray(labels)[order].astype(int).tolist() if len(frames) else []
+    else:
+        labels = [test_labels["by_id"][sid] for sid in res["sample_ids"]]
+    rec: dict[str, Any] = {
+        "schema": SCHEMA,
+        "task_id": spec.task_id,
+        "model": spec.model,
+        "protocol": spec.protocol,
+        "dataset": spec.dataset,
+        "dataset_test": spec.dataset_test,
+        "task": spec.task,
+        "repeat": spec.repeat,
+        "fold": spec.fold,
+        "seed": spec.seed,
+        "classes": list(spec.classes),
+        "metric": protocol_meta["metric"],
+        "metrics": protocol_meta["metrics"],
+        "train_ids": list(spec.train_ids),
+        "val_ids": list(spec.val_ids),
+        "sample_ids": res["sample_ids"],
+        "subjects": res["subjects"],
+        "modes": res["modes"],
+        "labels": labels,
+        "predictions": res["predictions"],
+        "probabilities": res["probabilities"],
+        "selection": spec.selection,
+        "selected_epoch": res["selected_epoch"],
+        "curve": res["curve"],
+        "recipe": {"name": spec.recipe_name, "stages": res["stages"]},
+        "config": {**config_common, "model_options": res["model_options"], "index": spec.index,
+                   "dtype": res["dtype"], "augment": [s.get("augment") for s in res["stages"]],
+                   **({"fusion": res["extra"]} if res.get("extra") else {})},
+        "fingerprints": dict(spec.fingerprints),
+        "versions": res["versions"],
+        "device": res["device"],
+        "threads": res["threads"],
+        "timings": res["timings"],
+    }
+    rec["scores"] = _scores(rec)
+    rec["created"] = now_iso()
+    return rec
+
+
+def _scores(rec: dict[str, Any]) -> dict[str, Any]:
+    from ferbench.metrics import trial_scores
+
+    return trial_scores(rec)
