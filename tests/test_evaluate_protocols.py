@@ -1,5 +1,5 @@
 """Every bundled model, quick recipe, end to end on prepared replicas under every kind of protocol: 10fold (a
-small copy), loso, 3fold (BP4D, a copy listing the replica's subjects), val (AFEW), unseen-mode (a small copy)
+small copy), loso, 3fold (BP4D, a copy listing the replica's subjects in two folds), val (AFEW), unseen-mode (a small copy)
 and cross-dataset, run on a dask cluster on loopback (through `scheduler=`, as `--scheduler` does). Every
 record must be complete, subject-disjoint, and recomputable from its own lists.
 
@@ -70,7 +70,8 @@ def test_every_model_runs_under_the_protocol(case, prepared_replica, cluster, tm
         data, proto = prepared_replica("mmi", **REPLICAS["mmi"]), "loso"
     elif case == "3fold":
         data = prepared_replica("bp4d", **REPLICAS["bp4d"])
-        proto = _copy(tmp_path, "3fold", folds=[[s] for s in sorted(set(_subjects(data).values()))])
+        subjects = sorted(set(_subjects(data).values()))  # two folds: the first subject, then the others
+        proto = _copy(tmp_path, "3fold", folds=[subjects[:1], subjects[1:]])
     elif case == "val":
         data, proto = prepared_replica("afew", **REPLICAS["afew"]), "val"
     elif case == "unseen-mode":
