@@ -211,7 +211,8 @@ def evaluate(
                 opts.setdefault(m, {}).setdefault("freeze_cnn", False)
             for spec in make_specs(plan, m, stages_of[m], opts, _card_index(m)[0], classes, ctx, frac):
                 path = record_path(outdir, run_dataset, proto.name, m, spec.repeat, spec.fold)
-                reason = "--force" if force else stale_reason(read_record(path), spec.fingerprints)
+                existing = read_record(path)
+                reason = ("--force" if existing else "no record") if force else stale_reason(existing, spec.fingerprints)
                 if reason is None:
                     result.skipped.append(spec.task_id)
                     result.records.append(path)

@@ -35,8 +35,11 @@ class ProgressView:
             self.bar.__enter__()
             self.started = True
             self.task = self.bar.add_task("tasks", total=ev["pending"], status=f"{ev['skipped']} reused")
-            for task_id, why in sorted(ev.get("rerun", {}).items()):
-                self.bar.console.print(f"[cyan]rerun[/] {task_id}: {why}", highlight=False)
+            reasons: dict[str, int] = {}
+            for why in ev.get("rerun", {}).values():
+                reasons[why] = reasons.get(why, 0) + 1
+            for why, n in sorted(reasons.items()):
+                self.bar.console.print(f"[cyan]rerun[/] {n} task(s) with a record: {why}", highlight=False)
             for w in ev.get("warnings", []):
                 self.bar.console.print(f"[yellow]warning:[/] {w}", highlight=False)
         elif self.task is None:
