@@ -132,3 +132,26 @@ def test_two_stage_model_records_both_stages_and_batch_never_exceeds_training_se
     assert all(s["batch_size"] == s["units"] == len(rec["train_ids"]) for s in stages)
     assert [p["stage"] for p in rec["curve"]] == ["stage1", "stage1", "stage2", "stage2"]
     assert rec["classes"] == list(CLASSES) and len(rec["probabilities"][0]) == 3
+
+
+def test_iteration_budget_and_schedule_follow_the_recipe():
+    import torch
+
+    from ferbench.harness.train import clip_loss, lr_at, train_stage
+
+    stage = {"stage": "end-to-end", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0,
+             "schedule": [[0, 0.1], [5, 0.01]], "schedule_unit": "iteration", "iterations": 7, "epochs": None,
+             "batch_size": 4}
+    assert [lr_at(stage, s) for s in (0, 4, 5, 6)] == [0.1, 0.1, 0.01, 0.01]
+    model = torch.nn.Sequential(torch.nn.Flatten(2), torch.nn.Flatten(1), torch.nn.Linear(2 * 3, 2))
+    forward = lambda m, inputs, targets: clip_loss(lambda x, lengths: m(x), inputs, targets)  # noqa: E731
+    seen: list[int] = []
+    x, y = torch.rand(10, 2, 3), torch.randint(0, 2, (10,))
+
+    def batcher(idx, gen):
+        seen.append(len(idx))
+        return (x[idx], None), y[idx]
+
+    res = train_stage(model, stage, 0, 10, batcher, forward, device=torch.device("cpu"), seed=0)
+    assert len(seen) == 7 and seen[:3] == [4, 4, 2]  # 10 units in batches of 4: three steps an epoch
+    assert [p["epoch"] for p in res.curve] == [1, 2, 3] and res.selected_epoch == 3
