@@ -1,13 +1,27 @@
 """Package list for setuptools (metadata lives in pyproject.toml).
 
-The bundled protocol files live in the top-level `protocols/` folder (protocols as data, beside the code) and
-ship inside the package as `ferbench._protocols`, so a regular, non-editable install finds them.
+Data folders live at the top level beside the code (protocols as data, the papers' reported numbers) and ship
+inside the package, so a regular, non-editable install finds them: `protocols/` as `ferbench._protocols`,
+`leaderboards/` (reported.yaml only, not rendered pages) as `ferbench._leaderboards`. pyproject's
+packages.find cannot map a folder outside ferbench/ into the package, hence this file.
 """
+
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).resolve().parent
+SHIPPED = {
+    name: spec
+    for name, spec in {
+        "ferbench._protocols": ("protocols", ["*.yaml", "README.md"]),
+        "ferbench._leaderboards": ("leaderboards", ["reported.yaml"]),
+    }.items()
+    if (HERE / spec[0]).is_dir()  # a partial source copy (e.g. a packaging test's) may carry only some folders
+}
+
 setup(
-    packages=[*find_packages(include=["ferbench", "ferbench.*"]), "ferbench._protocols"],
-    package_dir={"ferbench._protocols": "protocols"},
-    package_data={"ferbench._protocols": ["*.yaml", "README.md"]},
+    packages=[*find_packages(include=["ferbench", "ferbench.*"]), *SHIPPED],
+    package_dir={name: folder for name, (folder, _) in SHIPPED.items()},
+    package_data={name: files for name, (_, files) in SHIPPED.items()},
 )

@@ -289,6 +289,30 @@ def folds(
     console.print(table)
     if out is not None:
         console.print(f"fold list: {write_folds(plan, out)}", highlight=False)
+    else:
+        console.print("(add --out FILE.csv to write the fold list)", highlight=False)
+
+
+@app.command()
+@user_errors
+def leaderboard(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="folder of task records written by ferbench evaluate"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="only this dataset (e.g. ck+, casme2-to-mmi)"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="only this protocol (e.g. 10fold, loso)"),
+    fmt: str = typer.Option("rich,md,html,csv,json", "--format", help="comma-separated: rich,md,html,csv,json"),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="folder for the md/html/csv/json files"),
+    per_fold: bool = typer.Option(False, "--per-fold", help="add one row per (model, repeat, fold)"),
+    reported: Optional[Path] = typer.Option(None, "--reported", help="reported-numbers YAML (default: bundled)"),
+) -> None:
+    """Tables per dataset x protocol from task records, with the papers' numbers and paired t-tests."""
+    from ferbench.leaderboard import build_board, check_out, parse_formats, write_leaderboard
+
+    formats = parse_formats(fmt)
+    check_out(out, formats)
+    board = build_board(runs, dataset=dataset, protocol=protocol, reported=reported)
+    written = write_leaderboard(board, formats, out, per_fold=per_fold, console=console)
+    for kind, path in written.items():
+        err_console.print(f"{kind}: {path}", highlight=False)
 
 
 @app.command()

@@ -16,6 +16,7 @@ Conventions (the same everywhere a figure is shown):
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from typing import Any, Iterable
@@ -48,23 +49,37 @@ def check_record(record: Any, source: str | None = None) -> dict:
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         raise FerbenchError(f"{where}: task record lacks field(s) {', '.join(missing)}")
-    if record["task"] not in ("classification", "au-detection"):
-        raise FerbenchError(f"{where}: task must be 'classification' or 'au-detection', found {record['task']!r}")
     for key in ("repeat", "fold"):
         if not isinstance(record[key], int) or isinstance(record[key], bool):
             raise FerbenchError(f"{where}: {key} must be an integer, found {record[key]!r}")
-    classes = record["classes"]
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise FerbenchError(f"{where}: classes must be a non-empty list of names")
+    if not isinstance(record["sample_ids"], list):
+        raise FerbenchError(f"{where}: sample_ids must be a list")
     n = len(record["sample_ids"])
-    for key in ("labels", "predictions"):
-        if not isinstance(record[key], list) or len(record[key]) != n:
-            raise FerbenchError(f"{where}: {key} must be a list with one entry per sample id ({n})")
-    if n == 0:
-        raise FerbenchError(f"{where}: the record has no test units")
+    if not isinstance(record["labels"], list) or len(record["labels"]) != n:
+        raise FerbenchError(f"{where}: labels must be a list with one entry per sample id ({n})")
     for key in ("modes", "subjects"):
         if key in record and record[key] and len(record[key]) != n:
             raise FerbenchError(f"{where}: {key} must have one entry per sample id ({n})")
+    check_lists(record, where)
+    return record
+
+
+def check_lists(record: dict, where: str = "record") -> None:
+    """What scoring needs: task, classes, and labels / predictions of matching shape and range. A harness
+    may call trial_scores on a record it is still assembling; only these fields are required there."""
+    for key in ("task", "classes", "labels", "predictions"):
+        if key not in record:
+            raise FerbenchError(f"{where}: task record lacks field {key}")
+    if record["task"] not in ("classification", "au-detection"):
+        raise FerbenchError(f"{where}: task must be 'classification' or 'au-detection', found {record['task']!r}")
+    classes = record["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise FerbenchError(f"{where}: classes must be a non-empty list of names")
+    if not isinstance(record["labels"], list) or not record["labels"]:
+        raise FerbenchError(f"{where}: labels must be a non-empty list (the record has no test units)")
+    n = len(record["labels"])
+    if not isinstance(record["predictions"], list) or len(record["predictions"]) != n:
+        raise FerbenchError(f"{where}: predictions must be a list with one entry per test unit ({n})")
     try:
         y, p = _arrays(record)
     except (TypeError, ValueError) as e:
@@ -81,7 +96,6 @@ def check_record(record: Any, source: str | None = None) -> dict:
             raise FerbenchError(f"{where}: AU labels/predictions must be {k} values (one per AU) per unit")
         if not np.isin(y, (-1, 0, 1)).all() or not np.isin(p, (0, 1)).all():
             raise FerbenchError(f"{where}: AU labels must be 0/1/-1 and predictions 0/1")
-    return record
 
 
 def _arrays(record: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +104,9 @@ def _arrays(record: dict) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def _classification(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+def classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """accuracy, uf1 (macro-F1) and uar (macro-recall) over the classes present in `y`; for arrays the
+    harness holds (e.g. validation units for model selection) so selection and reporting share one rule."""
     present = np.unique(y)
     return {
         "accuracy": float(accuracy_score(y, p)),
@@ -108,7 +124,8 @@ def _per_au_f1(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, fl
     return out
 
 
-def _au(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
+def au_scores(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Mean `f1` over AUs (AUs never coded left out) and `f1_<AU>` per AU; y in {-1, 0, 1}, p in {0, 1}."""
     per = _per_au_f1(y, p, classes)
     vals = [v for v in per.values() if not math.isnan(v)]
     out = {"f1": float(np.mean(vals)) if vals else math.nan}
@@ -116,13 +133,18 @@ def _au(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
     return out
 
 
+_classification = classification_scores  # names the harness used first; kept
+_au = au_scores
+
+
 def trial_scores(record: dict) -> dict[str, float]:
-    """This trial's scores from its lists: accuracy/uf1/uar, or mean `f1` plus `f1_<AU>` per AU."""
-    check_record(record)
+    """This trial's scores from its lists: accuracy/uf1/uar, or mean `f1` plus `f1_<AU>` per AU.
+    Needs only task, classes, labels and predictions (see check_lists)."""
+    check_lists(record, _where(record, None))
     y, p = _arrays(record)
     if record["task"] == "classification":
-        return _classification(y, p)
-    return _au(y, p, record["classes"])
+        return classification_scores(y, p)
+    return au_scores(y, p, record["classes"])
 
 
 def mode_scores(record: dict) -> dict[str, float]:
@@ -133,6 +155,11 @@ def mode_scores(record: dict) -> dict[str, float]:
     y, p = _arrays(record)
     modes_arr = np.asarray(modes, dtype=object)
     return {m: float(accuracy_score(y[modes_arr == m], p[modes_arr == m])) for m in sorted(set(modes)) if m}
+
+
+def units_digest(sample_ids: list[str]) -> str:
+    """A short hash of a trial's test units (order-free): two models' trials pair only when these are equal."""
+    return hashlib.sha256("\n".join(sorted(map(str, sample_ids))).encode()).hexdigest()[:16]
 
 
 def mean_std(values: Iterable[float]) -> dict[str, Any]:
@@ -186,6 +213,7 @@ def summarize(records: list[dict]) -> dict[str, Any]:
         row["train_s"] = (r.get("timings") or {}).get("train_s")
         row["selection"] = r.get("selection")
         row["selected_epoch"] = r.get("selected_epoch")
+        row["test_units"] = units_digest(r["sample_ids"])
         per_trial.append(row)
 
     metric_names = list(CLASSIFICATION_METRICS) if task == "classification" else ["f1"]
@@ -198,7 +226,10 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     for rep in sorted(by_repeat):
         ys, ps = zip(*(_arrays(r) for r in by_repeat[rep]))
         y, p = np.concatenate(ys), np.concatenate(ps)
-        pooled_runs.append(_classification(y, p) if task == "classification" else {"f1": _au(y, p, classes)["f1"]})
+        if task == "classification":
+            pooled_runs.append(classification_scores(y, p))
+        else:
+            pooled_runs.append({"f1": au_scores(y, p, classes)["f1"]})
     pooled = {m: float(np.mean([run[m] for run in pooled_runs])) for m in pooled_runs[0]}
 
     out: dict[str, Any] = {

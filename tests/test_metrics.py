@@ -151,3 +151,11 @@ def test_bad_records_name_the_source(cls_records):
     with pytest.raises(FerbenchError, match="differs"):
         summarize([cls_records[0], other])
     assert math.isfinite(trial_scores(cls_records[0])["uf1"])
+
+
+def test_trial_scores_needs_only_the_lists():
+    """The harness may score a record it is still assembling (no schema, ids or timings yet)."""
+    partial = {"task": "classification", "classes": ["a", "b"], "labels": [0, 1, 1, 0], "predictions": [0, 1, 0, 0]}
+    assert trial_scores(partial) == pytest.approx({"accuracy": 0.75, "uf1": (0.8 + 2 / 3) / 2, "uar": 0.75})
+    with pytest.raises(FerbenchError, match="predictions"):
+        trial_scores(dict(partial, predictions=[0]))

@@ -294,13 +294,13 @@ def test_leakage_check_names_the_shared_subject_and_the_shared_sample():
         check_leakage(replace(plan, train_table=t2, test_table=t2))
 
 
-def test_folder_subjects_that_may_be_clip_name_guesses_are_warned_about():
+def test_folder_subjects_that_may_be_clip_name_guesses_are_warned_about(tmp_path):
     rows = [("happy/P01_happy_1", "P01", 0, None, {}), ("happy/take_01", "P02", 0, None, {}),
             ("sad/P02_sad_3", "P02", 1, None, {}), ("sad/take_02", "P01", 1, None, {})]
     t = make_table("folder", ("happy", "sad"), rows)
     p = {"name": "mine", "description": "d", "datasets": ["folder"], "task": "classification",
          "splitter": "group-kfold", "params": {"n_splits": 2}, "metric": "accuracy", "paper": "own", "table": "-"}
-    path = Path(__import__("tempfile").mkdtemp()) / "mine.yaml"
+    path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(p))
     plan = make_plan(path, t)
     assert [w for w in plan.warnings if "subject independence cannot be guaranteed" in w][0].startswith(
@@ -383,3 +383,17 @@ def test_fold_list_csv_has_the_fingerprint_first_and_one_row_per_role_and_sample
     assert got == want
     by_id = dict(zip(t.ids, t.subjects))
     assert all(by_id[r["sample_id"]] == r["subject"] and r["label"] in SIX for r in rows)
+
+
+def test_unseen_mode_refuses_a_file_without_the_training_mode_or_without_other_modes(tmp_path):
+    t = oulu_table(n_subjects=4)
+    only_vl_strong = make_table("oulu-casia", SIX, [r for r in zip(t.ids, t.subjects, t.labels.tolist(), t.splits, t.modes)
+                                                    if r[4] == {"illumination": "Strong", "system": "VL"}])
+    small = protocol_copy(tmp_path, "unseen-mode", params={"train": [{"system": "VL", "illumination": "Strong"}],
+                                                           "n_splits": 2})
+    with pytest.raises(FerbenchError, match=r"unseen-mode-copy\.yaml: repeat 0 fold 0 has no test samples"):
+        make_plan(small, only_vl_strong)
+    no_vl_strong = make_table("oulu-casia", SIX, [r for r in zip(t.ids, t.subjects, t.labels.tolist(), t.splits, t.modes)
+                                                  if r[4] != {"illumination": "Strong", "system": "VL"}])
+    with pytest.raises(FerbenchError, match=r"train mode 'illumination=Strong,system=VL' is in no sample"):
+        make_plan(small, no_vl_strong)

@@ -147,7 +147,10 @@ def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None,
     `data_test`: the test file of a cross-dataset protocol (only those take one).
     `repeats`: override the protocol's repeats (e.g. 1 for a quick run).
     `validation`: share of the training SUBJECTS held out (grouped, seeded) as validation, when the caller's
-    recipe selects on validation and the protocol defines none; the test fold is never used for it.
+    recipe selects on validation and the protocol defines none (it overrides the protocol's own share);
+    the test fold is never used for it.
+    Seeds: repeat r splits with SeedSequence([seed, r]); fold k of repeat r gets Fold.seed =
+    SeedSequence([seed, r, k]), which also draws its validation subjects.
     """
     p = load_protocol(protocol)
     if repeats is not None and (not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1):
@@ -155,13 +158,35 @@ def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None,
     if validation is not None and (isinstance(validation, bool) or not isinstance(validation, (int, float))
                                    or not 0 < validation < 1):
         raise FerbenchError(f"validation must be a fraction of the training subjects in (0, 1), got {validation!r}")
-    train_table = _as_table(data)
+    train_table, test_table = _tables(p, data, data_test)
+    notes: list[str] = []
+    classes, y_train, y_test, keep_train, keep_test = _select(p, train_table, test_table, notes)
+    n_repeats = repeats or p.repeats
+    frac = validation if validation is not None else p.validation_fraction
+    folds = _split(p, train_table, test_table, (y_train, y_test), (keep_train, keep_test), n_repeats, frac, notes)
+    guessed = _guessed_subjects(train_table) + (_guessed_subjects(test_table) if test_table is not train_table else 0)
+    if guessed:
+        notes.append(f"subject ids of {guessed} sample(s) equal their clip-name prefix: they may be guesses by the "
+                     f"folder adapter (no subjects.csv entry; the store does not record which), so subject "
+                     f"independence cannot be guaranteed for them")
+    digest = hashlib.sha256(json.dumps(
+        [p.fingerprint, train_table.fingerprint, None if test_table is train_table else test_table.fingerprint,
+         p.seed, n_repeats, frac], separators=(",", ":")).encode()).hexdigest()
+    plan = Plan(protocol=p, train_table=train_table, test_table=test_table, classes=classes, y_train=y_train,
+                y_test=y_test, folds=folds, warnings=notes, fingerprint=digest)
+    check_leakage(plan)
+    return plan
+
+
+def _tables(p: Protocol, data: Any, data_test: Any) -> tuple[SampleTable, SampleTable]:
+    """The train and test tables (the same object unless cross-dataset), checked against the protocol."""
     if p.test_dataset is not None and data_test is None:
         raise FerbenchError(f"{p.path}: protocol '{p.name}' trains on {'/'.join(p.datasets)} and tests on "
                             f"{p.test_dataset}: give the test file too (--data-test)")
     if p.test_dataset is None and data_test is not None:
         raise FerbenchError(f"{p.path}: protocol '{p.name}' splits one file; --data-test is only for "
                             f"cross-dataset protocols (splitter train-on-file)")
+    train_table = _as_table(data)
     test_table = _as_table(data_test) if data_test is not None else train_table
     if train_table.dataset not in p.datasets:
         raise FerbenchError(f"{p.path}: protocol '{p.name}' applies to {', '.join(p.datasets)}, but "
@@ -169,52 +194,55 @@ def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None,
     if p.test_dataset is not None and test_table.dataset != p.test_dataset:
         raise FerbenchError(f"{p.path}: protocol '{p.name}' tests on {p.test_dataset}, but "
                             f"{_where(test_table)} holds {test_table.dataset}")
-    notes: list[str] = []
+    return train_table, test_table
 
-    # classes and labels
-    if p.task == "au-detection":
-        classes: tuple[str, ...] = ()
-        y_train = np.full(len(train_table), -1, dtype=np.int64)
-        y_test = y_train if test_table is train_table else np.full(len(test_table), -1, dtype=np.int64)
-    else:
-        classes = tuple(p.class_map) if p.class_map else (p.classes or train_table.classes)
-        y_train = _labels(p, train_table, classes, classes)
-        if test_table is train_table:
-            y_test = y_train
+
+def _select(p: Protocol, train_table: SampleTable, test_table: SampleTable, notes: list[str]) -> tuple[Any, ...]:
+    """Plan classes, per-row labels in their order (-1 = not used) and the used-row masks of both tables."""
+    au = p.task == "au-detection"
+    classes: tuple[str, ...] = () if au else (tuple(p.class_map) if p.class_map else (p.classes or train_table.classes))
+    out = []
+    tables = [train_table] if test_table is train_table else [train_table, test_table]
+    for t, is_test in zip(tables, (False, True)):
+        if au:
+            y = np.full(len(t), -1, dtype=np.int64)
         else:
-            y_test = _labels(p, test_table, classes, tuple(p.class_map[c] for c in classes) if p.class_map else classes)
-    keep_train = _filter_mask(p, train_table) & ((y_train >= 0) | (p.task == "au-detection"))
-    keep_test = keep_train if test_table is train_table else (
-        _filter_mask(p, test_table) & ((y_test >= 0) | (p.task == "au-detection")))
-    y_train = np.where(keep_train, y_train, -1)
-    y_test = y_train if test_table is train_table else np.where(keep_test, y_test, -1)
-    for t, keep in ((train_table, keep_train), (test_table, keep_test)) if test_table is not train_table else ((train_table, keep_train),):
+            names = tuple(p.class_map[c] for c in classes) if (p.class_map and is_test) else classes
+            y = _labels(p, t, classes, names)
+        keep = _filter_mask(p, t) & ((y >= 0) | au)
         if not keep.any():
             raise FerbenchError(f"{p.path}: no sample of {_where(t)} is in the protocol's classes "
                                 f"({', '.join(classes) or 'any'}) and filter; expected labelled samples")
         if keep.sum() < len(t):
             notes.append(f"{_where(t)}: {int(keep.sum())} of {len(t)} samples used (the rest are unlabelled, "
                          f"outside the class subset or the filter)")
+        out.append((np.where(keep, y, -1), keep))  # au-detection: labels stay -1; `keep` says which rows
+    (y_train, keep_train), (y_test, keep_test) = out[0], out[-1]
+    return classes, y_train, y_test, keep_train, keep_test
 
-    # splitting
-    n_repeats = repeats or p.repeats
-    frac = validation if validation is not None else p.validation_fraction
-    rows_tr, rows_te = np.flatnonzero(keep_train), np.flatnonzero(keep_test)
+
+def _split(p: Protocol, train_table: SampleTable, test_table: SampleTable, ys: tuple[np.ndarray, np.ndarray],
+           keeps: tuple[np.ndarray, np.ndarray], n_repeats: int, frac: float | None, notes: list[str]) -> list[Fold]:
+    """Run the splitter once per repeat on the used rows, then carve validation out of each training side."""
+    rows_tr, rows_te = np.flatnonzero(keeps[0]), np.flatnonzero(keeps[1])
     key = splitter_key(p.splitter)
-    if key == "file":
+    if key == "file":  # one concatenated index space: the train file's used rows, then the test file's
         rows = np.concatenate([rows_tr, rows_te])
         X = np.array(["train"] * len(rows_tr) + ["test"] * len(rows_te))
         groups = np.array([f"{train_table.dataset}:{train_table.subjects[i]}" for i in rows_tr]
                           + [f"{test_table.dataset}:{test_table.subjects[i]}" for i in rows_te])
-        y = np.concatenate([y_train[rows_tr], y_test[rows_te]])
+        y = np.concatenate([ys[0][rows_tr], ys[1][rows_te]])
     else:
         rows = rows_tr
         groups = np.array([train_table.subjects[i] for i in rows], dtype=str)
-        y = y_train[rows]
-        X = {"split": np.array([s or "" for s in train_table.splits], dtype=str)[rows] if rows.size else rows,
-             "mode": train_table.mode_keys()[rows] if rows.size else rows, None: rows}[key]
-        if key == "mode":
+        y = ys[0][rows]
+        if key == "split":
+            X = np.array([s or "" for s in train_table.splits], dtype=str)[rows]
+        elif key == "mode":
+            X = train_table.mode_keys()[rows]
             _check_modes(p, build_splitter(p.splitter, p.params, random_state=0), X)
+        else:
+            X = rows
     n_subjects = len(set(groups.tolist()))
     n_splits = p.params.get("n_splits")
     if isinstance(n_splits, int) and n_subjects < n_splits:
@@ -232,42 +260,27 @@ def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None,
         except ValueError as e:
             raise FerbenchError(f"{p.path}: splitter {p.splitter} {p.params or ''} cannot split the {len(rows)} "
                                 f"samples of {n_subjects} subjects selected from {_where(train_table)}: {e}") from None
-        for w in caught:
-            msg = f"repeat {r}: {w.message}"
-            if msg.split(": ", 1)[1] not in {n.split(": ", 1)[-1] for n in notes}:
+        for w in caught:  # e.g. scikit-learn: a class with fewer members than folds (stratification is loose)
+            msg = f"splitter {p.splitter}: {w.message}"
+            if msg not in notes:
                 notes.append(msg)
-        if r == 0:
-            missing = getattr(cv, "missing_", [])
-            if missing:
-                notes.append(f"listed subject(s) not in {_where(train_table)}, left out: {', '.join(missing)}")
-            unlisted = getattr(cv, "unlisted_", [])
-            if unlisted:
-                notes.append(f"subject(s) of {_where(train_table)} in no list of the protocol, unused: "
-                             f"{', '.join(unlisted)}")
+        if r == 0 and getattr(cv, "missing_", None):
+            notes.append(f"listed subject(s) not in {_where(train_table)}, left out: {', '.join(cv.missing_)}")
+        if r == 0 and getattr(cv, "unlisted_", None):
+            notes.append(f"subject(s) of {_where(train_table)} in no list of the protocol, unused: "
+                         f"{', '.join(cv.unlisted_)}")
         for k, (tr, te) in enumerate(splits):
-            fold_seed = _derive_seed(p.seed, r, k)
             train, test = rows[tr], rows[te]  # file split: tr / te index the train / test file's rows
             if train.size == 0 or test.size == 0:
-                side = "test" if test.size == 0 else "training"
                 raise FerbenchError(
-                    f"{p.path}: repeat {r} fold {k} has no {side} samples on {_where(train_table)} "
-                    f"({len(set(groups.tolist()))} subjects for splitter {p.splitter} {p.params or ''}); "
+                    f"{p.path}: repeat {r} fold {k} has no {'test' if test.size == 0 else 'training'} samples on "
+                    f"{_where(train_table)} ({n_subjects} subjects for splitter {p.splitter} {p.params or ''}); "
                     f"expected enough subjects that every fold has training and test samples")
+            fold_seed = _derive_seed(p.seed, r, k)
             train, val = _carve_validation(p, train_table, train, frac, fold_seed, r, k)
             folds.append(Fold(repeat=r, fold=k, seed=fold_seed, train=np.sort(train).astype(np.int64),
                               val=np.sort(val).astype(np.int64), test=np.sort(test).astype(np.int64)))
-    guessed = _guessed_subjects(train_table) + (_guessed_subjects(test_table) if test_table is not train_table else 0)
-    if guessed:
-        notes.append(f"subject ids of {guessed} sample(s) equal their clip-name prefix: they may be guesses by the "
-                     f"folder adapter (no subjects.csv entry; the store does not record which), so subject "
-                     f"independence cannot be guaranteed for them")
-    digest = hashlib.sha256(json.dumps(
-        [p.fingerprint, train_table.fingerprint, None if test_table is train_table else test_table.fingerprint,
-         p.seed, n_repeats, frac], separators=(",", ":")).encode()).hexdigest()
-    plan = Plan(protocol=p, train_table=train_table, test_table=test_table, classes=classes, y_train=y_train,
-                y_test=y_test, folds=folds, warnings=notes, fingerprint=digest)
-    check_leakage(plan)
-    return plan
+    return folds
 
 
 def _check_modes(p: Protocol, cv: Any, X: np.ndarray) -> None:

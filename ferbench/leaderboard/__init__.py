@@ -1,0 +1,82 @@
+"""`ferbench leaderboard`: task records + the papers' reported numbers -> tables in five formats.
+
+Reads JSON records (docs/records.md) and leaderboards/reported.yaml only; never imports torch, the harness or
+the models. `build_board` assembles the numbers, `write_leaderboard` renders the chosen formats.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from ferbench.errors import FerbenchError
+from ferbench.leaderboard.board import BASELINES, Board, Section, build_board
+from ferbench.leaderboard.reported import load_reported
+
+FORMATS = ("rich", "md", "html", "csv", "json")
+FILES = {"md": "leaderboard.md", "html": "leaderboard.html", "csv": "leaderboard.csv", "json": "leaderboard.json"}
+
+
+def parse_formats(text: str) -> list[str]:
+    """'rich,md' -> ['rich', 'md']; an unknown name is a one-line error listing the valid ones."""
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise FerbenchError(f"--format: unknown format {', '.join(bad) or repr(text)}; expected a comma-separated "
+                            f"subset of {','.join(FORMATS)}")
+    return list(dict.fromkeys(names))
+
+
+def check_out(out: str | Path, formats: list[str]) -> None:
+    """Refuse an --out that cannot hold the files before any record is read."""
+    out = Path(out)
+    if any(f != "rich" for f in formats) and out.exists() and not out.is_dir():
+        raise FerbenchError(f"{out}: is a file; --out must be a folder for the leaderboard files")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """tmp file + os.replace, so a reader never sees half a page (mode follows the umask, like open())."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_leaderboard(board: Board, formats: list[str], out: str | Path = "leaderboards", per_fold: bool = False,
+                      console: Console | None = None) -> dict[str, Path]:
+    """Render `formats`; file formats go under `out` (atomic writes), `rich` prints to `console`."""
+    from ferbench.leaderboard import text
+
+    out = Path(out)
+    written: dict[str, Path] = {}
+    for fmt in formats:
+        if fmt == "rich":
+            text.render_rich(board, console or Console(), per_fold=per_fold)
+            continue
+        if fmt == "md":
+            content = text.render_markdown(board, per_fold=per_fold)
+        elif fmt == "csv":
+            content = text.render_csv(board)
+        elif fmt == "json":
+            content = text.render_json(board, per_fold=per_fold)
+        else:
+            from ferbench.leaderboard.html import render_html
+
+            content = render_html(board, per_fold=per_fold)
+        written[fmt] = out / FILES[fmt]
+        _atomic_write(written[fmt], content)
+    if per_fold and ("csv" in formats):
+        written["folds-csv"] = out / "leaderboard-folds.csv"
+        _atomic_write(written["folds-csv"], text.render_fold_csv(board))
+    return written
+
+
+__all__ = ["BASELINES", "Board", "FILES", "FORMATS", "Section", "build_board", "check_out", "load_reported",
+           "parse_formats", "write_leaderboard"]

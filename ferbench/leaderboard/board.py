@@ -1,0 +1,237 @@
+"""Assemble the leaderboard: one section per dataset x protocol, one row per model, the papers' numbers beside
+ours, and a paired t-test between the best model and each other one. Every renderer reads this structure only.
+
+All numbers are fractions in [0, 1] here (and in JSON / CSV); the human formats print percent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import ttest_rel
+
+from ferbench.errors import FerbenchError
+from ferbench.leaderboard.records import load_records
+from ferbench.leaderboard.reported import Reported, ReportedConfusion, ReportedSet, load_reported
+from ferbench.metrics import STD_DDOF, summarize
+
+BASELINES = ("static",)  # the single-frame floor every leaderboard is read against (SPEC section 4)
+SCHEMA = "ferbench.leaderboard/1"
+
+
+@dataclass
+class Section:
+    """One dataset x protocol table."""
+
+    dataset: str
+    dataset_test: str
+    protocol: str
+    metric: str
+    task: str
+    rows: list[dict[str, Any]]
+    summaries: dict[str, dict[str, Any]]
+    best: str | None
+    baseline: str | None
+    reported_confusions: dict[str, ReportedConfusion] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.dataset if self.dataset == self.dataset_test else f"{self.dataset}-to-{self.dataset_test}"
+
+    def ranked(self) -> list[str]:
+        """Our models, best first (the table's order)."""
+        return [r["model"] for r in self.rows if not r["reported_only"]]
+
+    def per_class(self) -> tuple[str, list[str], list[tuple[str, list[float | None]]]]:
+        """(what, class names, rows): per-class accuracy (the confusion diagonal) or per-AU F1 (mean over
+        folds) for each model, plus the diagonal of any confusion matrix the paper reports for it."""
+        names = list(dict.fromkeys(c for s in self.summaries.values() for c in s["classes"]))
+        rows: list[tuple[str, list[float | None]]] = []
+        for model in self.ranked():
+            s = self.summaries[model]
+            if self.task == "au-detection":
+                vals = {c: v["mean"] for c, v in s["per_au_f1"].items()}
+            else:
+                vals = s["per_class_accuracy"]
+            rows.append((model, [vals.get(c) for c in names]))
+            ref = self.reported_confusions.get(model)
+            if ref is not None:
+                diag = {c: ref.rows[i][i] for i, c in enumerate(ref.classes)}
+                rows.append((f"{model} as reported ({ref.source})", [diag.get(c) for c in names]))
+        what = "per-AU F1 (mean over folds)" if self.task == "au-detection" else "per-class accuracy (all trials)"
+        return what, names, rows
+
+    def per_fold(self) -> list[dict[str, Any]]:
+        """One row per (model, repeat, fold) with every metric of that trial."""
+        out = []
+        for model, s in self.summaries.items():
+            for t in s["per_trial"]:
+                row = {"dataset": self.label, "protocol": self.protocol, "model": model,
+                       "repeat": t["repeat"], "fold": t["fold"], "seed": t["seed"], "units": t["units"]}
+                row.update({k: v for k, v in t.items()
+                            if k not in row and k not in ("modes", "selection", "selected_epoch")})
+                row["selected_epoch"] = t["selected_epoch"]
+                out.append(row)
+        return out
+
+
+@dataclass
+class Board:
+    runs: Path
+    reported_path: Path
+    sections: list[Section]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [row for s in self.sections for row in s.rows]
+
+
+def _paired(best: dict, other: dict, metric: str) -> tuple[float | None, int, str | None]:
+    """scipy's paired t-test on the matched trials of two models: same repeat and fold, and the same test
+    units (a trial scored on other samples, e.g. from another data file, is not a pair)."""
+    a = {(t["repeat"], t["fold"]): t for t in best["per_trial"]}
+    b = {(t["repeat"], t["fold"]): t for t in other["per_trial"]}
+    common = sorted(set(a) & set(b))
+    keys = [k for k in common if a[k].get("test_units") == b[k].get("test_units")]
+    differ = len(common) - len(keys)
+    left_out = f"; {differ} trial(s) with other test units left out" if differ else ""
+    if len(keys) < 2:
+        return None, len(keys), f"{len(keys)} matched trial(s); a paired test needs 2 or more{left_out}"
+    a = {k: t[metric] for k, t in a.items()}
+    b = {k: t[metric] for k, t in b.items()}
+    x, y = [a[k] for k in keys], [b[k] for k in keys]
+    if all(math.isclose(u - v, x[0] - y[0], abs_tol=1e-12) for u, v in zip(x, y)):
+        return None, len(keys), "the per-trial differences are all equal; the t statistic is undefined"
+    p = float(ttest_rel(x, y).pvalue)
+    return (p if math.isfinite(p) else None), len(keys), (left_out[2:] or None)
+
+
+def _reported_for(entries: list[Reported], model: str, metric: str) -> Reported | None:
+    mine = [e for e in entries if e.model == model]
+    return next((e for e in mine if e.metric == metric), mine[0] if mine else None)
+
+
+def _model_row(s: dict, label: str) -> dict[str, Any]:
+    metric = s["metric"]
+    main = s["scores"].get(metric) or {"mean": None, "std": None, "trials": 0}
+    row: dict[str, Any] = {
+        "dataset": label, "dataset_test": s["dataset_test"], "protocol": s["protocol"], "model": s["model"],
+        "metric": metric, "mean": main["mean"], "std": main["std"], "trials": s["trials"],
+        "pooled": s["pooled"].get(metric), "reported": None, "delta": None, "p_value": None,
+        "reported_only": False, "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None,
+        "selection": s["selection"], "train_s": s["train_s"]["mean"], "train_s_total": s["train_s"]["total"],
+        "std_ddof": STD_DDOF, "repeats": s["repeats"],
+    }
+    for name, stats in s["scores"].items():
+        if name != metric:
+            row[name] = stats["mean"]
+    for name, value in s["pooled"].items():
+        row[f"pooled_{name}"] = value
+    if s["task"] == "au-detection":
+        for au, stats in s["per_au_f1"].items():
+            row[f"f1_{au}"] = stats["mean"]
+    for mode, stats in (s.get("per_mode") or {}).items():
+        row[f"accuracy[{mode}]"] = stats["mean"]
+    row.update({"reported_metric": None, "reported_std": None, "reported_text": None, "reported_source": None,
+                "reported_method": None, "note": None})
+    return row
+
+
+def _attach_reported(row: dict, entry: Reported, summary: dict) -> None:
+    ours = summary["scores"].get(entry.metric, {}).get("mean")
+    row.update({"reported": entry.value, "reported_metric": entry.metric, "reported_std": entry.std,
+                "reported_text": entry.text + (f" ({entry.scale})"), "reported_source": entry.source,
+                "reported_method": entry.method, "note": entry.note,
+                "delta": (ours - entry.value) if ours is not None else None})
+
+
+def _reported_row(entry: Reported, label: str) -> dict[str, Any]:
+    return {
+        "dataset": label, "dataset_test": entry.dataset_test, "protocol": entry.protocol,
+        "model": entry.model or entry.method, "metric": entry.metric, "mean": None, "std": None, "trials": 0,
+        "pooled": None, "reported": entry.value, "delta": None, "p_value": None, "reported_only": True,
+        "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None, "selection": None,
+        "train_s": None, "train_s_total": None, "std_ddof": STD_DDOF, "repeats": None,
+        "reported_metric": entry.metric, "reported_std": entry.std, "reported_text": f"{entry.text} ({entry.scale})",
+        "reported_source": entry.source, "reported_method": entry.method, "note": entry.note,
+        "reported_p_value": entry.p_value,
+    }
+
+
+def _check_groups(groups: dict[tuple, list[tuple[Path, dict]]]) -> None:
+    """Two records of one model for the same trial, or with other class lists, cannot be summarised."""
+    for items in groups.values():
+        first_path, first = items[0]
+        seen: dict[tuple[int, int], Path] = {}
+        for path, r in items:
+            if r["classes"] != first["classes"] or r["task"] != first["task"] or r["metric"] != first["metric"]:
+                raise FerbenchError(f"{path}: classes/task/metric differ from {first_path} (same model and protocol)")
+            key = (r["repeat"], r["fold"])
+            if key in seen:
+                raise FerbenchError(f"{path}: repeat {key[0]} fold {key[1]} of {r['model']} also in {seen[key]}")
+            seen[key] = path
+
+
+def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tuple[Path, dict]],
+                  reported: ReportedSet) -> Section:
+    """Summaries, rows, ranking, paired tests, baseline verdicts and reported rows for one table."""
+    by_model: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
+    for path, r in items:
+        by_model[r["model"]].append((path, r))
+    _check_groups(by_model)
+    summaries = {m: summarize([r for _, r in recs]) for m, recs in sorted(by_model.items())}
+    metrics = {s["metric"] for s in summaries.values()}
+    if len(metrics) > 1:
+        raise FerbenchError(f"{dataset}/{protocol}: records disagree on the main metric ({', '.join(sorted(metrics))})")
+    metric = metrics.pop()
+    label = dataset if dataset == dataset_test else f"{dataset}-to-{dataset_test}"
+    rows = [_model_row(s, label) for s in summaries.values()]
+    rows.sort(key=lambda r: (-(r["mean"] if r["mean"] is not None else -1.0), r["model"]))
+    best = rows[0]["model"] if rows and rows[0]["mean"] is not None else None
+    notes = []
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+        row["best"] = row["model"] == best
+        if best and not row["best"]:
+            p, n, why = _paired(summaries[best], summaries[row["model"]], metric)
+            row.update({"p_value": p, "paired_trials": n, "paired_note": why})
+    baseline = next((b for b in BASELINES if b in summaries), None)
+    if baseline:
+        floor = summaries[baseline]["scores"][metric]["mean"]
+        for row in rows:
+            if row["model"] != baseline and row["mean"] is not None:
+                row["beats_baseline"] = bool(row["mean"] > floor)
+    else:
+        notes.append(f"no {'/'.join(BASELINES)} baseline among these records: the floor is unknown")
+
+    entries = reported.for_section(dataset, dataset_test, protocol)
+    for row in rows:
+        entry = _reported_for(entries, row["model"], metric)
+        if entry:
+            _attach_reported(row, entry, summaries[row["model"]])
+    ref_rows = [_reported_row(e, label) for e in entries if e.model not in summaries]
+    ref_rows.sort(key=lambda r: (r["reported_metric"] != metric, -r["reported"], r["model"]))
+    confusions = {m: c for m in summaries if (c := reported.confusion_for(dataset, protocol, m)) is not None}
+    task = next(iter(summaries.values()))["task"]
+    return Section(dataset=dataset, dataset_test=dataset_test, protocol=protocol, metric=metric, task=task,
+                   rows=rows + ref_rows, summaries=summaries, best=best, baseline=baseline,
+                   reported_confusions=confusions, notes=notes)
+
+
+def build_board(runs: str | Path = "runs", dataset: str | None = None, protocol: str | None = None,
+                reported: str | Path | None = None) -> Board:
+    """Read the records under `runs` (filtered) and the reported numbers; build every section."""
+    ref = load_reported(reported)
+    items = load_records(runs, dataset, protocol)
+    groups: dict[tuple[str, str, str], list[tuple[Path, dict]]] = defaultdict(list)
+    for path, r in items:
+        groups[(r["dataset"], r.get("dataset_test") or r["dataset"], r["protocol"])].append((path, r))
+    sections = [build_section(d, dt, p, recs, ref) for (d, dt, p), recs in sorted(groups.items())]
+    return Board(runs=Path(runs), reported_path=ref.path, sections=sections)
+
+
+__all__ = ["BASELINES", "Board", "SCHEMA", "Section", "build_board", "build_section"]

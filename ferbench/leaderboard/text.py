@@ -1,0 +1,254 @@
+"""Text renderings of a Board: rich (terminal), Markdown, CSV and JSON. Human formats print percent with two
+decimals; CSV and JSON keep the fractions, so a reader can recompute and compare without rounding."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ferbench.leaderboard.board import SCHEMA, Board, Section
+from ferbench.metrics import STD_DDOF
+
+CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "metric", "mean", "std", "trials", "pooled",
+              "reported", "delta", "p_value", "reported_only", "rank", "best", "beats_baseline", "paired_trials",
+              "selection", "train_s", "train_s_total", "reported_metric", "reported_std", "reported_source",
+              "reported_method", "note")
+COLUMNS = ("#", "model", "{metric} mean ± std", "trials", "pooled", "secondary", "selection", "train s/trial",
+           "paper", "Δ vs paper", "p vs best", "verdict")
+SHORT = ("#", "model", "{metric}", "n", "pooled", "other", "sel.", "s/trial", "paper", "Δ", "p", "verdict")
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
+
+
+def signed_pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:+.2f}"
+
+
+def p_text(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def mean_std(row: dict) -> str:
+    if row["mean"] is None:
+        return "–"
+    return pct(row["mean"]) + (f" ± {pct(row['std'])}" if row["std"] is not None else " (1 trial)")
+
+
+def secondary(row: dict, section: Section, short: bool = False) -> str:
+    """The protocol's other metrics (UF1 / UAR / accuracy, pooled, per-AU F1, per-mode accuracy) in one cell;
+    `short` (terminal) keeps the per-trial means only and leaves per-AU F1 to its own table."""
+    if row["reported_only"]:
+        return "–"
+    parts = [f"{name.upper()} {pct(row[name])}" for name in ("accuracy", "uf1", "uar")
+             if name in row and name != row["metric"]]
+    if not short:
+        parts += [f"pooled {name[7:].upper()} {pct(row[name])}" for name in ("pooled_uf1", "pooled_uar")
+                  if name in row and name[7:] != row["metric"]]
+        parts += [f"{k[3:]} {pct(v)}" for k, v in row.items() if k.startswith("f1_")]
+    parts += [f"{k[9:-1]} {pct(v)}" for k, v in row.items() if k.startswith("accuracy[")]
+    return ", ".join(parts) or ("per-AU below" if short and section.task == "au-detection" else "–")
+
+
+def paper_cell(row: dict, short: bool = False) -> str:
+    if row["reported"] is None:
+        return "–"
+    metric = "" if row["reported_metric"] == row["metric"] else f" {row['reported_metric']}"
+    std = f" ± {pct(row['reported_std'])}" if row["reported_std"] is not None else ""
+    where = row["reported_source"] if short else f"{row['reported_source']}, {row['reported_method']}"
+    return f"{pct(row['reported'])}{std}{metric} ({where})"
+
+
+def verdict(row: dict, section: Section) -> str:
+    """Plain words for what a row is: reported only, best, below the static baseline, vs best."""
+    if row["reported_only"]:
+        return "REPORTED ONLY"
+    words = []
+    if row["best"]:
+        words.append("best")
+    if row["model"] == section.baseline:
+        words.append("baseline")
+    if row["beats_baseline"] is False:
+        words.append(f"NOT ABOVE {section.baseline}")
+    if row["p_value"] is not None:
+        words.append("below best (p<0.05)" if row["p_value"] < 0.05 else "≈ best (p≥0.05)")
+    elif row["paired_note"]:
+        words.append("no paired test")
+    return ", ".join(words) or "–"
+
+
+def cells(row: dict, section: Section, short: bool = False) -> list[str]:
+    rank = "ref" if row["reported_only"] else str(row["rank"])
+    name = f"{row['model']} [reported only]" if row["reported_only"] and not short else row["model"]
+    return [rank, name, mean_std(row), str(row["trials"]) if not row["reported_only"] else "–",
+            pct(row["pooled"]), secondary(row, section, short), row["selection"] or "–",
+            "–" if row["train_s"] is None else f"{row['train_s']:.1f}", paper_cell(row, short),
+            signed_pct(row["delta"]),
+            p_text(row["p_value"]), verdict(row, section)]
+
+
+def title(section: Section) -> str:
+    return (f"{section.label} · {section.protocol} · {section.metric} (%, mean ± sample std over trials; "
+            f"pooled = all folds of a repeat scored together)")
+
+
+def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
+    rows = section.per_fold()
+    skip = ("dataset", "protocol", "model", "repeat", "fold", "seed", "units", "train_s", "selected_epoch",
+            "test_units")
+    metrics = [k for k in rows[0] if k not in skip] if rows else []
+    head = ["model", "repeat", "fold", "units"] + metrics + ["train s", "epoch"]
+    body = [[r["model"], str(r["repeat"]), str(r["fold"]), str(r["units"])] + [pct(r.get(m)) for m in metrics]
+            + ["–" if r["train_s"] is None else f"{r['train_s']:.1f}", str(r["selected_epoch"])] for r in rows]
+    return head, body
+
+
+def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
+    """Print one rich table per section (text is passed as Text, so markup in names is shown, not parsed)."""
+    for section in board.sections:
+        table = Table(title=Text(title(section)), show_lines=False, expand=False)
+        for col in SHORT:
+            table.add_column(col.format(metric=section.metric), overflow="fold")
+        for row in section.rows:
+            style = "dim italic" if row["reported_only"] else ("bold green" if row["best"] else
+                                                              ("red" if row["beats_baseline"] is False else None))
+            table.add_row(*(Text(c) for c in cells(row, section, short=True)), style=style)
+        console.print(table)
+        what, names, prow = section.per_class()
+        pc = Table(title=Text(f"{section.label} · {section.protocol} · {what} (%)"))
+        for col in ["model", *names]:
+            pc.add_column(col)
+        for name, vals in prow:
+            pc.add_row(*(Text(c) for c in [name, *(pct(v) for v in vals)]))
+        console.print(pc)
+        for note in section.notes:
+            console.print(Text(f"note: {note}"))
+        if per_fold:
+            head, body = fold_cells(section)
+            ft = Table(title=Text(f"{section.label} · {section.protocol} · per fold (%)"))
+            for h in head:
+                ft.add_column(h)
+            for r in body:
+                ft.add_row(*(Text(c) for c in r))
+            console.print(ft)
+
+
+def _md_escape(text: str) -> str:
+    """Table-safe Markdown: pipes and emphasis escaped, and no raw HTML tag can open (`<script>` stays text)."""
+    out = text.replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;")
+    out = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", out)
+    return out.replace("*", "\\*").replace("_", "\\_").replace("`", "\\`").replace("\n", " ")
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in body]
+    return lines
+
+
+def render_markdown(board: Board, per_fold: bool = False) -> str:
+    lines = ["# ferbench leaderboard", "",
+             f"Records: `{board.runs}`. Reported numbers: `{board.reported_path.name}` (paper key and table per row).",
+             f"Percent; ± is the sample std (ddof={STD_DDOF}) over trials; p is a paired t-test (scipy "
+             "`ttest_rel`) between the best model and each other one over matched trials (same repeat, fold and "
+             "test units). Rows marked *reported only* are the papers' numbers, not run here.", ""]
+    for section in board.sections:
+        lines += [f"## {_md_escape(title(section))}", ""]
+        head = [c.format(metric=section.metric) for c in COLUMNS]
+        lines += _md_table(head, [cells(r, section) for r in section.rows]) + [""]
+        lines += [f"- note: {_md_escape(n)}" for n in section.notes]
+        lines += [f"- {_md_escape(r['reported_method'])}: {_md_escape(r['note'])}" for r in section.rows
+                  if r.get("note")]
+        lines.append("")
+        what, names, prow = section.per_class()
+        lines += [f"### {what} (%)", ""]
+        lines += _md_table(["model", *names], [[n, *(pct(v) for v in vals)] for n, vals in prow]) + [""]
+        if per_fold:
+            head, body = fold_cells(section)
+            lines += [f"### per fold (%)", ""] + _md_table(head, body) + [""]
+    return "\n".join(lines)
+
+
+def _flat(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    return value
+
+
+def render_csv(board: Board) -> str:
+    rows = board.rows()
+    extra = sorted({k for r in rows for k in r} - set(CSV_FIELDS) - {"paired_note", "reported_text", "std_ddof",
+                                                                     "repeats", "reported_p_value"})
+    fields = list(CSV_FIELDS) + extra + ["reported_p_value", "paired_note"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _flat(r.get(k)) for k in fields})
+    return buf.getvalue()
+
+
+def render_fold_csv(board: Board) -> str:
+    rows = [r for s in board.sections for r in s.per_fold()]
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _flat(r.get(k)) for k in fields})
+    return buf.getvalue()
+
+
+def board_dict(board: Board, per_fold: bool = False) -> dict[str, Any]:
+    """The JSON document: rows (one per dataset x protocol x model), sections, optional per-fold rows."""
+    doc: dict[str, Any] = {
+        "schema": SCHEMA, "runs": str(board.runs), "reported_file": str(board.reported_path),
+        "unit": "fraction", "std_ddof": STD_DDOF,
+        "rows": board.rows(),
+        "sections": [{"dataset": s.label, "dataset_test": s.dataset_test, "protocol": s.protocol,
+                      "metric": s.metric, "task": s.task, "best": s.best, "baseline": s.baseline, "notes": s.notes,
+                      "classes": {m: sm["classes"] for m, sm in s.summaries.items()},
+                      "per_class": _per_class_dict(s),
+                      "confusion": {m: sm.get("confusion") for m, sm in s.summaries.items() if sm.get("confusion")}}
+                     for s in board.sections],
+    }
+    if per_fold:
+        doc["per_fold"] = [r for s in board.sections for r in s.per_fold()]
+    return doc
+
+
+def _per_class_dict(section: Section) -> dict[str, Any]:
+    what, names, rows = section.per_class()
+    return {"what": what, "classes": names, "rows": {n: vals for n, vals in rows}}
+
+
+def _clean(value: Any) -> Any:
+    """NaN (an AU never coded in a fold) becomes null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def render_json(board: Board, per_fold: bool = False) -> str:
+    return json.dumps(_clean(board_dict(board, per_fold)), indent=1, allow_nan=False, default=_nan_safe)
+
+
+def _nan_safe(value: Any) -> Any:  # numpy scalars, if any slip through
+    return value.item() if hasattr(value, "item") else str(value)

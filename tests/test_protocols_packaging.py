@@ -1,0 +1,54 @@
+"""The bundled protocol files ship inside the wheel and are found by an installed (non-editable) ferbench."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import ferbench
+
+ROOT = Path(ferbench.__file__).resolve().parent.parent
+
+
+def test_wheel_carries_the_protocol_files_and_an_install_outside_the_checkout_loads_them(tmp_path):
+    src = tmp_path / "src"  # build from a copy, so the checkout gets no build/ or egg-info
+    shutil.copytree(ROOT / "ferbench", src / "ferbench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "protocols", src / "protocols")
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    dist = tmp_path / "dist"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)], check=True,
+                   cwd=tmp_path, capture_output=True)
+    (wheel,) = dist.glob("ferbench-*.whl")
+    shipped = sorted(ROOT.joinpath("protocols").glob("*.yaml"))
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        for p in shipped:
+            assert f"ferbench/_protocols/{p.name}" in names
+            assert z.read(f"ferbench/_protocols/{p.name}") == p.read_bytes()
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True,
+                   capture_output=True)
+    probe = (
+        "import json, ferbench\n"
+        "from ferbench.protocols import bundled_dir, list_protocols, load_protocol\n"
+        "print(json.dumps({'pkg': ferbench.__file__, 'dir': str(bundled_dir()),\n"
+        "  'names': sorted(p.name for p in list_protocols()), 'fp': load_protocol('10fold').fingerprint}))\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, check=True, capture_output=True,
+                         text=True)
+    got = json.loads(out.stdout)
+    assert got["pkg"].startswith(str(site)) and got["dir"].startswith(str(site / "ferbench" / "_protocols"))
+    assert got["names"] == sorted(p.stem for p in shipped)
+    from ferbench.protocols import load_protocol
+
+    assert got["fp"] == load_protocol("10fold").fingerprint  # the same bytes as the checkout's file
