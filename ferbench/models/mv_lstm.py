@@ -32,15 +32,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ferbench.models._common import Recipe, check_clips, full_lengths, lengths_to_mask, per_frame, xavier_init_
+from ferbench.models._common import Recipe, check_clips, full_lengths, lengths_to_mask, per_frame, kaiming_init_, xavier_init_
 from ferbench.models._registry import register_model
 from ferbench.models.mo_cnn_lstm import Table1CNN
 
 MV_DEFAULT = Recipe(
-    stage="end-to-end", optimizer="adam", lr=1e-3, epochs=30, batch_size=16,
+    stage="end-to-end", optimizer="adam", lr=3e-4, epochs=30, batch_size=16,
     source="ferbench (the paper's training details are unavailable)", notes="every value is ours",
 )
-MV_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=1e-3, epochs=2, batch_size=8, source="ferbench",
+MV_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=3e-4, epochs=2, batch_size=8, source="ferbench",
                   notes="a couple of epochs for demos and CI")
 
 
@@ -125,6 +125,7 @@ class MVLSTMNet(nn.Module):
         self.rnn = MVLSTM(fc, hidden, use_mode)
         self.fc = nn.Linear(hidden, num_classes)
         xavier_init_(self)
+        kaiming_init_(self.cnn)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_clips(x, lengths)

@@ -9,10 +9,10 @@ from ferbench.models._common import FrameCNN, Recipe, check_clips, full_lengths,
 from ferbench.models._registry import register_model
 
 STATIC_DEFAULT = Recipe(
-    stage="end-to-end", optimizer="adam", lr=1e-3, epochs=30, batch_size=16,
+    stage="end-to-end", optimizer="adam", lr=3e-4, epochs=30, batch_size=16,
     source="ferbench (no paper)", notes="a plain baseline recipe of our own",
 )
-STATIC_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=1e-3, epochs=2, batch_size=8,
+STATIC_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=3e-4, epochs=2, batch_size=8,
                       source="ferbench", notes="a couple of epochs for demos and CI")
 
 

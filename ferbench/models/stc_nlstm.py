@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ferbench.models._common import Recipe, check_clips, xavier_init_
+from ferbench.models._common import Recipe, check_clips, standardize_frames, xavier_init_
 from ferbench.models._registry import register_model
 
 PAPER = "yu2018"
@@ -29,10 +29,10 @@ STC_PAPER = Recipe(
     notes="optimizer type, momentum and batch size are not given in the paper; SGD with momentum 0.9 is ours",
 )
 STC_DEFAULT = Recipe(
-    stage="end-to-end", optimizer="adam", lr=1e-3, weight_decay=0.0, epochs=30, batch_size=16,
+    stage="end-to-end", optimizer="adam", lr=3e-4, weight_decay=0.0, epochs=30, batch_size=16,
     source="ferbench", notes="Adam in place of the paper's SGD schedule (see departures)",
 )
-STC_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=1e-3, epochs=2, batch_size=8, source="ferbench",
+STC_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=3e-4, epochs=2, batch_size=8, source="ferbench",
                    notes="a couple of epochs for demos and CI")
 RECIPES = {"default": (STC_DEFAULT,), "paper": (STC_PAPER,), "quick": (STC_QUICK,)}
 CARD = dict(paper=PAPER, input=INPUT, index="clip", variable_length=False, min_size=16, recipes=RECIPES)
@@ -105,7 +105,7 @@ class _STCBase(nn.Module):
 
     def conv_features(self, x: Tensor) -> list[Tensor]:
         """The five conv-layer maps for clips (B, T, C, H, W)."""
-        return self.cnn(x.permute(0, 2, 1, 3, 4))
+        return self.cnn(standardize_frames(x).permute(0, 2, 1, 3, 4))
 
     def mspp_features(self, x: Tensor) -> list[Tensor]:
         """MSPP-norm of each conv layer: five tensors (B, T, mspp_dim); 5376 per frame at paper sizes."""
