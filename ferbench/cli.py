@@ -239,6 +239,123 @@ def demo(
     console.print(table)
 
 
+@app.command()
+@user_errors
+def protocols() -> None:
+    """List the bundled protocols: datasets, paper and table, splitter, trials."""
+    from ferbench.protocols import bundled_dir, list_protocols
+
+    table = Table(title=f"ferbench protocols ({bundled_dir()})", show_lines=False)
+    for col in ("name", "datasets", "paper", "table", "splitter", "trials"):
+        table.add_column(col, overflow="fold", no_wrap=col == "name")
+    for p in list_protocols():
+        n = p.params.get("n_splits") or (len(p.params["folds"]) if "folds" in p.params else None)
+        trials = f"{n} x {p.repeats}" if n else ("per subject" if p.splitter == "leave-one-subject-out" else "1") + (
+            f" x {p.repeats}" if p.repeats > 1 else "")
+        datasets = ", ".join(p.datasets) + (f" -> {p.test_dataset}" if p.test_dataset else "")
+        table.add_row(p.name, datasets, p.paper, p.table, p.splitter, trials)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def folds(
+    data: Path = typer.Option(..., "--data", help="the prepared .h5 file (the training file for cross-dataset)"),
+    protocol: str = typer.Option(..., "--protocol", help="a bundled protocol name or the path of a protocol .yaml"),
+    data_test: Optional[Path] = typer.Option(None, "--data-test", help="the test .h5 of a cross-dataset protocol"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the fold list here (CSV, fingerprint on line 1)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="override the protocol's repeats"),
+    validation: Optional[float] = typer.Option(
+        None, "--validation", min=0.0, max=1.0, help="share of training subjects held out for validation"),
+) -> None:
+    """Generate a protocol's folds on a file, check them for leakage, print each fold's class counts."""
+    from ferbench.protocols import make_plan, write_folds
+
+    if validation is not None and not 0 < validation < 1:
+        raise FerbenchError(f"--validation must be a fraction between 0 and 1 (exclusive), got {validation}")
+    if out is not None and out.is_dir():
+        raise FerbenchError(f"{out}: is a folder (expected the path of a .csv file to write)")
+    plan = make_plan(protocol, data, data_test, repeats=repeats, validation=validation)
+    p = plan.protocol
+    console.print(f"protocol {p.name} ({p.path}); {p.paper} {p.table}", highlight=False)
+    console.print(f"fingerprint: {plan.fingerprint}", highlight=False)
+    for w in plan.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    table = Table(title=f"{len(plan.folds)} folds, subject-disjoint (checked)")
+    for col in ("repeat", "fold", "train", "val", "test", "test subjects", "test class counts"):
+        table.add_column(col, justify="right" if col != "test class counts" else "left", overflow="fold")
+    for f in plan.folds:
+        counts = plan.class_counts(f, "test")
+        subjects = len({plan.test_table.subjects[i] for i in f.test.tolist()})
+        table.add_row(str(f.repeat), str(f.fold), str(f.train.size), str(f.val.size), str(f.test.size), str(subjects),
+                      " ".join(f"{c} {n}" for c, n in counts.items()) or "-")
+    console.print(table)
+    if out is not None:
+        console.print(f"fold list: {write_folds(plan, out)}", highlight=False)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="prepared .h5 file to train (and test) on"),
+    protocol: str = typer.Option(..., "--protocol", help="protocol name (10fold, loso, 3fold, val, ...) or YAML path"),
+    data_test: Optional[Path] = typer.Option(None, "--data-test", help="test file (cross-dataset protocols)"),
+    model: str = typer.Option("all", "--model", help="all, or a comma list (also fusion-svm, fusion-avg)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="repeats of the protocol (default: the protocol's)"),
+    recipe: str = typer.Option("default", "--recipe", help="default, paper or quick"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="override every stage's epochs"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="override every stage's batch size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="override the initial learning rate"),
+    augment: Optional[str] = typer.Option(None, "--augment", help="augmentation preset (none, stc-nlstm, kim2017)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    out: Path = typer.Option(Path("runs"), "--out", help="folder of the task records"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="run on a local dask cluster of N workers"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a dask scheduler (tcp://HOST:PORT)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per task (default cores / workers)"),
+    model_options: Optional[str] = typer.Option(None, "--model-options", help='JSON {"model": {option: value}}'),
+    force: bool = typer.Option(False, "--force", help="redo every task, even those with a valid record"),
+    as_json: bool = typer.Option(False, "--json", help="print the run summary as one JSON object"),
+) -> None:
+    """Train and score models under a protocol; one JSON record per task, resumable, in-process or on dask."""
+    from ferbench.harness import evaluate as evaluate_api
+    from ferbench.harness.progress import ProgressView
+    from ferbench.harness.summary import format_mean_std, summary_rows
+
+    options = None
+    if model_options:
+        try:
+            options = json.loads(model_options)
+        except ValueError as e:
+            raise FerbenchError(f"--model-options is not valid JSON ({e})") from None
+        if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+            raise FerbenchError('--model-options must be a JSON object {"model": {"option": value}}')
+    with ProgressView(err_console, disable=as_json) as view:
+        result = evaluate_api(
+            data, protocol, data_test=data_test, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
+            batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
+            scheduler=scheduler, force=force, threads=threads, model_options=options, progress=view,
+        )
+    rows = summary_rows(result.records)
+    if as_json:
+        print(json.dumps({"out": str(result.out), "ran": result.ran, "skipped": result.skipped,
+                          "rerun": result.rerun_reasons, "failed": result.failed, "warnings": result.warnings,
+                          "seconds": result.seconds, "summary": rows}))
+    else:
+        table = Table(title=f"{protocol}: {len(result.ran)} tasks run, {len(result.skipped)} reused ({result.out})")
+        for col in ("model", "dataset", "metric", "mean ± std (%)", "trials", "pooled (%)", "selection", "train s"):
+            table.add_column(col, justify="right" if col in ("trials", "train s") else "left", no_wrap=col == "model")
+        for r in rows:
+            pooled = "-" if r["pooled"] is None else f"{100 * r['pooled']:.1f}"
+            secs = "-" if r["train_s"] is None else f"{r['train_s']:.1f}"
+            table.add_row(r["model"], r["dataset"], r["metric"], format_mean_std(r["mean"], r["std"]),
+                          str(r["trials"]), pooled, str(r["selection"]), secs)
+        console.print(table)
+    if result.failed:
+        for task_id, message in result.failed.items():
+            err_console.print(f"[bold red]failed:[/] {task_id}: {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

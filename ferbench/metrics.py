@@ -1,0 +1,232 @@
+"""Metrics computed from task records alone (docs/records.md), so any reader can audit a figure.
+
+No torch here: the leaderboard imports this module and must stay light. Every number comes from a
+scikit-learn function on the record's `labels` / `predictions` lists; nothing is taken from `scores`.
+
+Conventions (the same everywhere a figure is shown):
+- A trial is one record; a protocol's figure is the mean and the *sample* standard deviation (ddof=1,
+  `STD_DDOF`) over its trials. With one trial the std is None (undefined), never a fake 0.
+- UF1 is macro-F1 and UAR is macro-recall, both over the classes present in that set's ground truth
+  (the MEGC convention: a class absent from a fold's test units is not averaged in as a zero).
+- Pooled metrics concatenate the test units of all folds of one repeat, score them once, and average
+  over repeats (the MEGC / MEB convention for LOSO UF1 / UAR).
+- AU detection (BP4D): per-AU F1 over the coded frames of a fold (label -1 masked), the fold's `f1` is the
+  mean over AUs, the protocol's `f1` the mean over folds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
+from ferbench.errors import FerbenchError
+
+SCHEMA = "ferbench.record/1"
+STD_DDOF = 1  # sample std over trials; documented in docs/leaderboard.md
+CLASSIFICATION_METRICS = ("accuracy", "uf1", "uar")
+REQUIRED = ("schema", "model", "protocol", "dataset", "task", "repeat", "fold", "classes", "metric",
+            "sample_ids", "labels", "predictions")
+GROUP_KEYS = ("model", "protocol", "dataset", "dataset_test", "task")
+
+
+def _where(record: dict, source: str | None) -> str:
+    return source or str(record.get("task_id") or "record")
+
+
+def check_record(record: Any, source: str | None = None) -> dict:
+    """Raise FerbenchError (naming `source`) unless `record` is a readable ferbench.record/1; return it."""
+    where = source or "record"
+    if not isinstance(record, dict):
+        raise FerbenchError(f"{where}: expected a JSON object (a ferbench task record)")
+    where = _where(record, source)
+    if record.get("schema") != SCHEMA:
+        raise FerbenchError(f"{where}: expected schema {SCHEMA!r}, found {record.get('schema')!r}")
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise FerbenchError(f"{where}: task record lacks field(s) {', '.join(missing)}")
+    if record["task"] not in ("classification", "au-detection"):
+        raise FerbenchError(f"{where}: task must be 'classification' or 'au-detection', found {record['task']!r}")
+    for key in ("repeat", "fold"):
+        if not isinstance(record[key], int) or isinstance(record[key], bool):
+            raise FerbenchError(f"{where}: {key} must be an integer, found {record[key]!r}")
+    classes = record["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise FerbenchError(f"{where}: classes must be a non-empty list of names")
+    n = len(record["sample_ids"])
+    for key in ("labels", "predictions"):
+        if not isinstance(record[key], list) or len(record[key]) != n:
+            raise FerbenchError(f"{where}: {key} must be a list with one entry per sample id ({n})")
+    if n == 0:
+        raise FerbenchError(f"{where}: the record has no test units")
+    for key in ("modes", "subjects"):
+        if key in record and record[key] and len(record[key]) != n:
+            raise FerbenchError(f"{where}: {key} must have one entry per sample id ({n})")
+    try:
+        y, p = _arrays(record)
+    except (TypeError, ValueError) as e:
+        raise FerbenchError(f"{where}: labels/predictions are not numbers of the expected shape ({e})") from None
+    k = len(classes)
+    if record["task"] == "classification":
+        if y.ndim != 1 or p.ndim != 1:
+            raise FerbenchError(f"{where}: classification labels/predictions must be one class index per unit")
+        bad = [v for v in np.concatenate([y, p]) if v < 0 or v >= k]
+        if bad:
+            raise FerbenchError(f"{where}: class index {int(bad[0])} outside 0..{k - 1} ({k} classes)")
+    else:
+        if y.shape != (n, k) or p.shape != (n, k):
+            raise FerbenchError(f"{where}: AU labels/predictions must be {k} values (one per AU) per unit")
+        if not np.isin(y, (-1, 0, 1)).all() or not np.isin(p, (0, 1)).all():
+            raise FerbenchError(f"{where}: AU labels must be 0/1/-1 and predictions 0/1")
+    return record
+
+
+def _arrays(record: dict) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(record["labels"], dtype=np.int64)
+    p = np.asarray(record["predictions"], dtype=np.int64)
+    return y, p
+
+
+def _classification(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    present = np.unique(y)
+    return {
+        "accuracy": float(accuracy_score(y, p)),
+        "uf1": float(f1_score(y, p, labels=present, average="macro", zero_division=0)),
+        "uar": float(recall_score(y, p, labels=present, average="macro", zero_division=0)),
+    }
+
+
+def _per_au_f1(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """F1 of each AU over the frames where it is coded (-1 masked); NaN when an AU is never coded."""
+    out = {}
+    for j, au in enumerate(classes):
+        keep = y[:, j] != -1
+        out[au] = float(f1_score(y[keep, j], p[keep, j], zero_division=0)) if keep.any() else math.nan
+    return out
+
+
+def _au(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
+    per = _per_au_f1(y, p, classes)
+    vals = [v for v in per.values() if not math.isnan(v)]
+    out = {"f1": float(np.mean(vals)) if vals else math.nan}
+    out.update({f"f1_{au}": v for au, v in per.items()})
+    return out
+
+
+def trial_scores(record: dict) -> dict[str, float]:
+    """This trial's scores from its lists: accuracy/uf1/uar, or mean `f1` plus `f1_<AU>` per AU."""
+    check_record(record)
+    y, p = _arrays(record)
+    if record["task"] == "classification":
+        return _classification(y, p)
+    return _au(y, p, record["classes"])
+
+
+def mode_scores(record: dict) -> dict[str, float]:
+    """Accuracy per mode (`modes` field) for this trial; empty when the record carries no modes."""
+    modes = record.get("modes") or []
+    if record["task"] != "classification" or not any(modes):
+        return {}
+    y, p = _arrays(record)
+    modes_arr = np.asarray(modes, dtype=object)
+    return {m: float(accuracy_score(y[modes_arr == m], p[modes_arr == m])) for m in sorted(set(modes)) if m}
+
+
+def mean_std(values: Iterable[float]) -> dict[str, Any]:
+    """Mean and sample std (ddof=STD_DDOF) of the finite values; std None with fewer than two."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return {"mean": None, "std": None, "trials": 0}
+    std = float(np.std(vals, ddof=STD_DDOF)) if len(vals) > STD_DDOF else None
+    return {"mean": float(np.mean(vals)), "std": std, "trials": len(vals)}
+
+
+def _check_group(records: list[dict]) -> None:
+    first = records[0]
+    for r in records[1:]:
+        for key in GROUP_KEYS + ("classes",):
+            if r.get(key, first.get(key)) != first.get(key):
+                raise FerbenchError(
+                    f"{_where(r, None)}: differs from {_where(first, None)} in {key} "
+                    f"({r.get(key)!r} vs {first.get(key)!r}); summarize one model x protocol x dataset at a time")
+    seen: dict[tuple[int, int], str] = {}
+    for r in records:
+        key = (r["repeat"], r["fold"])
+        if key in seen:
+            raise FerbenchError(f"{_where(r, None)}: repeat {key[0]} fold {key[1]} appears twice (also {seen[key]})")
+        seen[key] = _where(r, None)
+
+
+def summarize(records: list[dict]) -> dict[str, Any]:
+    """Everything a leaderboard row needs for one model x protocol x dataset, from its records.
+
+    Keys: model, protocol, dataset, dataset_test, task, classes, metric, metrics, trials, std_ddof,
+    scores ({metric: {mean, std, trials}}), pooled ({metric: mean over repeats}), pooled_repeats,
+    per_class_accuracy, confusion (row-normalised, class order), per_au_f1 (au-detection), per_mode,
+    selection, train_s ({mean, std, total}), per_trial (sorted by repeat, fold; for paired tests).
+    """
+    if not records:
+        raise FerbenchError("no task records to summarize")
+    for r in records:
+        check_record(r)
+    _check_group(records)
+    records = sorted(records, key=lambda r: (r["repeat"], r["fold"]))
+    first = records[0]
+    classes = list(first["classes"])
+    task = first["task"]
+
+    per_trial = []
+    for r in records:
+        row = {"repeat": r["repeat"], "fold": r["fold"], "seed": r.get("seed"), "units": len(r["labels"])}
+        row.update(trial_scores(r))
+        row["modes"] = mode_scores(r)
+        row["train_s"] = (r.get("timings") or {}).get("train_s")
+        row["selection"] = r.get("selection")
+        row["selected_epoch"] = r.get("selected_epoch")
+        per_trial.append(row)
+
+    metric_names = list(CLASSIFICATION_METRICS) if task == "classification" else ["f1"]
+    scores = {m: mean_std(t[m] for t in per_trial) for m in metric_names}
+
+    by_repeat: dict[int, list[dict]] = defaultdict(list)
+    for r in records:
+        by_repeat[r["repeat"]].append(r)
+    pooled_runs = []
+    for rep in sorted(by_repeat):
+        ys, ps = zip(*(_arrays(r) for r in by_repeat[rep]))
+        y, p = np.concatenate(ys), np.concatenate(ps)
+        pooled_runs.append(_classification(y, p) if task == "classification" else {"f1": _au(y, p, classes)["f1"]})
+    pooled = {m: float(np.mean([run[m] for run in pooled_runs])) for m in pooled_runs[0]}
+
+    out: dict[str, Any] = {
+        "model": first["model"], "protocol": first["protocol"], "dataset": first["dataset"],
+        "dataset_test": first.get("dataset_test", first["dataset"]), "task": task, "classes": classes,
+        "metric": first["metric"], "metrics": list(first.get("metrics") or [first["metric"]]),
+        "trials": len(records), "repeats": len(by_repeat), "std_ddof": STD_DDOF,
+        "scores": scores, "pooled": pooled, "pooled_repeats": len(pooled_runs),
+        "selection": "/".join(sorted({str(r.get("selection")) for r in records if r.get("selection")})) or None,
+        "train_s": _time_summary(t["train_s"] for t in per_trial),
+        "per_trial": per_trial,
+    }
+    if task == "classification":
+        y_all = np.concatenate([_arrays(r)[0] for r in records])
+        p_all = np.concatenate([_arrays(r)[1] for r in records])
+        cm = confusion_matrix(y_all, p_all, labels=list(range(len(classes))), normalize="true")
+        counts = np.bincount(y_all, minlength=len(classes))
+        out["confusion"] = cm.tolist()
+        out["class_units"] = counts.tolist()
+        out["per_class_accuracy"] = {c: (float(cm[i, i]) if counts[i] else None) for i, c in enumerate(classes)}
+        modes = sorted({m for t in per_trial for m in t["modes"]})
+        out["per_mode"] = {m: mean_std(t["modes"][m] for t in per_trial if m in t["modes"]) for m in modes}
+    else:
+        out["per_au_f1"] = {au: mean_std(t[f"f1_{au}"] for t in per_trial) for au in classes}
+    return out
+
+
+def _time_summary(values: Iterable[Any]) -> dict[str, Any]:
+    vals = [float(v) for v in values if isinstance(v, (int, float))]
+    stats = mean_std(vals)
+    return {"mean": stats["mean"], "std": stats["std"], "total": float(sum(vals)) if vals else None}

@@ -1,0 +1,355 @@
+"""From a protocol and a prepared file to a fold plan: which rows train, validate and test in every trial.
+
+`make_plan` selects the protocol's samples (dataset check, class subset, filter), runs the splitter once per
+repeat with its own seed, carves validation out of the training subjects only, and runs `check_leakage`
+before returning, so nothing downstream can train on a plan that mixes subjects.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit
+
+from ferbench.errors import FerbenchError
+from ferbench.protocols.schema import Protocol, load_protocol
+from ferbench.protocols.splitters import build_splitter, splitter_key
+from ferbench.protocols.table import SampleTable
+
+ROLES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One trial: row indices into plan.train_table (train, val) and plan.test_table (test)."""
+
+    repeat: int
+    fold: int
+    seed: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+@dataclass
+class Plan:
+    """Every fold of a protocol on one file (or a train file and a test file), leakage-checked."""
+
+    protocol: Protocol
+    train_table: SampleTable
+    test_table: SampleTable
+    classes: tuple[str, ...]
+    y_train: np.ndarray
+    y_test: np.ndarray
+    folds: list[Fold]
+    warnings: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def _tables(self) -> dict[str, SampleTable]:
+        return {"train": self.train_table, "val": self.train_table, "test": self.test_table}
+
+    def fold_rows(self) -> list[dict[str, Any]]:
+        """One dict per (repeat, fold, role, sample): the rows `write_folds` writes."""
+        out = []
+        for f in self.folds:
+            for role, idx in (("train", f.train), ("val", f.val), ("test", f.test)):
+                t = self._tables()[role]
+                for i in idx.tolist():
+                    lab = int(t.labels[i])
+                    out.append({
+                        "repeat": f.repeat, "fold": f.fold, "role": role, "dataset": t.dataset,
+                        "sample_id": t.ids[i], "subject": t.subjects[i],
+                        "label": t.classes[lab] if lab >= 0 and self.protocol.task == "classification" else "",
+                    })
+        return out
+
+    def class_counts(self, fold: Fold, role: str) -> dict[str, int]:
+        """How many samples of each plan class a fold's role holds (label order; empty for au-detection)."""
+        y = self.y_test if role == "test" else self.y_train
+        got = Counter(y[getattr(fold, role)].tolist())
+        return {c: got.get(k, 0) for k, c in enumerate(self.classes)}
+
+
+# ------------------------------------------------------------------------------------------- selection
+def _as_table(data: Any) -> SampleTable:
+    if isinstance(data, SampleTable):
+        return data
+    if hasattr(data, "samples") and hasattr(data, "attrs"):
+        return SampleTable.from_store(data)
+    return SampleTable.open(data)
+
+
+def _where(table: SampleTable) -> str:
+    return str(table.path) if table.path else f"the {table.dataset} sample table"
+
+
+def _filter_mask(protocol: Protocol, table: SampleTable) -> np.ndarray:
+    mask = np.ones(len(table), dtype=bool)
+    for key, allowed in protocol.filter.get(table.dataset, {}).items():
+        if key == "split":
+            values = [str(s) if s is not None else "" for s in table.splits]
+        else:
+            values = [str(m.get(key[5:], "")) for m in table.modes]
+        hit = np.isin(np.array(values, dtype=str), list(allowed))
+        if not hit.any():
+            have = sorted(set(values))
+            raise FerbenchError(
+                f"{protocol.path}: filter {key} in {list(allowed)} matches no sample of {_where(table)} "
+                f"(it holds {key} = {', '.join(v or '(none)' for v in have)})")
+        mask &= hit
+    return mask
+
+
+def _labels(protocol: Protocol, table: SampleTable, classes: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray:
+    """Labels re-indexed to `classes` order; `names[k]` is class k's name in this table. -1 = not used."""
+    for n in names:
+        if n not in table.classes:
+            raise FerbenchError(f"{protocol.path}: class '{n}' is not in {_where(table)} "
+                                f"(its classes: {', '.join(table.classes) or 'none'})")
+    lut = np.full(len(table.classes) + 1, -1, dtype=np.int64)  # last slot: unlabelled (-1)
+    for k, n in enumerate(names):
+        lut[table.classes.index(n)] = k
+    return lut[table.labels]
+
+
+def _derive_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def _guessed_subjects(table: SampleTable) -> int:
+    """Folder-adapter samples whose subject equals the clip-name prefix, i.e. possibly a guess.
+
+    The folder adapter takes the prefix before the first '_' when subjects.csv does not list a clip; the
+    store does not record which rule applied, so equality with that rule is all that can be checked.
+    """
+    if table.dataset != "folder":
+        return 0
+    n = 0
+    for sid, subject in zip(table.ids, table.subjects):
+        stem = sid.split("/", 1)[-1].rsplit(".", 1)[0]
+        n += (stem.split("_", 1)[0] or stem) == subject
+    return n
+
+
+# ------------------------------------------------------------------------------------------------- plan
+def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None, *, repeats: int | None = None,
+              validation: float | None = None) -> Plan:
+    """Every (repeat, fold) of `protocol` on `data` (path, Store or SampleTable), leakage-checked.
+
+    `data_test`: the test file of a cross-dataset protocol (only those take one).
+    `repeats`: override the protocol's repeats (e.g. 1 for a quick run).
+    `validation`: share of the training SUBJECTS held out (grouped, seeded) as validation, when the caller's
+    recipe selects on validation and the protocol defines none; the test fold is never used for it.
+    """
+    p = load_protocol(protocol)
+    if repeats is not None and (not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1):
+        raise FerbenchError(f"repeats must be a positive integer, got {repeats!r}")
+    if validation is not None and (isinstance(validation, bool) or not isinstance(validation, (int, float))
+                                   or not 0 < validation < 1):
+        raise FerbenchError(f"validation must be a fraction of the training subjects in (0, 1), got {validation!r}")
+    train_table = _as_table(data)
+    if p.test_dataset is not None and data_test is None:
+        raise FerbenchError(f"{p.path}: protocol '{p.name}' trains on {'/'.join(p.datasets)} and tests on "
+                            f"{p.test_dataset}: give the test file too (--data-test)")
+    if p.test_dataset is None and data_test is not None:
+        raise FerbenchError(f"{p.path}: protocol '{p.name}' splits one file; --data-test is only for "
+                            f"cross-dataset protocols (splitter train-on-file)")
+    test_table = _as_table(data_test) if data_test is not None else train_table
+    if train_table.dataset not in p.datasets:
+        raise FerbenchError(f"{p.path}: protocol '{p.name}' applies to {', '.join(p.datasets)}, but "
+                            f"{_where(train_table)} holds {train_table.dataset}")
+    if p.test_dataset is not None and test_table.dataset != p.test_dataset:
+        raise FerbenchError(f"{p.path}: protocol '{p.name}' tests on {p.test_dataset}, but "
+                            f"{_where(test_table)} holds {test_table.dataset}")
+    notes: list[str] = []
+
+    # classes and labels
+    if p.task == "au-detection":
+        classes: tuple[str, ...] = ()
+        y_train = np.full(len(train_table), -1, dtype=np.int64)
+        y_test = y_train if test_table is train_table else np.full(len(test_table), -1, dtype=np.int64)
+    else:
+        classes = tuple(p.class_map) if p.class_map else (p.classes or train_table.classes)
+        y_train = _labels(p, train_table, classes, classes)
+        if test_table is train_table:
+            y_test = y_train
+        else:
+            y_test = _labels(p, test_table, classes, tuple(p.class_map[c] for c in classes) if p.class_map else classes)
+    keep_train = _filter_mask(p, train_table) & ((y_train >= 0) | (p.task == "au-detection"))
+    keep_test = keep_train if test_table is train_table else (
+        _filter_mask(p, test_table) & ((y_test >= 0) | (p.task == "au-detection")))
+    y_train = np.where(keep_train, y_train, -1)
+    y_test = y_train if test_table is train_table else np.where(keep_test, y_test, -1)
+    for t, keep in ((train_table, keep_train), (test_table, keep_test)) if test_table is not train_table else ((train_table, keep_train),):
+        if not keep.any():
+            raise FerbenchError(f"{p.path}: no sample of {_where(t)} is in the protocol's classes "
+                                f"({', '.join(classes) or 'any'}) and filter; expected labelled samples")
+        if keep.sum() < len(t):
+            notes.append(f"{_where(t)}: {int(keep.sum())} of {len(t)} samples used (the rest are unlabelled, "
+                         f"outside the class subset or the filter)")
+
+    # splitting
+    n_repeats = repeats or p.repeats
+    frac = validation if validation is not None else p.validation_fraction
+    rows_tr, rows_te = np.flatnonzero(keep_train), np.flatnonzero(keep_test)
+    key = splitter_key(p.splitter)
+    if key == "file":
+        rows = np.concatenate([rows_tr, rows_te])
+        X = np.array(["train"] * len(rows_tr) + ["test"] * len(rows_te))
+        groups = np.array([f"{train_table.dataset}:{train_table.subjects[i]}" for i in rows_tr]
+                          + [f"{test_table.dataset}:{test_table.subjects[i]}" for i in rows_te])
+        y = np.concatenate([y_train[rows_tr], y_test[rows_te]])
+    else:
+        rows = rows_tr
+        groups = np.array([train_table.subjects[i] for i in rows], dtype=str)
+        y = y_train[rows]
+        X = {"split": np.array([s or "" for s in train_table.splits], dtype=str)[rows] if rows.size else rows,
+             "mode": train_table.mode_keys()[rows] if rows.size else rows, None: rows}[key]
+        if key == "mode":
+            _check_modes(p, build_splitter(p.splitter, p.params, random_state=0), X)
+    n_subjects = len(set(groups.tolist()))
+    n_splits = p.params.get("n_splits")
+    if isinstance(n_splits, int) and n_subjects < n_splits:
+        raise FerbenchError(
+            f"{p.path}: {n_splits} subject-disjoint folds need at least {n_splits} subjects, but "
+            f"{_where(train_table)} has {n_subjects} in the protocol's classes and filter (a fold would be empty); "
+            f"copy the protocol and lower params.n_splits, or use more subjects")
+    folds: list[Fold] = []
+    for r in range(n_repeats):
+        cv = build_splitter(p.splitter, p.params, random_state=_derive_seed(p.seed, r) % (2**32 - 1))
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                splits = list(cv.split(X, y if p.task == "classification" else None, groups))
+        except ValueError as e:
+            raise FerbenchError(f"{p.path}: splitter {p.splitter} {p.params or ''} cannot split the {len(rows)} "
+                                f"samples of {n_subjects} subjects selected from {_where(train_table)}: {e}") from None
+        for w in caught:
+            msg = f"repeat {r}: {w.message}"
+            if msg.split(": ", 1)[1] not in {n.split(": ", 1)[-1] for n in notes}:
+                notes.append(msg)
+        if r == 0:
+            missing = getattr(cv, "missing_", [])
+            if missing:
+                notes.append(f"listed subject(s) not in {_where(train_table)}, left out: {', '.join(missing)}")
+            unlisted = getattr(cv, "unlisted_", [])
+            if unlisted:
+                notes.append(f"subject(s) of {_where(train_table)} in no list of the protocol, unused: "
+                             f"{', '.join(unlisted)}")
+        for k, (tr, te) in enumerate(splits):
+            fold_seed = _derive_seed(p.seed, r, k)
+            train, test = rows[tr], rows[te]  # file split: tr / te index the train / test file's rows
+            if train.size == 0 or test.size == 0:
+                side = "test" if test.size == 0 else "training"
+                raise FerbenchError(
+                    f"{p.path}: repeat {r} fold {k} has no {side} samples on {_where(train_table)} "
+                    f"({len(set(groups.tolist()))} subjects for splitter {p.splitter} {p.params or ''}); "
+                    f"expected enough subjects that every fold has training and test samples")
+            train, val = _carve_validation(p, train_table, train, frac, fold_seed, r, k)
+            folds.append(Fold(repeat=r, fold=k, seed=fold_seed, train=np.sort(train).astype(np.int64),
+                              val=np.sort(val).astype(np.int64), test=np.sort(test).astype(np.int64)))
+    guessed = _guessed_subjects(train_table) + (_guessed_subjects(test_table) if test_table is not train_table else 0)
+    if guessed:
+        notes.append(f"subject ids of {guessed} sample(s) equal their clip-name prefix: they may be guesses by the "
+                     f"folder adapter (no subjects.csv entry; the store does not record which), so subject "
+                     f"independence cannot be guaranteed for them")
+    digest = hashlib.sha256(json.dumps(
+        [p.fingerprint, train_table.fingerprint, None if test_table is train_table else test_table.fingerprint,
+         p.seed, n_repeats, frac], separators=(",", ":")).encode()).hexdigest()
+    plan = Plan(protocol=p, train_table=train_table, test_table=test_table, classes=classes, y_train=y_train,
+                y_test=y_test, folds=folds, warnings=notes, fingerprint=digest)
+    check_leakage(plan)
+    return plan
+
+
+def _check_modes(p: Protocol, cv: Any, X: np.ndarray) -> None:
+    have = set(X.tolist())
+    for role in ("train", "test"):
+        for m in getattr(cv, role) or ():
+            if m not in have:
+                raise FerbenchError(f"{p.path}: {role} mode '{m}' is in no sample of the file "
+                                    f"(its modes: {'; '.join(sorted(have))})")
+
+
+def _carve_validation(p: Protocol, table: SampleTable, train: np.ndarray, frac: float | None, seed: int,
+                      r: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a seeded share of the training SUBJECTS (GroupShuffleSplit); the test fold is untouched."""
+    if frac is None:
+        return train, np.empty(0, dtype=np.int64)
+    groups = np.array([table.subjects[i] for i in train], dtype=str)
+    if len(set(groups.tolist())) < 2:
+        raise FerbenchError(f"{p.path}: repeat {r} fold {k}: cannot carve a validation set out of "
+                            f"{len(set(groups.tolist()))} training subject(s); expected at least 2")
+    gss = GroupShuffleSplit(n_splits=1, test_size=frac, random_state=seed % (2**32 - 1))
+    tr, va = next(gss.split(train, None, groups))
+    return train[tr], train[va]
+
+
+# ---------------------------------------------------------------------------------------------- leakage
+def check_leakage(plan: Plan) -> None:
+    """Every fold's train / val / test share no subject and no sample id; else FerbenchError naming it.
+
+    Subjects and ids are qualified by dataset, so two different datasets' "S001" are different people,
+    while the same dataset's subject in two files is caught.
+    """
+    tables = plan._tables()
+    for f in plan.folds:
+        subj: dict[str, set[tuple[str, str]]] = {}
+        ids: dict[str, set[tuple[str, str]]] = {}
+        for role in ROLES:
+            t, idx = tables[role], getattr(f, role)
+            if idx.size and (idx.min() < 0 or idx.max() >= len(t) or len(np.unique(idx)) != idx.size):
+                raise FerbenchError(f"plan of '{plan.protocol.name}' repeat {f.repeat} fold {f.fold}: {role} "
+                                    f"indices out of range or repeated")
+            subj[role] = {(t.dataset, t.subjects[i]) for i in idx.tolist()}
+            ids[role] = {(t.dataset, t.ids[i]) for i in idx.tolist()}
+        for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
+            shared_ids = ids[a] & ids[b]
+            if shared_ids:  # the more specific finding first: the very same sample on two sides
+                ds, s = sorted(shared_ids)[0]
+                raise FerbenchError(
+                    f"sample leakage in protocol '{plan.protocol.name}' ({plan.protocol.path}) repeat {f.repeat} "
+                    f"fold {f.fold}: {ds} sample '{s}' is in both {a} and {b}")
+            shared = subj[a] & subj[b]
+            if shared:
+                ds, s = sorted(shared)[0]
+                raise FerbenchError(
+                    f"subject leakage in protocol '{plan.protocol.name}' ({plan.protocol.path}) repeat {f.repeat} "
+                    f"fold {f.fold}: {ds} subject '{s}' is in both {a} and {b}"
+                    + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""))
+
+
+# ---------------------------------------------------------------------------------------------- export
+def write_folds(plan: Plan, path: str | Path) -> Path:
+    """The fold list as CSV: comment lines (fingerprint first) then one row per (repeat, fold, role, sample)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        fh.write(f"# fingerprint: {plan.fingerprint}\n")
+        fh.write(f"# protocol: {plan.protocol.name} ({plan.protocol.path.name}, sha256 {plan.protocol.fingerprint}), "
+                 f"seed {plan.protocol.seed}, {len({f.repeat for f in plan.folds})} repeat(s), {len(plan.folds)} fold(s)\n")
+        fh.write(f"# train data: {plan.train_table.dataset} {_where(plan.train_table)} (table {plan.train_table.fingerprint})\n")
+        if plan.test_table is not plan.train_table:
+            fh.write(f"# test data: {plan.test_table.dataset} {_where(plan.test_table)} (table {plan.test_table.fingerprint})\n")
+        w = csv.DictWriter(fh, fieldnames=["repeat", "fold", "role", "dataset", "sample_id", "subject", "label"])
+        w.writeheader()
+        w.writerows(plan.fold_rows())
+    tmp.replace(path)
+    return path
+
+
+def read_folds_fingerprint(path: str | Path) -> str:
+    """The fingerprint written on the first line of a fold list."""
+    first = Path(path).read_text(encoding="utf-8").splitlines()[0]
+    if not first.startswith("# fingerprint: "):
+        raise FerbenchError(f"{path}: not a ferbench fold list (expected '# fingerprint: ...' on the first line)")
+    return first.split(": ", 1)[1].strip()
