@@ -68,6 +68,32 @@ class Recipe:
         return lr
 
 
+#: Departures every bundled model shares (written once here, listed on each card).
+STANDARDIZE_DEPARTURE = (
+    "Frames are standardised per frame and channel inside the model (standardize_frames): models receive [0, 1] "
+    "pixels from a generic harness; without it the dark and near-infrared Oulu modes sat at chance."
+)
+DEFAULT_RECIPE_DEPARTURE = (
+    "The 'default' recipe is Adam for a fixed number of steps, not the paper's optimizer and schedule (kept as "
+    "'paper'): measured in docs/models.md (learnability benchmark), the paper-style recipes left every model at "
+    "chance on the replicas."
+)
+
+
+def ferbench_recipe(stage: str, lr: float, iterations: int, *, batch_size: int = 16, augment: str | None = None,
+                    notes: str = "") -> Recipe:
+    """A ferbench `default` stage: Adam, a fixed number of optimiser steps (not epochs, so a small training set
+    still gets enough updates and a large one is not over-trained), the lr measured to keep units alive."""
+    return Recipe(stage=stage, optimizer="adam", lr=lr, iterations=iterations, schedule_unit="iteration",
+                  batch_size=batch_size, augment=augment, source="ferbench (measured: docs/models.md)", notes=notes)
+
+
+def quick_recipe(stage: str, lr: float) -> Recipe:
+    """A `quick` stage: two epochs, for demos and CI on small CPUs (its accuracy means nothing)."""
+    return Recipe(stage=stage, optimizer="adam", lr=lr, epochs=2, batch_size=8, source="ferbench",
+                  notes="a couple of epochs for demos and CI")
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Everything a harness or a reader needs to know about a registered model, as fields (timm's cfg habit).
