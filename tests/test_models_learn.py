@@ -86,3 +86,68 @@ def test_hidden_units_survive_the_default_recipe(name: str) -> None:
     alive = (f > 0).any(0).float().mean().item()
     assert torch.isfinite(f).all()
     assert alive >= 0.5, f"{name}: {alive:.0%} of its units alive after 40 default-recipe steps"
+
+
+@pytest.fixture(scope="module")
+def order_store(tmp_path_factory):
+    """The temporal-order replica, prepared at 32x32 (real synth, real prepare)."""
+    from ferbench.datasets import synth
+    from ferbench.preprocess.pipeline import PrepareConfig, prepare
+
+    base = tmp_path_factory.mktemp("order")
+    synth("order", base / "native", subjects=3, seed=2)
+    prepare("order", base / "native", base / "order.h5", PrepareConfig(size=32), workers=0)
+    return base / "order.h5"
+
+
+def _centroid(energy: np.ndarray) -> float:
+    """Time centroid of a change curve above its floor: when, on average, that part of the face is moving."""
+    e = energy - energy.min()
+    return float((e * np.arange(len(e))).sum() / max(e.sum(), 1e-9))
+
+
+@pytest.mark.slow
+def test_order_replica_defeats_a_static_model(order_store) -> None:
+    """On the prepared order replica a static model on the apex (its card's `states` index) stays near chance
+    under leave-one-subject-out, because both classes share every frame -- while the class is fully recoverable
+    from the ORDER of change: upper-face change (brows) before lower-face change (mouth) means upper-first."""
+    from ferbench.store import Store
+
+    with Store(order_store) as st:
+        states = st.load(index="states")
+        native = [st.frames(i).astype(np.float64) for i in range(len(st))]
+        classes = st.classes
+    y = states.labels
+    # the order is there: compare when the upper and the lower half of the aligned face start to change
+    order_pred = []
+    for frames in native:
+        change = np.abs(frames - frames[0]).mean(axis=(2, 3))  # (T, H)
+        h = change.shape[1]
+        up, low = change[:, : int(h * 0.4)].mean(1), change[:, int(h * 0.6):].mean(1)
+        order_pred.append(classes.index("upper-first") if _centroid(up) < _centroid(low) else classes.index("lower-first"))
+    assert (torch.tensor(order_pred) == y).float().mean().item() >= 0.85
+    # a static model cannot use it
+    subjects = np.array(states.subjects)
+    xs = states.x.float() / 255
+    correct = 0
+    for held in sorted(set(subjects)):
+        te = torch.from_numpy(subjects == held)
+        torch.manual_seed(0)
+        static = create_model("static", 2, widths=(8, 16, 32), features=32)
+        _fit(static, xs[~te], y[~te], 120, 3e-4)
+        static.eval()
+        with torch.no_grad():
+            correct += int((static(xs[te]).argmax(1) == y[te]).sum())
+    assert correct / len(y) <= 0.69, f"static reached {correct / len(y):.2f} on an order-only replica (chance 0.5)"
+
+
+def _fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float) -> None:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        b = torch.randperm(len(y), generator=g)[:8]
+        loss = F.cross_entropy(model(x[b]), y[b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
