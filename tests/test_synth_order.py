@@ -64,3 +64,25 @@ def test_order_replica_refuses_modes(tmp_path) -> None:
 
     with pytest.raises(FerbenchError, match="no modes"):
         synth("order", tmp_path, subjects=1, modes=["x"])
+
+
+def test_intensity_option_scales_the_expression(tmp_path) -> None:
+    """`ferbench synth --intensity` reaches the renderer: a weaker replica's apex is closer to its neutral frame;
+    an intensity outside (0, 3] is one line and exit 2, before anything is written."""
+    from typer.testing import CliRunner
+
+    from ferbench.cli import app
+
+    runner = CliRunner()
+    diffs = {}
+    for level in (1.0, 0.3):
+        out = tmp_path / f"i{level}"
+        result = runner.invoke(app, ["synth", "order", str(out), "--subjects", "1", "--intensity", str(level)])
+        assert result.exit_code == 0, result.output
+        clip = sorted((out / "upper-first").iterdir())[0]
+        frames = [cv2.imread(str(clip / f"frame_{t}.png")).astype(int) for t in range(1, 30) if (clip / f"frame_{t}.png").exists()]
+        diffs[level] = max(np.abs(f - frames[0]).mean() for f in frames)
+    assert diffs[0.3] < 0.6 * diffs[1.0]
+    bad = runner.invoke(app, ["synth", "ck+", str(tmp_path / "bad"), "--intensity", "0"])
+    assert bad.exit_code == 2 and "intensity" in bad.output and len(bad.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
