@@ -95,13 +95,16 @@ def synth(
     subjects: int = typer.Option(3, "--subjects", min=1, help="number of subjects"),
     seed: int = typer.Option(0, "--seed"),
     modes: Optional[list[str]] = typer.Option(None, "--modes", help="modes of variation to include (dataset-specific)"),
+    intensity: float = typer.Option(
+        1.0, "--intensity", help="expression strength, a multiplier on every action unit in (0, 3]; "
+        "1.0 separates the classes as clearly as real posed data, lower values make the replica harder"),
     as_json: bool = typer.Option(False, "--json", help="print what was written as one JSON object"),
 ) -> None:
     """Write a miniature, format-faithful replica of a dataset's native layout with real, animated faces."""
     from ferbench.datasets import ScanResult, get_dataset
     from ferbench.datasets import synth as synth_api
 
-    samples = synth_api(dataset, out, subjects=subjects, seed=seed, modes=modes)
+    samples = synth_api(dataset, out, subjects=subjects, seed=seed, modes=modes, intensity=intensity)
     # the same summary `scan --json` prints, computed from what was written (not by scanning it back)
     summary = ScanResult(dataset=dataset, root=out, classes=get_dataset(dataset).classes, samples=samples).summary()
     if as_json:

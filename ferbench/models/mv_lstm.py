@@ -32,16 +32,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ferbench.models._common import Recipe, check_clips, full_lengths, lengths_to_mask, per_frame, xavier_init_
+from ferbench.models._common import STANDARDIZE_DEPARTURE, check_clips, ferbench_recipe, quick_recipe, full_lengths, lengths_to_mask, per_frame, kaiming_init_, xavier_init_
 from ferbench.models._registry import register_model
 from ferbench.models.mo_cnn_lstm import Table1CNN
 
-MV_DEFAULT = Recipe(
-    stage="end-to-end", optimizer="adam", lr=1e-3, epochs=30, batch_size=16,
-    source="ferbench (the paper's training details are unavailable)", notes="every value is ours",
-)
-MV_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=1e-3, epochs=2, batch_size=8, source="ferbench",
-                  notes="a couple of epochs for demos and CI")
+MV_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 500, augment="stc-nlstm",
+                             notes="every value is ours: the paper's training details are unavailable")
+MV_QUICK = quick_recipe("end-to-end", 3e-4)
 
 
 class MVLSTMCell(nn.Module):
@@ -107,6 +104,8 @@ class MVLSTM(nn.Module):
         "The frame CNN is the Table 1 CNN of kim2017 (same lab), F5 features of 512 units; the paper's is unknown.",
         "One MV-LSTM layer of 256 units; classification from the hidden state at the last real frame.",
         "The training recipe is ours (the 'paper' recipe is the default: the paper's is unavailable).",
+        "He initialisation of the frame CNN (see kim2017's card).",
+        STANDARDIZE_DEPARTURE,
     ),
 )
 class MVLSTMNet(nn.Module):
@@ -125,6 +124,7 @@ class MVLSTMNet(nn.Module):
         self.rnn = MVLSTM(fc, hidden, use_mode)
         self.fc = nn.Linear(hidden, num_classes)
         xavier_init_(self)
+        kaiming_init_(self.cnn)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_clips(x, lengths)

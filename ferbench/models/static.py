@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ferbench.models._common import FrameCNN, Recipe, check_clips, full_lengths, gather_time, xavier_init_
+from ferbench.models._common import STANDARDIZE_DEPARTURE, FrameCNN, check_clips, ferbench_recipe, quick_recipe, full_lengths, gather_time, xavier_init_
 from ferbench.models._registry import register_model
 
-STATIC_DEFAULT = Recipe(
-    stage="end-to-end", optimizer="adam", lr=1e-3, epochs=30, batch_size=16,
-    source="ferbench (no paper)", notes="a plain baseline recipe of our own",
-)
-STATIC_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=1e-3, epochs=2, batch_size=8,
-                      source="ferbench", notes="a couple of epochs for demos and CI")
+STATIC_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 400, augment="stc-nlstm")
+STATIC_QUICK = quick_recipe("end-to-end", 3e-4)
 
 
 @register_model(
@@ -21,7 +17,8 @@ STATIC_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=1e-3, epochs=2, b
     input="(B, T, 3, H, W) + lengths; classifies one frame (frame='middle'|'last'|'first', or apex= indices)",
     index="states", variable_length=True, min_size=16,
     recipes={"default": (STATIC_DEFAULT,), "paper": (STATIC_DEFAULT,), "quick": (STATIC_QUICK,)},
-    departures=("Not from a paper: ferbench's floor for the leaderboards; its 'paper' recipe is its default.",),
+    departures=("Not from a paper: ferbench's floor for the leaderboards; its 'paper' recipe is its default.",
+                STANDARDIZE_DEPARTURE),
 )
 class StaticFrame(nn.Module):
     """Static single-frame baseline: FrameCNN on one frame (the apex if `apex` is given, else `frame` of the

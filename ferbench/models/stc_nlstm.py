@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ferbench.models._common import Recipe, check_clips, xavier_init_
+from ferbench.models._common import DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, Recipe, check_clips, ferbench_recipe, quick_recipe, standardize_frames, xavier_init_
 from ferbench.models._registry import register_model
 
 PAPER = "yu2018"
@@ -28,12 +28,8 @@ STC_PAPER = Recipe(
     source="yu2018 section 4.2", augment="stc-nlstm",
     notes="optimizer type, momentum and batch size are not given in the paper; SGD with momentum 0.9 is ours",
 )
-STC_DEFAULT = Recipe(
-    stage="end-to-end", optimizer="adam", lr=1e-3, weight_decay=0.0, epochs=30, batch_size=16,
-    source="ferbench", notes="Adam in place of the paper's SGD schedule (see departures)",
-)
-STC_QUICK = Recipe(stage="end-to-end", optimizer="adam", lr=1e-3, epochs=2, batch_size=8, source="ferbench",
-                   notes="a couple of epochs for demos and CI")
+STC_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 500, augment="stc-nlstm")
+STC_QUICK = quick_recipe("end-to-end", 3e-4)
 RECIPES = {"default": (STC_DEFAULT,), "paper": (STC_PAPER,), "quick": (STC_QUICK,)}
 CARD = dict(paper=PAPER, input=INPUT, index="clip", variable_length=False, min_size=16, recipes=RECIPES)
 
@@ -43,6 +39,8 @@ COMMON_DEPARTURES = (
     "(the 'paper' recipe).",
     "Conv padding 1 ('same') so the sizes of Table 2 hold (64->64 at conv1).",
     "Fixed-length clips only, as the paper's video normalisation (section 4.1); ragged lengths are rejected.",
+    STANDARDIZE_DEPARTURE,
+    DEFAULT_RECIPE_DEPARTURE,
 )
 
 
@@ -105,7 +103,7 @@ class _STCBase(nn.Module):
 
     def conv_features(self, x: Tensor) -> list[Tensor]:
         """The five conv-layer maps for clips (B, T, C, H, W)."""
-        return self.cnn(x.permute(0, 2, 1, 3, 4))
+        return self.cnn(standardize_frames(x).permute(0, 2, 1, 3, 4))
 
     def mspp_features(self, x: Tensor) -> list[Tensor]:
         """MSPP-norm of each conv layer: five tensors (B, T, mspp_dim); 5376 per frame at paper sizes."""

@@ -34,6 +34,7 @@ DEFAULT_LENGTH: dict[str, int] = {
     "afew": 22,
     "bp4d": 22,
     "folder": 22,
+    "order": 22,
 }
 
 #: Spelling variants accepted by `default_length` (registry names, paper names).
