@@ -230,6 +230,35 @@ def _index_of(name: str) -> str:
 
 
 # -- the task -------------------------------------------------------------------------------------------------
+@dataclass
+class UnitScores:
+    """Predictions on the test units: names, the sample each belongs to, store frame (AU) and scores."""
+
+    names: list[str]
+    samples: list[str]
+    frames: list[int] | None
+    probabilities: np.ndarray
+    predictions: np.ndarray
+
+
+def predict_test(ctx: Context, fitted: Fitted) -> UnitScores:
+    """Scores for the test ids: one unit per clip, or (AU detection) one per coded frame."""
+    spec, dev, test = ctx.spec, ctx.device, ctx.test
+    bs = int(fitted.stages[-1]["batch_size"])
+    if spec.task == "au-detection":
+        src = WindowSource(test, spec.test_ids, test.au_columns(spec.classes), dev)
+        probs = predict(fitted.model, src.n, src.inputs, bs, dev, "sigmoid")
+        frames = src.store_frames()
+        source = test.source_frames()
+        samples = [test.store.samples[r].id for r in src.rows.tolist()]
+        names = [f"{sid}@{int(source[f])}" for sid, f in zip(samples, frames)]
+        return UnitScores(names, samples, [int(f) for f in frames], probs, (probs >= 0.5).astype(np.int64))
+    src = ClipSource(test, spec.index, spec.test_ids, dev)
+    probs = predict(fitted.model, src.n, src.inputs, bs, dev, "softmax")
+    preds = probs.argmax(1) if probs.size else np.zeros(0, np.int64)
+    return UnitScores(list(spec.test_ids), list(spec.test_ids), None, probs, preds)
+
+
 def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]:
     """Run one task; returns the record's fields that a task can know (no test labels, no scores)."""
     device = torch.device(spec.device)
@@ -237,18 +266,12 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         device = torch.device("cuda", _worker_gpu())
     setup_determinism(spec.threads, device)
     t0 = time.perf_counter()
-    train_data = open_data(spec.data)
-    test_data = open_data(spec.data_test)
+    train_data, test_data = open_data(spec.data), open_data(spec.data_test)
     labels = dict(zip(spec.train_ids, spec.y_train)) | dict(zip(spec.val_ids, spec.y_val))
     ctx = Context(spec, device, train_data, test_data, labels, progress)
-    au = spec.task == "au-detection"
-    # touch the tensors now so that the load time is measured apart from training
-    if au:
-        train_data.loaded("native", str(device))
-        test_data.loaded("native", str(device))
-    else:
-        train_data.loaded(spec.index, str(device))
-        test_data.loaded(spec.index, str(device))
+    index = "native" if spec.task == "au-detection" else spec.index
+    train_data.loaded(index, str(device))  # load now, so that the load time is measured apart from training
+    test_data.loaded(index, str(device))
     load_s = time.perf_counter() - t0
     ctx.emit(event="start")
     t1 = time.perf_counter()
@@ -257,41 +280,24 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         from ferbench.harness.fusion import run_fusion
 
         fused = run_fusion(ctx)
-        train_s = time.perf_counter() - t1 - fused.predict_s
-        probs, preds, curve, selected, options, used, extra = (
-            fused.probabilities, fused.predictions, fused.curve, fused.selected_epoch, fused.options, fused.stages, fused.extra)
         predict_s = fused.predict_s
-        units = list(spec.test_ids)
-        unit_frames = None
+        train_s = time.perf_counter() - t1 - predict_s
+        units = UnitScores(list(spec.test_ids), list(spec.test_ids), None, fused.probabilities, fused.predictions)
+        curve, selected, options, used, extra = fused.curve, fused.selected_epoch, fused.options, fused.stages, fused.extra
     else:
         fitted = fit(ctx, spec.model, list(spec.stages), spec.selection)
         train_s = time.perf_counter() - t1
         t2 = time.perf_counter()
-        bs = int(fitted.stages[-1]["batch_size"])
-        if au:
-            src = WindowSource(test_data, spec.test_ids, test_data.au_columns(spec.classes), device)
-            probs = predict(fitted.model, src.n, src.inputs, bs, device, "sigmoid")
-            preds = (probs >= 0.5).astype(np.int64)
-            unit_frames = src.store_frames()
-            srcf = test_data.source_frames()
-            names = [test_data.store.samples[r].id for r in src.rows.tolist()]
-            units = [f"{sid}@{int(srcf[f])}" for sid, f in zip(names, unit_frames)]
-            unit_samples = names
-        else:
-            src = ClipSource(test_data, spec.index, spec.test_ids, device)
-            probs = predict(fitted.model, src.n, src.inputs, bs, device, "softmax")
-            preds = probs.argmax(1) if probs.size else np.zeros(0, np.int64)
-            units, unit_frames = list(spec.test_ids), None
+        units = predict_test(ctx, fitted)
         predict_s = time.perf_counter() - t2
         curve, selected, options, used = fitted.curve, fitted.selected_epoch, {spec.model: fitted.options}, fitted.stages
-    samples = unit_samples if au and spec.model not in FUSION_ENTRIES else list(spec.test_ids)
-    rows = [test_data.store.sample(s) for s in samples]
+    rows = [test_data.store.sample(s) for s in units.samples]
     out = {
-        "sample_ids": units,
+        "sample_ids": units.names,
         "subjects": [r.subject for r in rows],
         "modes": [mode_text(r.mode) for r in rows],
-        "predictions": np.asarray(preds).astype(int).tolist(),
-        "probabilities": [[float(v) for v in row] for row in np.asarray(probs)],
+        "predictions": np.asarray(units.predictions).astype(int).tolist(),
+        "probabilities": [[float(v) for v in row] for row in np.asarray(units.probabilities)],
         "selected_epoch": int(selected),
         "curve": curve,
         "stages": used,
@@ -302,7 +308,7 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         "threads": torch.get_num_threads(),
         "versions": versions(),
         "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": round(predict_s, 4)},
-        "unit_frames": None if unit_frames is None else [int(v) for v in unit_frames],
+        "unit_frames": units.frames,
     }
     ctx.emit(event="done")
     return out
