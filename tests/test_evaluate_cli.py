@@ -49,6 +49,7 @@ def _cli(*args: str) -> list[str]:
         ("other-dataset", "is for mmi, casme2"),
         ("epochs", "--epochs must be a whole number >= 1"),
         ("recipe", "unknown recipe 'fast'"),
+        ("scheduler", "cannot reach the dask scheduler"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case, expected):
@@ -67,6 +68,13 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case, expected):
         extra = ["--epochs", "0"]
     elif case == "recipe":
         extra = ["--recipe", "fast"]
+    elif case == "scheduler":
+        import socket
+
+        with socket.socket() as free:  # a port nobody listens on
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        extra = ["--scheduler", f"tcp://127.0.0.1:{port}"]
     out = tmp_path / "runs"
     result = runner.invoke(app, _cli("--data", data, "--protocol", proto, "--out", str(out), *extra))
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -149,6 +149,10 @@ def evaluate(
     if not 0 < float(val_fraction) < 1:
         raise FerbenchError(f"the validation fraction must lie between 0 and 1; got {val_fraction}")
     dev = resolve_device(device)
+    if scheduler is not None:
+        from ferbench.harness.execute import check_scheduler
+
+        check_scheduler(scheduler)
     n_par = workers or 1
     threads = threads or max(1, (os.cpu_count() or 1) // n_par)
     model_options = dict(model_options or {})

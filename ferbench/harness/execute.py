@@ -25,6 +25,27 @@ def _message(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}{where}"
 
 
+def check_scheduler(address: str) -> None:
+    """Refuse an unreachable or malformed scheduler address before any work (tcp addresses are probed)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    text = address.strip()
+    parts = urlsplit(text if "://" in text else f"tcp://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise FerbenchError(f"--scheduler {address!r}: expected an address like tcp://HOST:PORT")
+    if parts.scheme != "tcp":
+        return
+    try:
+        socket.create_connection((parts.hostname, port), timeout=5).close()
+    except OSError as e:
+        raise FerbenchError(f"cannot reach the dask scheduler at {address} ({e.strerror or e})") from None
+
+
 def run_in_process(specs: list[TaskSpec], on_result: OnResult, progress: Callable | None = None) -> None:
     from ferbench.harness.task import run_task
 
