@@ -95,13 +95,16 @@ def synth(
     subjects: int = typer.Option(3, "--subjects", min=1, help="number of subjects"),
     seed: int = typer.Option(0, "--seed"),
     modes: Optional[list[str]] = typer.Option(None, "--modes", help="modes of variation to include (dataset-specific)"),
+    intensity: float = typer.Option(
+        1.0, "--intensity", help="expression strength, a multiplier on every action unit in (0, 3]; "
+        "1.0 separates the classes as clearly as real posed data, lower values make the replica harder"),
     as_json: bool = typer.Option(False, "--json", help="print what was written as one JSON object"),
 ) -> None:
     """Write a miniature, format-faithful replica of a dataset's native layout with real, animated faces."""
     from ferbench.datasets import ScanResult, get_dataset
     from ferbench.datasets import synth as synth_api
 
-    samples = synth_api(dataset, out, subjects=subjects, seed=seed, modes=modes)
+    samples = synth_api(dataset, out, subjects=subjects, seed=seed, modes=modes, intensity=intensity)
     # the same summary `scan --json` prints, computed from what was written (not by scanning it back)
     summary = ScanResult(dataset=dataset, root=out, classes=get_dataset(dataset).classes, samples=samples).summary()
     if as_json:
@@ -327,6 +330,71 @@ def leaderboard(
     written = write_leaderboard(board, formats, out, per_fold=per_fold, console=console)
     for kind, path in written.items():
         err_console.print(f"{kind}: {path}", highlight=False)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="prepared .h5 file to train (and test) on"),
+    protocol: str = typer.Option(..., "--protocol", help="protocol name (10fold, loso, 3fold, val, ...) or YAML path"),
+    data_test: Optional[Path] = typer.Option(None, "--data-test", help="test file (cross-dataset protocols)"),
+    model: str = typer.Option("all", "--model", help="all, or a comma list (also fusion-svm, fusion-avg)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="repeats of the protocol (default: the protocol's)"),
+    recipe: str = typer.Option("default", "--recipe", help="default, paper or quick"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="override every stage's epochs"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="override every stage's batch size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="override the initial learning rate"),
+    augment: Optional[str] = typer.Option(None, "--augment", help="augmentation preset (none, stc-nlstm, kim2017)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    out: Path = typer.Option(Path("runs"), "--out", help="folder of the task records"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="run on a local dask cluster of N workers"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a dask scheduler (tcp://HOST:PORT)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per task (default cores / workers)"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="training subjects carved out for validation "
+                                       "when a recipe selects on validation and the protocol has no validation set"),
+    model_options: Optional[str] = typer.Option(None, "--model-options", help='JSON {"model": {option: value}}'),
+    force: bool = typer.Option(False, "--force", help="redo every task, even those with a valid record"),
+    as_json: bool = typer.Option(False, "--json", help="print the run summary as one JSON object"),
+) -> None:
+    """Train and score models under a protocol; one JSON record per task, resumable, in-process or on dask."""
+    from ferbench.harness import evaluate as evaluate_api
+    from ferbench.harness.progress import ProgressView
+    from ferbench.harness.summary import format_mean_std, summary_rows
+
+    options = None
+    if model_options:
+        try:
+            options = json.loads(model_options)
+        except ValueError as e:
+            raise FerbenchError(f"--model-options is not valid JSON ({e})") from None
+        if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+            raise FerbenchError('--model-options must be a JSON object {"model": {"option": value}}')
+    with ProgressView(err_console, disable=as_json) as view:
+        result = evaluate_api(
+            data, protocol, data_test=data_test, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
+            batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
+            scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
+            progress=view,
+        )
+    rows = summary_rows(result.records)
+    if as_json:
+        print(json.dumps({"out": str(result.out), "ran": result.ran, "skipped": result.skipped,
+                          "rerun": result.rerun_reasons, "failed": result.failed, "warnings": result.warnings,
+                          "seconds": result.seconds, "summary": rows}))
+    else:
+        table = Table(title=f"{protocol}: {len(result.ran)} tasks run, {len(result.skipped)} reused ({result.out})")
+        for col in ("model", "dataset", "metric", "mean ± std (%)", "trials", "pooled (%)", "selection", "train s"):
+            table.add_column(col, justify="right" if col in ("trials", "train s") else "left", no_wrap=col == "model")
+        for r in rows:
+            pooled = "-" if r["pooled"] is None else f"{100 * r['pooled']:.1f}"
+            secs = "-" if r["train_s"] is None else f"{r['train_s']:.1f}"
+            table.add_row(r["model"], r["dataset"], r["metric"], format_mean_std(r["mean"], r["std"]),
+                          str(r["trials"]), pooled, str(r["selection"]), secs)
+        console.print(table)
+    if result.failed:
+        for task_id, message in result.failed.items():
+            err_console.print(f"[bold red]failed:[/] {task_id}: {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ferbench.errors import FerbenchError
-from ferbench.models import create_model, list_models, model_info
+from ferbench.models import create_model, list_models, model_card, model_info
 from ferbench.models.stc_nlstm import mspp_norm
 
 ALL = ["apex-cnn", "lstm-last", "lstm-mean", "mo-cnn-lstm", "mv-lstm", "static", "stc", "stc-lstm", "stc-nlstm",
@@ -51,15 +51,8 @@ def test_unknown_option_is_a_clear_error() -> None:
         create_model("stc-nlstm", 6, hiden=3)
 
 
-def test_every_model_has_a_paper_recipe_and_a_departures_docstring() -> None:
-    for name in ALL:
-        model = create_model(name, 2, **SMALL[name][1])
-        assert model.recipe is model.recipes[-1] and model.recipe.lr > 0
-        assert "Departures from the paper" in type(model).__doc__
-
-
 def test_stc_recipe_is_the_papers() -> None:
-    r = create_model("stc-nlstm", 6, **SMALL["stc-nlstm"][1]).recipe
+    (r,) = model_card("stc-nlstm").recipe_for("paper")
     assert (r.lr, r.weight_decay) == (0.0025, 0.0015)
     assert r.lr_at(0) == 0.0025 and r.lr_at(299) == 0.0025 and r.lr_at(300) == 0.000025
 

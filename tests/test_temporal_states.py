@@ -10,6 +10,18 @@ from ferbench.preprocess.states import estimate_apex, expression_states, ncc, st
 from ferbench.preprocess.temporal import normalise_length
 
 
+@pytest.fixture(scope="module")
+def ck_store(tmp_path_factory):
+    """A one-subject CK+ replica prepared at 32x32 (real synth, real prepare)."""
+    from ferbench.datasets import synth
+    from ferbench.preprocess.pipeline import PrepareConfig, prepare
+
+    base = tmp_path_factory.mktemp("ckstates")
+    synth("ck+", base / "native", subjects=1, seed=3)
+    prepare("ck+", base / "native", base / "ck.h5", PrepareConfig(size=32), workers=0)
+    return base / "ck.h5"
+
+
 def test_longer_sequences_are_sampled_uniformly_keeping_first_and_last():
     idx = normalise_length(30, 18)
     # i * 29 / 17 rounded half up, i = 0..17
@@ -43,10 +55,32 @@ def test_annotated_states_are_eq1_exactly():
         expression_states(30, onset=10, apex=25, offset=40)
 
 
-def test_neutral_to_apex_states_hold_the_apex():
-    # CK+ / Oulu: onset = first, apex = last, offset := apex
+def test_neutral_to_apex_states_are_distinct_frames_of_the_rise():
+    # CK+ / Oulu: onset = first, apex = last; the post-apex states come from the rise at 3/4 and 1/4
     states, estimated = expression_states(12, rising=True)
-    assert states.tolist() == [0, 5, 11, 11, 11] and not estimated
+    assert states.tolist() == [0, 5, 11, 8, 2] and not estimated
+    for n in range(5, 40):  # every sequence of five frames or more: five distinct frames, state 2 the apex
+        s, _ = expression_states(n, rising=True)
+        assert len(set(s.tolist())) == 5 and s[2] == n - 1 and s[0] == 0, (n, s)
+        # ordered along the rise by expected intensity: offset < onset->apex < apex->offset < apex
+        assert s[0] < s[4] < s[1] < s[3] < s[2]
+    # an explicit offset is honoured as annotated
+    assert expression_states(12, apex=6, offset=11, rising=True)[0].tolist() == [0, 3, 6, 8, 11]
+
+
+def test_prepared_neutral_to_apex_replica_stores_distinct_state_frames(ck_store):
+    """On a prepared CK+ replica the five state frames of every sequence are five different images."""
+    from ferbench.store import Store
+
+    with Store(ck_store) as store:
+        for i in range(len(store)):
+            s = store.sample(i)
+            frames = store.frames(i, "states")
+            assert len(set(np.asarray(s.states).tolist())) == 5, s.id
+            flat = frames.reshape(5, -1).astype(np.int16)
+            for a in range(5):
+                for b in range(a + 1, 5):
+                    assert np.abs(flat[a] - flat[b]).max() > 0, (s.id, a, b)
 
 
 def _drift_and_return(n: int, peak: int, seed: int = 0) -> np.ndarray:

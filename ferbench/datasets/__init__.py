@@ -22,7 +22,7 @@ def _load_builtin() -> None:
     """Import the dataset modules for their @register_dataset side effect (lazily: they pull in OpenCV)."""
     import importlib
 
-    for mod in ("ckplus", "oulu", "mmi", "casme2", "bp4d", "afew", "folder"):
+    for mod in ("ckplus", "oulu", "mmi", "casme2", "bp4d", "afew", "folder", "order"):
         importlib.import_module(f"ferbench.datasets.{mod}")
 
 
@@ -50,11 +50,18 @@ def scan(name: str, root: str | Path) -> ScanResult:
     return result
 
 
-def synth(name: str, out: str | Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
-    """Write a miniature replica of a dataset's native layout (the Python form of `ferbench synth`)."""
+def synth(name: str, out: str | Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+          intensity: float = 1.0) -> list[Sample]:
+    """Write a miniature replica of a dataset's native layout (the Python form of `ferbench synth`).
+
+    `intensity` multiplies every expression's action units (1.0: classes as separable as real posed data;
+    lower values make the replica harder)."""
+    if not 0 < intensity <= 3:
+        raise FerbenchError(f"intensity must lie in (0, 3], got {intensity}")
+    adapter = get_dataset(name)
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    return get_dataset(name).write_replica(out, subjects=subjects, seed=seed, modes=modes)
+    return adapter.write_replica(out, subjects=subjects, seed=seed, modes=modes, intensity=intensity)
 
 
 __all__ = [

@@ -134,7 +134,8 @@ class AfewAdapter(DatasetAdapter):
         return result
 
     # ------------------------------------------------------------------ replica
-    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+                      intensity: float = 1.0) -> list[Sample]:
         """Train/Val class folders and an unlabelled Test folder of MJPG .avi clips (720x576, 25 fps, 1-2 s).
 
         In-the-wild quirks written on purpose: head yaw per clip, two people side by side in some clips, a few
@@ -145,7 +146,7 @@ class AfewAdapter(DatasetAdapter):
 
         out = Path(out)
         rng = np.random.default_rng([seed, 6])
-        anim = FaceAnimator(seed=seed)
+        anim = FaceAnimator(seed=seed, intensity=intensity)
         n_ids = max(4, 2 * subjects)
         used_ids: set[str] = set()
         plan: list[tuple[str, str | None, int]] = []  # (split, class or None for test, k-th clip of that class)

@@ -208,6 +208,7 @@ class DatasetAdapter:
     def scan(self, root: Path) -> ScanResult:
         raise NotImplementedError
 
-    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+                      intensity: float = 1.0) -> list[Sample]:
         """Write a miniature native-layout copy under `out`; return the samples exactly as written."""
         raise NotImplementedError

@@ -190,7 +190,8 @@ class BP4DAdapter(DatasetAdapter):
         return result
 
     # ------------------------------------------------------------------ replica
-    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+                      intensity: float = 1.0) -> list[Sample]:
         """Sequences(2D+3D)/ frames driven by per-frame AU labels + AUCoding/AU_OCC CSVs (header 0..99, some 9s).
 
         Quirks written on purpose: uncoded frames before/after each coded segment, a task whose frame names cross
@@ -200,7 +201,7 @@ class BP4DAdapter(DatasetAdapter):
 
         out = Path(out)
         rng = np.random.default_rng([seed, 4])
-        anim = FaceAnimator(seed=seed)
+        anim = FaceAnimator(seed=seed, intensity=intensity)
         au_dir = out.joinpath(*AU_DIR)
         au_dir.mkdir(parents=True, exist_ok=True)
         seq_base = out / SEQUENCE_DIRS[0]

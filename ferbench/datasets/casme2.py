@@ -371,7 +371,8 @@ class Casme2Adapter(DatasetAdapter):
         return found
 
     # ------------------------------------------------------------------ replica
-    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+                      intensity: float = 1.0) -> list[Sample]:
         """Sheet (.xlsx, real header), RAW (and with mode 'cropped', Cropped) frames of rising-falling micro-expressions.
 
         Modes: `raw` (default) and/or `cropped`. Quirks written on purpose: irregular file names, one empty and
@@ -385,7 +386,7 @@ class Casme2Adapter(DatasetAdapter):
             raise FerbenchError(f"CASME II replica modes are 'raw' and 'cropped', not {', '.join(unknown) or 'none'}")
         out = Path(out)
         rng = np.random.default_rng([seed, 2])
-        anim = FaceAnimator(seed=seed)
+        anim = FaceAnimator(seed=seed, intensity=intensity)
         plan = _replica_plan(subjects, rng)
         samples: list[Sample] = []
         sheet_rows: list[list[Any]] = []

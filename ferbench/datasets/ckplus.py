@@ -173,7 +173,8 @@ class CKPlus(DatasetAdapter):
             else:
                 result.notes.append(f"{what} for {n} of {len(samples)} sequences")
 
-    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+                      intensity: float = 1.0) -> list[Sample]:
         """CK+ layout with animated faces: per subject one sequence per labelled class plus one unlabelled.
 
         Quirks written on purpose: `.DS_Store` files, an empty Emotion folder (unlabelled), a FACS AU coded with
@@ -186,7 +187,7 @@ class CKPlus(DatasetAdapter):
         from ferbench.synth.faces import CLASS_AUS, FaceAnimator, expression_curve
 
         out = Path(out)
-        anim = FaceAnimator(seed=seed)
+        anim = FaceAnimator(seed=seed, intensity=intensity)
         rng = np.random.default_rng([seed, 0xC4])
         samples: list[Sample] = []
         for i in range(subjects):
@@ -200,7 +201,7 @@ class CKPlus(DatasetAdapter):
             for k, j in enumerate(order, start=1):
                 code, aus = plan[j]
                 seq = f"{k:03d}"
-                n = int(rng.integers(6, 13))
+                n = ckplus_length(rng)
                 rel = Path(subject) / seq
                 frames = []
                 clip = anim.render_clip(ident, aus, expression_curve(n, 0, n - 1), size, grey=grey)
@@ -234,6 +235,12 @@ class CKPlus(DatasetAdapter):
             if i == 0:
                 (out / IMAGES / subject / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
         return samples
+
+
+def ckplus_length(rng: np.random.Generator) -> int:
+    """A replica sequence length drawn like real CK+ (10 to 60 frames, most between 12 and 25, mean about 18),
+    capped at 30 so replicas stay quick to prepare."""
+    return int(np.clip(round(rng.lognormal(np.log(16.0), 0.3)), 10, 30))
 
 
 #: AU patterns of CK+'s non-emotion sequences (posed single AUs and combinations): written without a label.

@@ -205,7 +205,8 @@ class FolderAdapter(DatasetAdapter):
         return result
 
     # ------------------------------------------------------------------ replica
-    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+                      intensity: float = 1.0) -> list[Sample]:
         """Class folders mixing frame folders (`frame_1.png` .. `frame_12.png`) and .avi clips, plus subjects.csv.
 
         Quirks written on purpose: `subjects.csv` names clips whose file names do not carry the subject
@@ -216,7 +217,7 @@ class FolderAdapter(DatasetAdapter):
 
         out = Path(out)
         rng = np.random.default_rng([seed, 8])
-        anim = FaceAnimator(seed=seed)
+        anim = FaceAnimator(seed=seed, intensity=intensity)
         csv_rows: list[tuple[str, str]] = []
         samples: list[Sample] = []
         take = 0

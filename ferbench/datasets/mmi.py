@@ -327,7 +327,8 @@ class MMI(DatasetAdapter):
             "native fps kept here, resampled to 10 fps in prepare"
         )
 
-    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+                      intensity: float = 1.0) -> list[Sample]:
         """MMI layout with animated faces: per subject six emotion videos (neutral -> apex -> neutral).
 
         Quirks written on purpose: odd takes carry an AU marker file (apex known), even takes do not (apex left to
@@ -340,7 +341,7 @@ class MMI(DatasetAdapter):
         if modes:
             raise FerbenchError("the MMI replica has no modes; leave out --modes")
         out = Path(out)
-        anim = FaceAnimator(seed=seed)
+        anim = FaceAnimator(seed=seed, intensity=intensity)
         rng = np.random.default_rng([seed, 0x33])
         samples: list[Sample] = []
         number = 0
@@ -355,8 +356,8 @@ class MMI(DatasetAdapter):
                 number += 1
                 sid = f"{subject}-{take:03d}"
                 folder = out / "Sessions" / str(number)
-                n = int(rng.integers(20, 25))
-                onset, offset = int(rng.integers(2, 4)), n - 1 - int(rng.integers(2, 4))
+                n = int(rng.integers(50, 91))  # 2 to 3.6 s at 25 fps (real MMI clips last seconds)
+                onset, offset = int(rng.integers(4, 12)), n - 1 - int(rng.integers(4, 12))
                 apex = (onset + offset) // 2 + int(rng.integers(-1, 2))
                 clip = anim.render_clip(ident, aus, expression_curve(n, onset, apex, offset), SIZE, yaw=60.0 if view == "1" else 0.0)
                 write_avi(folder / f"{sid}.avi", clip, fps=FPS)

@@ -132,7 +132,8 @@ class OuluCasia(DatasetAdapter):
             mode={"system": system, "illumination": light},
         )
 
-    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None) -> list[Sample]:
+    def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
+                      intensity: float = 1.0) -> list[Sample]:
         """Oulu-CASIA layout with animated faces: every subject shows all six expressions in each chosen mode.
 
         NI frames get the grey high-contrast near-infrared look, Weak/Dark the animator's dimmed side lighting.
@@ -142,7 +143,7 @@ class OuluCasia(DatasetAdapter):
 
         chosen = parse_modes(modes)
         out = Path(out)
-        anim = FaceAnimator(seed=seed)
+        anim = FaceAnimator(seed=seed, intensity=intensity)
         rng = np.random.default_rng([seed, 0x0C])
         samples: list[Sample] = []
         for system, light in chosen:
@@ -150,7 +151,7 @@ class OuluCasia(DatasetAdapter):
                 subject = f"P{i + 1:03d}"
                 ident = anim.identity(i)
                 for label, folder in enumerate(FOLDERS):
-                    n = int(rng.integers(7, 11))
+                    n = int(np.clip(round(rng.lognormal(np.log(14.0), 0.3)), 9, 24))  # real: 9 to about 70, most 10-20
                     seq_dir = out / TOP / system / light / subject / folder
                     seq_dir.mkdir(parents=True, exist_ok=True)
                     clip = anim.render_clip(

@@ -11,13 +11,25 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ferbench.errors import FerbenchError
+
+
+STAGES = ("end-to-end", "stage1", "stage2")
+SELECTIONS = ("last-epoch", "validation")
+RECIPE_KINDS = ("default", "paper", "quick")
+INDEXES = ("clip", "states", "native")
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a paper trains its model, as data a harness can read (one record per training stage).
+    """How to train one stage of a model, as data a harness can read (one record per training stage).
 
+    `stage`: "end-to-end" (cross entropy on ``model(x, lengths)``), "stage1" (kim2017 CNN stage on the five
+    expression-state frames, ``model.stage1_loss``) or "stage2" (kim2017 LSTM stage on clips).
     `schedule` lists `(start, lr)` pairs in `schedule_unit` ("iteration" or "epoch"): the learning rate from
-    `start` on. `None` means the paper does not say; `notes` says which values are ours, not the paper's.
+    `start` on. `augment` names a preset of ``ferbench.preprocess.augment`` (None = no augmentation).
+    `selection`: keep the last epoch, or the epoch best on a validation set carved from training subjects.
+    `source` says where the values come from; `notes` which values are ours, not the paper's.
     """
 
     stage: str
@@ -32,6 +44,20 @@ class Recipe:
     batch_size: int | None = None
     source: str = ""
     notes: str = ""
+    augment: str | None = None
+    selection: str = "last-epoch"
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"Recipe.stage must be one of {STAGES}, got {self.stage!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"Recipe.selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"Recipe.optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
+        if self.schedule_unit not in ("epoch", "iteration"):
+            raise ValueError(f"Recipe.schedule_unit must be 'epoch' or 'iteration', got {self.schedule_unit!r}")
+        if (self.epochs is None) == (self.iterations is None):
+            raise ValueError("a Recipe gives exactly one of epochs and iterations")
 
     def lr_at(self, step: int) -> float:
         """Learning rate in effect at `step` (an epoch or an iteration, per `schedule_unit`)."""
@@ -42,15 +68,77 @@ class Recipe:
         return lr
 
 
+#: Departures every bundled model shares (written once here, listed on each card).
+STANDARDIZE_DEPARTURE = (
+    "Frames are standardised per frame and channel inside the model (standardize_frames): models receive [0, 1] "
+    "pixels from a generic harness; without it the dark and near-infrared Oulu modes sat at chance."
+)
+DEFAULT_RECIPE_DEPARTURE = (
+    "The 'default' recipe (Adam, a fixed number of steps, flip/rotation augmentation) is not the paper's optimizer "
+    "and schedule, kept as 'paper': SGD rates do not transfer from the papers' frameworks and data sizes to small "
+    "PyTorch folds, and epoch counts give a small fold too few updates; the learnability benchmark in "
+    "docs/models.md measures the default."
+)
+
+
+def ferbench_recipe(stage: str, lr: float, iterations: int, *, batch_size: int = 16, augment: str | None = None,
+                    notes: str = "") -> Recipe:
+    """A ferbench `default` stage: Adam, a fixed number of optimiser steps (not epochs, so a small training set
+    still gets enough updates and a large one is not over-trained), the lr measured to keep units alive."""
+    return Recipe(stage=stage, optimizer="adam", lr=lr, iterations=iterations, schedule_unit="iteration",
+                  batch_size=batch_size, augment=augment, source="ferbench (measured: docs/models.md)", notes=notes)
+
+
+def quick_recipe(stage: str, lr: float) -> Recipe:
+    """A `quick` stage: two epochs, for demos and CI on small CPUs (its accuracy means nothing)."""
+    return Recipe(stage=stage, optimizer="adam", lr=lr, epochs=2, batch_size=8, source="ferbench",
+                  notes="a couple of epochs for demos and CI")
+
+
 @dataclass(frozen=True)
 class ModelCard:
-    """What `model_info` reports for a registered model."""
+    """Everything a harness or a reader needs to know about a registered model, as fields (timm's cfg habit).
+
+    `index`: which frames the model consumes at prediction time -- "clip" (the fixed-length temporally
+    normalised clip), "states" (the five expression-state frames) or "native" (every stored frame, variable
+    length). `min_size`: the smallest H = W it runs on. `recipes`: "default" (the one that learns here),
+    "paper" (the paper's values), "quick" (a couple of epochs for demos and CI), and optionally
+    "paper:<dataset>" where the paper gives dataset-specific values; each a tuple of stage recipes in order.
+    `departures`: every way the implementation or its default recipe departs from the paper, written once.
+    """
 
     name: str
     paper: str
     table: str
     input: str
-    departures: tuple[str, ...] = field(default_factory=tuple)
+    index: str
+    variable_length: bool
+    min_size: int
+    departures: tuple[str, ...] = ()
+    recipes: dict[str, tuple[Recipe, ...]] = field(default_factory=dict, hash=False, compare=True)
+
+    def __post_init__(self) -> None:
+        if self.index not in INDEXES:
+            raise ValueError(f"ModelCard.index must be one of {INDEXES}, got {self.index!r}")
+        missing = [k for k in RECIPE_KINDS if k not in self.recipes]
+        if missing:
+            raise ValueError(f"model {self.name!r} card lacks recipe(s): {', '.join(missing)}")
+        for kind, stages in self.recipes.items():
+            if kind not in RECIPE_KINDS and not kind.startswith("paper:"):
+                raise ValueError(f"model {self.name!r}: unknown recipe kind {kind!r}")
+            if not stages or not all(isinstance(r, Recipe) for r in stages):
+                raise ValueError(f"model {self.name!r}: recipe {kind!r} must be a non-empty tuple of Recipe")
+
+    def recipe_for(self, kind: str = "default", dataset: str | None = None) -> tuple[Recipe, ...]:
+        """The stage recipes of `kind` ("default", "paper", "quick" or "paper:<dataset>"); with `dataset`,
+        the dataset-specific variant "<kind>:<dataset>" when the paper gives one, else `kind`."""
+        if dataset is not None:
+            specific = f"{kind}:{dataset.strip().lower()}"
+            if specific in self.recipes:
+                return self.recipes[specific]
+        if kind not in self.recipes:
+            raise FerbenchError(f"model {self.name!r} has no recipe {kind!r}; recipes: {', '.join(self.recipes)}")
+        return self.recipes[kind]
 
 
 def check_clips(x: Tensor, lengths: Tensor | None) -> tuple[int, int]:
@@ -101,6 +189,29 @@ def last_valid(seq: Tensor, lengths: Tensor) -> Tensor:
     return gather_time(seq, lengths - 1)
 
 
+def standardize_frames(x: Tensor, eps: float = 1e-2) -> Tensor:
+    """Per-frame, per-channel standardisation over the last two (H, W) axes.
+
+    Models receive [0, 1] pixels; this makes a dark, a near-infrared and a normally lit frame of the same face
+    look alike to the first layer and puts every input at unit scale, so that no harness-side normalisation is
+    needed. Flat frames (padding) map to zeros.
+    """
+    x = x.float()
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (x - mean) / (std + eps)
+
+
+def kaiming_init_(module: nn.Module) -> None:
+    """He (fan-in, ReLU) weights and zero biases for conv/linear layers: keeps activations at unit scale through
+    ReLU stacks without batch norm, where Xavier shrinks them layer by layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def xavier_init_(module: nn.Module) -> None:
     """Xavier-uniform weights, zero biases, for conv/linear/LSTM weights (BN left at its defaults)."""
     for m in module.modules():
@@ -119,7 +230,7 @@ def xavier_init_(module: nn.Module) -> None:
 class FrameCNN(nn.Module):
     """A plain per-frame CNN (conv3x3-BN-ReLU-maxpool blocks, average pool to a `grid` x `grid` map, linear) for
     any frame size. The final grid keeps *where* things are (global pooling would make every frame of a moving
-    face look alike). Used where a paper's frame network is unavailable or irrelevant (static baseline, seed-004
+    face look alike). Used where a paper's frame network is unavailable or irrelevant (static baseline, chao2016
     front-end).
     """
 
@@ -137,8 +248,8 @@ class FrameCNN(nn.Module):
         self.out_features = out_features
 
     def forward(self, frames: Tensor) -> Tensor:
-        """(N, C, H, W) -> (N, out_features)."""
-        return F.relu(self.fc(F.adaptive_avg_pool2d(self.body(frames), self.grid).flatten(1)))
+        """(N, C, H, W) in [0, 1] -> (N, out_features); frames are standardised first (`standardize_frames`)."""
+        return F.relu(self.fc(F.adaptive_avg_pool2d(self.body(standardize_frames(frames)), self.grid).flatten(1)))
 
 
 def per_frame(net: nn.Module, x: Tensor, lengths: Tensor | None = None) -> Tensor:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import inspect
 from typing import Callable, TypeVar
 
 from torch import nn
 
 from ferbench.errors import FerbenchError
-from ferbench.models._common import ModelCard
+from ferbench.models._common import ModelCard, Recipe
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
@@ -16,14 +18,20 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 _CARDS: dict[str, ModelCard] = {}
 
 
-def register_model(name: str, *, paper: str, table: str, input: str, departures: tuple[str, ...] = ()) -> Callable[[F], F]:
-    """Decorator: register a model class or factory `fn(num_classes, **cfg) -> nn.Module` under `name`."""
+def register_model(name: str, *, paper: str, table: str, input: str, index: str, variable_length: bool,
+                   min_size: int, recipes: dict[str, tuple[Recipe, ...]],
+                   departures: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Decorator: register a model class or factory `fn(num_classes, **cfg) -> nn.Module` under `name`,
+    with its card (see `ModelCard` for the fields)."""
+    card = ModelCard(name=name, paper=paper, table=table, input=input, index=index,
+                     variable_length=variable_length, min_size=min_size, departures=tuple(departures),
+                     recipes=dict(recipes))
 
     def deco(fn: F) -> F:
         if name in _FACTORIES:
             raise ValueError(f"model {name!r} registered twice")
         _FACTORIES[name] = fn
-        _CARDS[name] = ModelCard(name=name, paper=paper, table=table, input=input, departures=tuple(departures))
+        _CARDS[name] = card
         return fn
 
     return deco
@@ -33,17 +41,42 @@ def _known() -> str:
     return ", ".join(sorted(_FACTORIES))
 
 
-def list_models() -> list[str]:
-    """Registered model names, sorted."""
-    return sorted(_FACTORIES)
+def model_card(name: str) -> ModelCard:
+    """The card of model `name`."""
+    if name not in _CARDS:
+        raise FerbenchError(f"unknown model {name!r}; known models: {_known()}")
+    return _CARDS[name]
+
+
+def list_models(filter: str | None = None, paper: str | None = None,
+                variable_length: bool | None = None) -> list[str]:
+    """Registered model names, sorted; `filter` is a shell pattern on the name ("stc*"), `paper` a paper key
+    ("yu2018"), `variable_length` keeps only models that do (True) or do not (False) take ragged clips."""
+    names = sorted(_FACTORIES)
+    if filter is not None:
+        names = [n for n in names if fnmatch.fnmatchcase(n, filter)]
+    if paper is not None:
+        names = [n for n in names if _CARDS[n].paper == paper]
+    if variable_length is not None:
+        names = [n for n in names if _CARDS[n].variable_length == bool(variable_length)]
+    return names
+
+
+def _recipe_dict(r: Recipe) -> dict:
+    d = dataclasses.asdict(r)
+    d["schedule"] = [list(p) for p in r.schedule]
+    return d
 
 
 def model_info(name: str) -> dict:
-    """The card of a model: name, paper, table, input, departures (a list of strings)."""
-    if name not in _CARDS:
-        raise FerbenchError(f"unknown model {name!r}; known models: {_known()}")
-    c = _CARDS[name]
-    return {"name": c.name, "paper": c.paper, "table": c.table, "input": c.input, "departures": list(c.departures)}
+    """The card of a model as a JSON-friendly dict: name, paper, table, input, index, variable_length, min_size,
+    departures (list of strings), recipes ({kind: [stage recipe dicts]})."""
+    c = model_card(name)
+    return {
+        "name": c.name, "paper": c.paper, "table": c.table, "input": c.input, "index": c.index,
+        "variable_length": c.variable_length, "min_size": c.min_size, "departures": list(c.departures),
+        "recipes": {k: [_recipe_dict(r) for r in v] for k, v in c.recipes.items()},
+    }
 
 
 def create_model(name: str, num_classes: int, **cfg) -> nn.Module:

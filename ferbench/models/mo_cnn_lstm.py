@@ -1,4 +1,4 @@
-"""Seed 003: Kim, Baddar, Jang, Ro, "Multi-Objective based Spatio-Temporal Feature Representation Learning
+"""kim2017: Kim, Baddar, Jang, Ro, "Multi-Objective based Spatio-Temporal Feature Representation Learning
 Robust to Expression Intensity Variations for Facial Expression Recognition", IEEE TAFFC 2017.
 Models ``mo-cnn-lstm`` (two-stage CNN + LSTM) and ``apex-cnn`` (its spatial baseline, Table 3).
 
@@ -14,21 +14,30 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ferbench.models._common import Recipe, check_clips, full_lengths, gather_time, last_valid, per_frame, xavier_init_
+from ferbench.models._common import (
+    DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, Recipe, check_clips, ferbench_recipe, full_lengths, quick_recipe, gather_time, kaiming_init_, last_valid, per_frame, standardize_frames, xavier_init_,
+)
 from ferbench.models._registry import register_model
 
-PAPER = "Kim et al. 2017, IEEE TAFFC (multi-objective CNN-LSTM)"
+PAPER = "kim2017"
 
 # Section 3.1: initial lr 0.08 (MMI) / 0.01 (CASME II); 40 epochs for the CNN, 50 for the LSTM; ReLU.
-STAGE1_RECIPE = Recipe(
-    stage="cnn (E1..E5 on expression-state frames)", optimizer="sgd", lr=0.08, epochs=40,
-    source="seed 003, section 3.1", notes="lr 0.08 is the MMI value (0.01 for CASME II); optimizer, momentum, "
-    "weight decay and batch size are not given (plain SGD is ours)",
-)
-STAGE2_RECIPE = Recipe(
-    stage="lstm (CNN fixed, F5 features of all frames)", optimizer="sgd", lr=0.08, epochs=50,
-    source="seed 003, section 3.1", notes="same lr statement as stage 1; optimizer and batch size not given",
-)
+_PAPER_NOTE = "optimizer, momentum, weight decay and batch size are not given (plain SGD is ours)"
+
+
+def _paper(lr: float, dataset: str) -> tuple[Recipe, Recipe]:
+    src = f"kim2017 section 3.1 ({dataset})"
+    return (Recipe(stage="stage1", optimizer="sgd", lr=lr, epochs=40, source=src, notes=_PAPER_NOTE,
+                   augment="kim2017"),
+            Recipe(stage="stage2", optimizer="sgd", lr=lr, epochs=50, source=src, notes=_PAPER_NOTE))
+
+
+PAPER_MMI = _paper(0.08, "MMI")
+PAPER_CASME2 = _paper(0.01, "CASME II")
+DEFAULT = (ferbench_recipe("stage1", 3e-4, 300, augment="kim2017"), ferbench_recipe("stage2", 3e-4, 400))
+QUICK = (quick_recipe("stage1", 3e-4), quick_recipe("stage2", 3e-4))
+RECIPES = {"default": DEFAULT, "paper": PAPER_MMI, "paper:mmi": PAPER_MMI, "paper:casme2": PAPER_CASME2,
+           "quick": QUICK}
 
 
 def smooth_hinge(w: Tensor, beta: float) -> Tensor:
@@ -37,7 +46,7 @@ def smooth_hinge(w: Tensor, beta: float) -> Tensor:
 
 
 class Table1CNN(nn.Module):
-    """The CNN of seed 003 Table 1: C1 3x3/32, S1 3x3/2, C2 3x3/64, S2, C3 3x3/64, S3, F4 512, F5 512, Fc, Fp.
+    """The CNN of kim2017 Table 1: C1 3x3/32, S1 3x3/2, C2 3x3/64, S2, C3 3x3/64, S3, F4 512, F5 512, Fc, Fp.
 
     No padding and ceil-mode pooling reproduce Table 1's shapes (62, 31, 29, 14, 12, 6). Needs >= 32x32 frames.
     """
@@ -64,7 +73,7 @@ class Table1CNN(nn.Module):
 
     def features(self, frames: Tensor) -> Tensor:
         """F5 activations (the spatial feature representation): (N, C, H, W) -> (N, fc)."""
-        h = F.relu(self.f4(self.conv(frames).flatten(1)))
+        h = F.relu(self.f4(self.conv(standardize_frames(frames)).flatten(1)))
         return F.relu(self.f5(h))
 
     def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -100,7 +109,7 @@ def _mean_or_zero(values: Tensor, valid: Tensor, anchor: Tensor) -> Tensor:
 
 
 class MultiObjectiveLoss(nn.Module):
-    """E1..E5 of seed 003 (eqs. 2, 4, 6, 8, 10), with the gradients of eqs. 3, 5, 7, 9, 11.
+    """E1..E5 of kim2017 (eqs. 2, 4, 6, 8, 10), with the gradients of eqs. 3, 5, 7, 9, 11.
 
     * E1 = CE(Fc), E3 = CE(Fp)  (eqs. 2, 6).
     * E2 = 1/2 g(||f - m_c||^2 - (d^c)^2), d^c = half the min distance between m_c and the other class means (eq. 4).
@@ -194,22 +203,29 @@ class _Stage1Mixin:
 
 
 DEPARTURES_CNN = (
-    "E1..E5 are averaged over samples (E5 over (class, state) pairs) instead of summed; all weights 1.",
+    "E1..E5 are averaged over samples (E5 over (class, state) pairs) instead of summed; all weights 1; "
+    "loss_weights (e.g. {'E2': 0, 'E4': 0, 'E5': 0}) switches terms off, as in the Table 6 ablation.",
     "tau and beta are not given in the paper; defaults tau=1, beta=1 (options).",
     "Class and state means are batch means by default (means='running' for an EMA); radii use the same means.",
-    "Optimizer, momentum, weight decay and batch size are not given; plain SGD at the paper's lr is assumed.",
+    "Optimizer, momentum, weight decay and batch size are not given; the 'paper' recipe uses plain SGD at the "
+    "paper's lr.",
+    "He initialisation of the Table 1 CNN (init not given): with Xavier and raw [0, 1] input, F5 started at mean "
+    "0.016 with 223 of 512 units never active on 24 replica faces; He + standardised input: mean 1.6, 159 of 512.",
+    STANDARDIZE_DEPARTURE,
+    DEFAULT_RECIPE_DEPARTURE,
 )
 
 
 @register_model(
     "mo-cnn-lstm", paper=PAPER, table="Tables 1 and 2 (eqs. 2-11); results Tables 3-6",
     input="(B, T, 3, 64, 64) + lengths (variable length); stage 1 takes expression-state frames",
+    index="native", variable_length=True, min_size=32, recipes=RECIPES,
     departures=DEPARTURES_CNN + (
-        "The classification uses the L8 output at each clip's last real frame.",
+        "The L8 output at each clip's last real frame feeds F9 (the text is cut where it says which output).",
     ),
 )
 class MOCnnLstm(_Stage1Mixin, nn.Module):
-    """Multi-objective CNN-LSTM (seed 003, Table 1 CNN + Table 2 LSTM, objective eqs. 2-11). Two stages:
+    """Multi-objective CNN-LSTM (kim2017, Table 1 CNN + Table 2 LSTM, objective eqs. 2-11). Two stages:
 
     1. ``set_stage(1)``; minimise ``stage1_loss(frames, labels, states)["total"]`` (E1..E5) over the parameters
        ``stage_parameters(1)`` on representative expression-state frames (eq. 1: onset, onset-apex, apex,
@@ -217,18 +233,7 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
     2. ``set_stage(2)``; the CNN is frozen, F5 features of all frames go through L6-L8 (3 x 512 LSTM) and F9;
        minimise cross entropy of ``forward(clips, lengths)`` over ``stage_parameters(2)``.
 
-    Departures from the paper:
-    - E1..E5 averaged rather than summed; tau=1, beta=1 defaults (not given); batch means by default.
-      ``loss_weights`` (e.g. ``{"E2": 0, "E4": 0, "E5": 0}``) switches terms off, as in the Table 6 ablation.
-    - The distance terms E2/E4/E5 are not scale-normalised (as in the paper): on data whose single frames carry
-      no class information they shrink F5 toward one point, and with Adam they can blow up; use the paper's
-      plain SGD at a small lr, or weight them down.
-    - Optimizer, momentum, weight decay, batch size not given (plain SGD at lr 0.08 recorded as the recipe).
-    - The L8 output at the last real frame feeds F9 (the text is cut where it says which output is used).
     """
-
-    recipes = (STAGE1_RECIPE, STAGE2_RECIPE)
-    recipe = STAGE2_RECIPE
 
     def __init__(self, num_classes: int, num_states: int = 5, apex_state: int | None = None, in_channels: int = 3,
                  image_size: int = 64, widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512,
@@ -244,6 +249,7 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
         self.freeze_cnn = freeze_cnn
         self.stage = 2
         xavier_init_(self)
+        kaiming_init_(self.cnn)
 
     def set_stage(self, stage: int) -> None:
         """Select the training stage: 1 trains the CNN (E1..E5), 2 trains the LSTM on the fixed CNN."""
@@ -278,24 +284,21 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
 
 @register_model(
     "apex-cnn", paper=PAPER, table="Table 1 CNN; 'proposed spatial feature representation' row of Tables 3, 4, 6",
-    input="(B, T, 3, 64, 64) + lengths; classifies one frame (apex= index, default the last real frame)",
+    input="(B, T, 3, 64, 64) + lengths; classifies one frame (apex= index, default the middle real frame)",
+    index="states", variable_length=True, min_size=32,
+    recipes={k: v[:1] for k, v in RECIPES.items()},
     departures=DEPARTURES_CNN + (
-        "Without annotated apex indices the last real frame is used (CK+/Oulu clips end at the apex).",
+        "Without annotated apex indices the middle frame is used: on the five expression-state frames, the apex.",
     ),
 )
 class ApexCNN(_Stage1Mixin, nn.Module):
-    """Apex-frame CNN (seed 003 spatial baseline, Table 3 "proposed spatial feature representation", Table 6):
+    """Apex-frame CNN (kim2017 spatial baseline, Table 3 "proposed spatial feature representation", Table 6):
     the Table 1 CNN trained with E1..E5 (``stage1_loss``), classifying the apex frame through Fc.
 
-    ``forward(x, lengths=None, apex=None)``: ``apex`` (B,) picks the frame; default the last real frame.
+    ``forward(x, lengths=None, apex=None)``: ``apex`` (B,) picks the frame; default the middle real frame.
+    Trained by stage 1 only (``set_stage(1)``, ``stage_parameters(1)``).
 
-    Departures from the paper:
-    - As for mo-cnn-lstm stage 1 (averaged terms, tau/beta defaults, batch means, optimizer not given).
-    - Without annotated apex indices the last real frame is used.
     """
-
-    recipes = (STAGE1_RECIPE,)
-    recipe = STAGE1_RECIPE
 
     def __init__(self, num_classes: int, num_states: int = 5, apex_state: int | None = None, in_channels: int = 3,
                  image_size: int = 64, widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512,
@@ -307,9 +310,20 @@ class ApexCNN(_Stage1Mixin, nn.Module):
         self.objective = MultiObjectiveLoss(num_classes, num_states, fc, apex_state, tau, beta, means,
                                             weights=loss_weights)
         xavier_init_(self)
+        kaiming_init_(self.cnn)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None, apex: Tensor | None = None) -> Tensor:
         check_clips(x, lengths)
         if apex is None:
-            apex = (full_lengths(x) if lengths is None else lengths) - 1
+            apex = ((full_lengths(x) if lengths is None else lengths) - 1) // 2
         return self.cnn(gather_time(x, apex))[1]
+
+    def set_stage(self, stage: int) -> None:
+        """Only stage 1 exists: the CNN and its heads train on expression-state frames."""
+        if stage != 1:
+            raise ValueError("apex-cnn has only stage 1")
+
+    def stage_parameters(self, stage: int) -> list[nn.Parameter]:
+        """The parameters an optimizer should update in stage 1 (all of them)."""
+        self.set_stage(stage)
+        return list(self.cnn.parameters())

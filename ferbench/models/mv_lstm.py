@@ -1,4 +1,4 @@
-"""Seed 000/001: Baddar & Ro, "Mode Variational LSTM Robust to Unseen Modes of Variation: Application to Facial
+"""baddar2019: Baddar & Ro, "Mode Variational LSTM Robust to Unseen Modes of Variation: Application to Facial
 Expression Recognition", AAAI 2019 (arXiv 1811.06937). Model ``mv-lstm``.
 
 Only the abstract is available. It states: an LSTM with an *additional cell state* that encodes the mode
@@ -32,14 +32,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ferbench.models._common import Recipe, check_clips, full_lengths, lengths_to_mask, per_frame, xavier_init_
+from ferbench.models._common import STANDARDIZE_DEPARTURE, check_clips, ferbench_recipe, quick_recipe, full_lengths, lengths_to_mask, per_frame, kaiming_init_, xavier_init_
 from ferbench.models._registry import register_model
 from ferbench.models.mo_cnn_lstm import Table1CNN
 
-MV_RECIPE = Recipe(
-    stage="end-to-end", optimizer="adam", lr=1e-3, epochs=50, batch_size=32,
-    source="not available (abstract only)", notes="every value is ours: the paper's training details are unavailable",
-)
+MV_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 500, augment="stc-nlstm",
+                             notes="every value is ours: the paper's training details are unavailable")
+MV_QUICK = quick_recipe("end-to-end", 3e-4)
 
 
 class MVLSTMCell(nn.Module):
@@ -97,30 +96,24 @@ class MVLSTM(nn.Module):
 
 
 @register_model(
-    "mv-lstm", paper="Baddar & Ro 2019, AAAI (mode-variational LSTM) -- RECONSTRUCTION", table="abstract only (no tables available)",
-    input="(B, T, 3, 64, 64) + lengths (variable length)",
+    "mv-lstm", paper="baddar2019", table="abstract only (no tables available): a RECONSTRUCTION",
+    input="(B, T, 3, 64, 64) + lengths (variable length)", index="native", variable_length=True, min_size=32,
+    recipes={"default": (MV_DEFAULT,), "paper": (MV_DEFAULT,), "quick": (MV_QUICK,)},
     departures=(
         "The cell equations are a reconstruction from the abstract (see docs/models.md), not the paper's.",
-        "The frame CNN is the Table 1 CNN of seed 003 (same lab), F5 features of 512 units; the paper's is unknown.",
+        "The frame CNN is the Table 1 CNN of kim2017 (same lab), F5 features of 512 units; the paper's is unknown.",
         "One MV-LSTM layer of 256 units; classification from the hidden state at the last real frame.",
-        "Training recipe (Adam 1e-3) is ours.",
+        "The training recipe is ours (the 'paper' recipe is the default: the paper's is unavailable).",
+        "He initialisation of the frame CNN (see kim2017's card).",
+        STANDARDIZE_DEPARTURE,
     ),
 )
 class MVLSTMNet(nn.Module):
-    """Frame CNN + mode-variational LSTM (seed 000, RECONSTRUCTION; equations in ``ferbench.models.mv_lstm``).
+    """Frame CNN + mode-variational LSTM (baddar2019, RECONSTRUCTION; equations in ``ferbench.models.mv_lstm``).
 
     ``use_mode=False`` gives the same network with a plain LSTM cell (the comparison the paper makes).
 
-    Departures from the paper:
-    - The MV-LSTM equations are reconstructed from the abstract (mode cell state + mode input/forget gates, gates
-      of the expression cell conditioned on the mode state, one shared output gate); the paper's are unavailable.
-    - Frame CNN: the Table 1 CNN of seed 003 (same lab) up to F5 (512); the paper's frame network is unknown.
-    - One layer of 256 units; the hidden state at the last real frame feeds a linear softmax layer.
-    - The training recipe (Adam, lr 1e-3) is ours.
     """
-
-    recipes = (MV_RECIPE,)
-    recipe = MV_RECIPE
 
     def __init__(self, num_classes: int, in_channels: int = 3, image_size: int = 64,
                  widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512, hidden: int = 256, use_mode: bool = True):
@@ -131,6 +124,7 @@ class MVLSTMNet(nn.Module):
         self.rnn = MVLSTM(fc, hidden, use_mode)
         self.fc = nn.Linear(hidden, num_classes)
         xavier_init_(self)
+        kaiming_init_(self.cnn)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_clips(x, lengths)

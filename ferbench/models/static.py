@@ -1,36 +1,32 @@
 """A static single-frame baseline (SPEC section 4): one frame of the clip through a frame CNN, so every
-leaderboard has a floor that cannot use time. Not from a paper."""
+leaderboard has a floor that cannot use time. Not from a paper (card paper key "ferbench")."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ferbench.models._common import FrameCNN, Recipe, check_clips, full_lengths, gather_time, xavier_init_
+from ferbench.models._common import STANDARDIZE_DEPARTURE, FrameCNN, check_clips, ferbench_recipe, quick_recipe, full_lengths, gather_time, xavier_init_
 from ferbench.models._registry import register_model
 
-STATIC_RECIPE = Recipe(
-    stage="end-to-end", optimizer="adam", lr=1e-3, epochs=30, batch_size=64,
-    source="ferbench (no paper)", notes="a plain baseline recipe of our own",
-)
+STATIC_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 400, augment="stc-nlstm")
+STATIC_QUICK = quick_recipe("end-to-end", 3e-4)
 
 
 @register_model(
-    "static", paper="ferbench baseline (no paper)", table="-",
-    input="(B, T, 3, H, W) + lengths; classifies one frame (frame='last'|'middle'|'first', or apex= indices)",
-    departures=("Not from a paper: a floor for the leaderboards.",),
+    "static", paper="ferbench", table="-",
+    input="(B, T, 3, H, W) + lengths; classifies one frame (frame='middle'|'last'|'first', or apex= indices)",
+    index="states", variable_length=True, min_size=16,
+    recipes={"default": (STATIC_DEFAULT,), "paper": (STATIC_DEFAULT,), "quick": (STATIC_QUICK,)},
+    departures=("Not from a paper: ferbench's floor for the leaderboards; its 'paper' recipe is its default.",
+                STANDARDIZE_DEPARTURE),
 )
 class StaticFrame(nn.Module):
     """Static single-frame baseline: FrameCNN on one frame (the apex if `apex` is given, else `frame` of the
-    real frames: 'last' (default; CK+/Oulu clips end at the peak), 'middle' or 'first') -> linear softmax.
-
-    Departures from the paper: none -- it is ferbench's own floor, not a published model.
-    """
-
-    recipes = (STATIC_RECIPE,)
-    recipe = STATIC_RECIPE
+    real frames: 'middle' (default; on the five expression-state frames it reads the apex), 'last' or
+    'first') -> linear softmax."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128),
-                 features: int = 256, frame: str = "last", dropout: float = 0.0):
+                 features: int = 256, frame: str = "middle", dropout: float = 0.0):
         super().__init__()
         if frame not in ("last", "middle", "first"):
             raise ValueError("frame must be 'last', 'middle' or 'first'")

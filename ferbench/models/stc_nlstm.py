@@ -1,4 +1,4 @@
-"""Seed 002: Yu, Liu, Liu, Deng, "Spatio-temporal convolutional features with nested LSTM for facial
+"""yu2018: Yu, Liu, Liu, Deng, "Spatio-temporal convolutional features with nested LSTM for facial
 expression recognition", Neurocomputing 317 (2018). Models ``stc``, ``stc-lstm``, ``stc-slstm``, ``stc-nlstm``.
 
 Section 3 / Table 2: a 3DCNN of five 3x3x3 convolutions with 64 filters (BN after conv1 and conv2; 1x2x2
@@ -15,32 +15,32 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ferbench.models._common import Recipe, check_clips, xavier_init_
+from ferbench.models._common import DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, Recipe, check_clips, ferbench_recipe, quick_recipe, standardize_frames, xavier_init_
 from ferbench.models._registry import register_model
 
-PAPER = "Yu et al. 2018, Neurocomputing 317 (STC-NLSTM)"
+PAPER = "yu2018"
 INPUT = "(B, T, 3, H, W) fixed T; paper 18x64x64x3 (CK+), 22 for Oulu/MMI"
 
 # Section 4.2: "Xavier" init; lr 0.0025 for 300 iterations, then 0.000025 for 200; weight decay 0.0015.
-STC_RECIPE = Recipe(
-    stage="end-to-end",
-    optimizer="sgd",
-    lr=0.0025,
-    weight_decay=0.0015,
-    momentum=0.9,
-    schedule=((0, 0.0025), (300, 0.000025)),
-    schedule_unit="iteration",
-    iterations=500,
-    batch_size=None,
-    source="seed 002, section 4.2",
+STC_PAPER = Recipe(
+    stage="end-to-end", optimizer="sgd", lr=0.0025, weight_decay=0.0015, momentum=0.9,
+    schedule=((0, 0.0025), (300, 0.000025)), schedule_unit="iteration", iterations=500, batch_size=None,
+    source="yu2018 section 4.2", augment="stc-nlstm",
     notes="optimizer type, momentum and batch size are not given in the paper; SGD with momentum 0.9 is ours",
 )
+STC_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 500, augment="stc-nlstm")
+STC_QUICK = quick_recipe("end-to-end", 3e-4)
+RECIPES = {"default": (STC_DEFAULT,), "paper": (STC_PAPER,), "quick": (STC_QUICK,)}
+CARD = dict(paper=PAPER, input=INPUT, index="clip", variable_length=False, min_size=16, recipes=RECIPES)
 
 COMMON_DEPARTURES = (
     "ReLU after every conv is assumed (the paper names no activation).",
-    "The optimizer (SGD, momentum 0.9) and batch size are not in the paper; the lr schedule and weight decay are.",
+    "The optimizer (SGD, momentum 0.9) and batch size are not in the paper; the lr schedule and weight decay are "
+    "(the 'paper' recipe).",
     "Conv padding 1 ('same') so the sizes of Table 2 hold (64->64 at conv1).",
     "Fixed-length clips only, as the paper's video normalisation (section 4.1); ragged lengths are rejected.",
+    STANDARDIZE_DEPARTURE,
+    DEFAULT_RECIPE_DEPARTURE,
 )
 
 
@@ -81,10 +81,7 @@ class STC3DCNN(nn.Module):
 
 
 class _STCBase(nn.Module):
-    """Shared 3DCNN + MSPP-norm front of the four seed-002 models."""
-
-    recipes = (STC_RECIPE,)
-    recipe = STC_RECIPE
+    """Shared 3DCNN + MSPP-norm front of the four yu2018 models."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, hidden: int = 128,
                  lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8)):
@@ -100,13 +97,13 @@ class _STCBase(nn.Module):
         _, t = check_clips(x, lengths)
         if lengths is not None and bool((lengths != t).any()):
             raise ValueError(
-                "STC models take fixed-length clips (seed 002 section 4.1 normalises every video to one length); "
+                "STC models take fixed-length clips (yu2018 section 4.1 normalises every video to one length); "
                 "resample or replicate the last frame before calling"
             )
 
     def conv_features(self, x: Tensor) -> list[Tensor]:
         """The five conv-layer maps for clips (B, T, C, H, W)."""
-        return self.cnn(x.permute(0, 2, 1, 3, 4))
+        return self.cnn(standardize_frames(x).permute(0, 2, 1, 3, 4))
 
     def mspp_features(self, x: Tensor) -> list[Tensor]:
         """MSPP-norm of each conv layer: five tensors (B, T, mspp_dim); 5376 per frame at paper sizes."""
@@ -114,23 +111,17 @@ class _STCBase(nn.Module):
 
 
 @register_model(
-    "stc-nlstm", paper=PAPER, table="Table 2 (CK+); results Tables 3, 5, 7, 9", input=INPUT,
+    "stc-nlstm", table="Table 2 (CK+); results Tables 3, 5, 7, 9", **CARD,
     departures=COMMON_DEPARTURES + (
         "T-LSTM/C-LSTM hidden size is not given; 128 units ('two-level' = two stacked layers each).",
         "h_j is the T-LSTM output at the last frame; o is the C-LSTM output at the last layer.",
     ),
 )
 class STCNLSTM(_STCBase):
-    """STC-NLSTM (seed 002, section 3, Table 2): 3DCNN -> MSPP-norm per layer -> T-LSTM_j -> C-LSTM -> softmax.
+    """STC-NLSTM (yu2018, section 3, Table 2): 3DCNN -> MSPP-norm per layer -> T-LSTM_j -> C-LSTM -> softmax.
 
     f_j = 3DCNN(x); f_j^mspp = MSPP-norm(f_j); h_j = T-LSTM_j(f_j^mspp); o = C-LSTM(h_1..h_I) (section 3.2.2).
 
-    Departures from the paper:
-    - ReLU after every conv is assumed; conv padding 1 so Table 2's sizes hold.
-    - T-LSTM and C-LSTM hidden size is not given; default 128 units, two stacked layers each ("two-level").
-    - h_j is the T-LSTM output at the last frame, o the C-LSTM output after the last layer.
-    - Optimizer type/momentum/batch size are not given (SGD momentum 0.9 is ours); lr and weight decay are.
-    - Fixed-length clips only (the paper normalises length); ragged `lengths` raise ValueError.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, hidden: int = 128,
@@ -169,19 +160,15 @@ class _STCOneLSTM(_STCBase):
 
 
 @register_model(
-    "stc-lstm", paper=PAPER, table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", input=INPUT,
+    "stc-lstm", table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", **CARD,
     departures=COMMON_DEPARTURES + (
         "The last conv layer enters the LSTM through its MSPP-norm (5376 per frame), the same configuration "
         "as STC-NLSTM; LSTM of 2 layers x 128 units.",
     ),
 )
 class STCLSTM(_STCOneLSTM):
-    """STC-LSTM baseline (seed 002, section 4.2): the last conv layer's features -> one LSTM -> softmax.
+    """STC-LSTM baseline (yu2018, section 4.2): the last conv layer's features -> one LSTM -> softmax.
 
-    Departures from the paper:
-    - "Outputs of the last convolutional layer" enter the LSTM as their MSPP-norm per frame ("the same parametric
-      configuration as STC-NLSTM"); the LSTM is 2 layers x 128 units (size not given).
-    - Same activation/optimizer/fixed-length assumptions as STC-NLSTM.
     """
 
     def sequence(self, x: Tensor) -> Tensor:
@@ -189,19 +176,15 @@ class STCLSTM(_STCOneLSTM):
 
 
 @register_model(
-    "stc-slstm", paper=PAPER, table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", input=INPUT,
+    "stc-slstm", table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", **CARD,
     departures=COMMON_DEPARTURES + (
         "Sum fusion is done on the MSPP-norm vectors (same pyramid cell, same channel), the only place where all "
         "layers have one size; LSTM of 2 layers x 128 units.",
     ),
 )
 class STCSLSTM(_STCOneLSTM):
-    """STC-SLSTM baseline (seed 002, section 4.2): sum fusion of all conv layers -> one LSTM -> softmax.
+    """STC-SLSTM baseline (yu2018, section 4.2): sum fusion of all conv layers -> one LSTM -> softmax.
 
-    Departures from the paper:
-    - The paper sums feature maps "at the same spatial locations and channels"; the five layers differ in size,
-      so we sum their MSPP-norm vectors (same pyramid cell, same channel). LSTM 2 layers x 128 units.
-    - Same activation/optimizer/fixed-length assumptions as STC-NLSTM.
     """
 
     def sequence(self, x: Tensor) -> Tensor:
@@ -209,19 +192,15 @@ class STCSLSTM(_STCOneLSTM):
 
 
 @register_model(
-    "stc", paper=PAPER, table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", input=INPUT,
+    "stc", table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", **CARD,
     departures=COMMON_DEPARTURES + (
         "The flattened conv5 output feeds one linear softmax layer; its size fixes num_frames and image_size "
         "at build time (defaults 18 and 64). The 'FC18' of the paper's layer string is not modelled.",
     ),
 )
 class STC(_STCBase):
-    """STC baseline (seed 002, section 4.2): the 3DCNN alone; the last conv layer's output -> softmax.
+    """STC baseline (yu2018, section 4.2): the 3DCNN alone; the last conv layer's output -> softmax.
 
-    Departures from the paper:
-    - The conv5 map (width x T x H/8 x W/8) is flattened into one linear layer, so `num_frames` and `image_size`
-      are fixed when the model is built (defaults 18, 64). The "FC18" in the paper's layer string is not modelled.
-    - Same activation/optimizer/fixed-length assumptions as STC-NLSTM.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, num_frames: int = 18,

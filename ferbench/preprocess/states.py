@@ -11,10 +11,18 @@ features of the reference frame and other frames". We invert that measurement: w
 frame as the reference, the apex is the frame whose NCC with the onset frame is lowest, i.e. the frame
 that has changed the most.
 
-Neutral -> apex datasets (CK+, Oulu-CASIA) have no offset: sequences end at the apex. ferbench defines their
-states on the rising part with onset = first frame, apex = last frame and offset := apex ("hold"), so the
-five indices are [0, last // 2, last, last, last]: the two post-apex states repeat the apex frame rather
-than inventing a falling part that was never recorded.
+Neutral -> apex datasets (CK+, Oulu-CASIA) have no offset: sequences end at the apex, the fall was never
+recorded. Repeating the apex for the two post-apex states would give three identical frames with three
+different state labels (kim2017's E3 would be asked to tell a frame from itself). ferbench instead takes the
+two post-apex states from the rise, at the expression intensity the fall would pass through: with onset
+t_on = first frame, apex t_apex = last frame and r = t_apex - t_on,
+
+    [t_on, t_on + r // 2, t_apex, t_on + (3 * r) // 4, t_on + r // 4]
+     onset  onset->apex   apex    "apex->offset"        "offset"
+
+so the state order keeps its meaning along the intensity axis (offset nearest neutral, apex->offset
+transition between the midpoint and the apex), state 2 is the apex, and the five frames are distinct
+whenever r >= 4 (five frames or more; shorter sequences cannot have five distinct frames).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import numpy as np
 from ferbench.errors import FerbenchError
 from ferbench.store import STATE_NAMES  # the five state names, in eq. 1 order (`/index/states` attr `names`)
 
-__all__ = ["STATE_NAMES", "estimate_apex", "expression_states", "ncc", "state_indices"]
+__all__ = ["STATE_NAMES", "estimate_apex", "expression_states", "ncc", "rising_state_indices", "state_indices"]
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -73,6 +81,15 @@ def state_indices(onset: int, apex: int, offset: int) -> np.ndarray:
     return np.array([on, (on + ap) // 2, ap, (ap + off) // 2, off], dtype=np.int64)
 
 
+def rising_state_indices(onset: int, apex: int) -> np.ndarray:
+    """The five states of a neutral -> apex sequence (no offset recorded); see the module docstring."""
+    on, ap = int(onset), int(apex)
+    if not on <= ap:
+        raise FerbenchError(f"expression states need onset <= apex (got {on}, {ap})")
+    r = ap - on
+    return np.array([on, on + r // 2, ap, on + (3 * r) // 4, on + r // 4], dtype=np.int64)
+
+
 def expression_states(
     n_frames: int,
     onset: int | None = None,
@@ -86,7 +103,8 @@ def expression_states(
 
     - annotated (CASME II): the given onset/apex/offset;
     - `rising=True` (CK+, Oulu-CASIA: neutral -> apex, no offset): onset defaults to 0, apex to the last
-      frame, offset := apex (see the module docstring);
+      frame, and the two post-apex states come from the rise (`rising_state_indices`, module docstring);
+      an explicitly given offset is used as annotated;
     - otherwise (MMI: onset = first frame, offset = last frame) a missing onset/offset defaults to the first
       / last frame and a missing apex is estimated with `estimate_apex` on `frames` (required then).
     Indices are positions in the sequence as stored (after any frame-rate resampling).
@@ -101,7 +119,9 @@ def expression_states(
     estimated = False
     if rising:
         ap = n - 1 if apex is None else int(apex)
-        off = ap if offset is None else int(offset)
+        if offset is None:
+            return rising_state_indices(on, ap), estimated
+        off = int(offset)
     else:
         off = n - 1 if offset is None else int(offset)
         if apex is None:

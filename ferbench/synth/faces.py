@@ -95,6 +95,13 @@ _AU_MOVES: dict[int, dict[str, tuple[float, float]]] = {
 }
 RENDERED_AUS: tuple[int, ...] = tuple(sorted(_AU_MOVES))
 
+#: How far an AU of intensity 1 moves its points, relative to `_AU_MOVES`. Real CK+ apexes move the mouth
+#: corners by about a third of the inter-ocular distance; at 1.0 a 32x32 crop saw 1-2 px and a linear
+#: classifier on the apex frame reached 0.39 subject-disjoint. 2.0 makes the classes separate clearly.
+AU_GAIN = 2.0
+#: Default `intensity` (a multiplier on every AU; `ferbench synth --intensity` lowers it for harder replicas).
+DEFAULT_INTENSITY = 1.0
+
 
 def expression_curve(n_frames: int, onset: int, apex: int, offset: int | None = None) -> np.ndarray:
     """Expression intensity per frame: 0 before onset, smooth (cosine) rise to 1 at apex, fall to 0 at offset.
@@ -119,18 +126,22 @@ def expression_curve(n_frames: int, onset: int, apex: int, offset: int | None = 
 
 @dataclass(frozen=True)
 class Identity:
-    """One replica subject: which real face, mirrored or not, and its colour, scale and expressiveness."""
+    """One replica subject: a real face (or a morph of two), mirrored or not, with its own face shape, colour,
+    scale and expressiveness, so that subjects beyond the source photos are still distinct people."""
 
     index: int
     source: int
     flip: bool
-    gain: float  # brightness multiplier
-    bias: float  # brightness offset
-    tint: tuple[float, float, float]  # per-channel BGR multipliers
-    scale: float  # face size relative to the frame default
-    shift: tuple[float, float]  # face centre offset, fraction of frame size
-    expressiveness: float  # per-subject AU intensity multiplier (CK+ subjects differ in intensity)
-    background: tuple[tuple[int, int, int], tuple[int, int, int]]  # gradient colours (BGR)
+    partner: int = 0  # second source face of a morph
+    mix: float = 0.0  # morph weight of `partner` (0 = the source photo itself)
+    shape: tuple[tuple[float, float], ...] = ()  # per control point (face units): this subject's face shape
+    gain: float = 1.0  # brightness multiplier
+    bias: float = 0.0  # brightness offset
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel BGR multipliers
+    scale: float = 1.0  # face size relative to the frame default
+    shift: tuple[float, float] = (0.0, 0.0)  # face centre offset, fraction of frame size
+    expressiveness: float = 1.0  # per-subject AU intensity multiplier (CK+ subjects differ in intensity)
+    background: tuple[tuple[int, int, int], tuple[int, int, int]] = ((128, 128, 128), (128, 128, 128))
 
 
 @lru_cache(maxsize=None)
@@ -201,7 +212,7 @@ def _displacements(names: list[str], aus: Mapping[int | str, float], points: np.
                 continue
             dx, dy = moves[base]
             outward = -1.0 if pside == "L" else 1.0  # "out" means away from the midline
-            disp[i] += weight * ((dx * outward if pside else 0.0) * ax + dy * ay)
+            disp[i] += AU_GAIN * weight * ((dx * outward if pside else 0.0) * ax + dy * ay)
     return disp
 
 
@@ -227,14 +238,33 @@ _GRID_STEP = 8
 _GRID = np.stack(np.meshgrid(np.arange(0, PATCH + 1, _GRID_STEP), np.arange(0, PATCH + 1, _GRID_STEP)), -1).reshape(-1, 2)
 
 
-def warp_patch(source: int, aus: Mapping[int | str, float]) -> np.ndarray:
-    """The canonical patch of `source` deformed by AU intensities (backward-mapped Gaussian-RBF warp)."""
+@lru_cache(maxsize=64)
+def identity_patch(source: int, partner: int, mix: float) -> np.ndarray:
+    """The canonical patch of a subject's face: the source photo, or a morph with `partner` (its photo warped
+    onto the source's five landmarks, then cross-dissolved with weight `mix`)."""
     patch, points = canonical_patch(source)
-    if not any(aus.values()):
+    if mix <= 0 or partner == source:
+        return patch
+    other, other_pts = canonical_patch(partner)
+    matrix, _ = cv2.estimateAffinePartial2D(other_pts.astype(np.float32), points.astype(np.float32))
+    moved = cv2.warpAffine(other, matrix, (PATCH, PATCH), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.addWeighted(patch, 1.0 - mix, moved, mix, 0.0)
+
+
+def warp_patch(source: int, aus: Mapping[int | str, float], base: np.ndarray | None = None,
+               shape: tuple[tuple[float, float], ...] = ()) -> np.ndarray:
+    """The canonical patch of `source` (or `base`, a patch with the same landmarks) deformed by AU intensities
+    plus a subject's static `shape` offsets of the control points (backward-mapped Gaussian-RBF warp)."""
+    patch, points = canonical_patch(source)
+    patch = patch if base is None else base
+    if not any(aus.values()) and not shape:
         return patch.copy()
     names, ctrl, centres, kinv = _rbf_system(source)
     disp = np.zeros((len(centres), 2))
     disp[: len(ctrl)] = _displacements(names, aus, points)
+    if shape:
+        _, ax, ay = _face_frame(points)
+        disp[: len(ctrl)] += np.asarray(shape)[:, :1] * ax + np.asarray(shape)[:, 1:] * ay
     # Backward map: output pixel p samples input at p - d(p); interpolating d at the moved points is
     # close enough for displacements this small and keeps one cached factorisation per face.
     weights = kinv @ disp
@@ -260,22 +290,44 @@ class FaceAnimator:
 
     n_sources = len(SOURCE_FACES)
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, intensity: float = DEFAULT_INTENSITY):
+        if not 0 < intensity <= 3:
+            raise ValueError(f"intensity must lie in (0, 3], got {intensity}")
         self.seed = seed
+        self.intensity = float(intensity)
 
     def identity(self, index: int) -> Identity:
-        """Subject `index`: a real source face (mirrored on the second pass) with its own look."""
+        """Subject `index`: a real source face for the first `n_sources` subjects, a morph of two source faces
+        after that (a different pair or weight for each), each with its own face shape, colour and look."""
         rng = np.random.default_rng([self.seed, index, 7])
         source = index % self.n_sources
-        flip = bool((index // self.n_sources) % 2)
+        lap = index // self.n_sources
+        flip = bool(lap % 2)
+        partner, mix = source, 0.0
+        if lap:
+            partner = (source + 1 + (lap - 1 + index) % (self.n_sources - 1)) % self.n_sources
+            mix = float(rng.uniform(0.3, 0.6))
+        names = list(_POINTS)
+        shape = []
+        base = {}
+        for name in names:  # symmetric face-shape offsets: a pair moves as mirror images
+            stem, _, side = name.rpartition("_")
+            key = stem if side in ("L", "R") else name
+            if key not in base:
+                base[key] = rng.normal(0.0, 0.035, 2)
+            dx, dy = base[key]
+            shape.append((float(-dx if side == "L" else dx), float(dy)))
         bg = tuple(tuple(int(c) for c in rng.integers(40, 200, 3)) for _ in range(2))
         return Identity(
             index=index,
             source=source,
             flip=flip,
+            partner=partner,
+            mix=mix,
+            shape=tuple(shape),
             gain=float(rng.uniform(0.85, 1.15)),
             bias=float(rng.uniform(-12, 12)),
-            tint=tuple(float(x) for x in rng.uniform(0.9, 1.1, 3)),
+            tint=tuple(float(x) for x in rng.uniform(0.85, 1.15, 3)),
             scale=float(rng.uniform(0.92, 1.08)),
             shift=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.04, 0.04))),
             expressiveness=float(rng.uniform(0.8, 1.2)),
@@ -295,10 +347,10 @@ class FaceAnimator:
     ) -> np.ndarray:
         """One BGR uint8 frame of `size` (width, height) with the subject showing `aus` (AU -> intensity)."""
         width, height = size
-        scaled = {k: v * ident.expressiveness for k, v in (aus or {}).items()}
+        scaled = {k: v * ident.expressiveness * self.intensity for k, v in (aus or {}).items()}
         if ident.flip:  # mirror the face, and swap unilateral AUs so "R12" stays on the subject's right
             scaled = {(f"{'L' if k[0].upper() == 'R' else 'R'}{k[1:]}" if isinstance(k, str) else k): v for k, v in scaled.items()}
-        patch = warp_patch(ident.source, scaled)
+        patch = warp_patch(ident.source, scaled, identity_patch(ident.source, ident.partner, ident.mix), ident.shape)
         if ident.flip:
             patch = cv2.flip(patch, 1)
         patch = np.clip(patch.astype(np.float32) * np.asarray(ident.tint, np.float32) * ident.gain + ident.bias, 0, 255)
@@ -320,10 +372,28 @@ class FaceAnimator:
         return np.clip(frame, 0, 255).astype(np.uint8)
 
     def render_clip(
-        self, ident: Identity, aus: Mapping[int | str, float], curve: np.ndarray, size: tuple[int, int] = (640, 480), **kwargs
+        self, ident: Identity, aus: Mapping[int | str, float], curve: np.ndarray, size: tuple[int, int] = (640, 480),
+        levels: int = 48, **kwargs
     ) -> list[np.ndarray]:
-        """Frames of one sequence: AU intensities scaled by `curve[t]` (see `expression_curve`)."""
-        return [self.render(ident, {k: v * float(c) for k, v in aus.items()}, size, **kwargs) for c in curve]
+        """Frames of one sequence: AU intensities scaled by `curve[t]` (see `expression_curve`).
+
+        `curve` is rounded to `levels` steps and each step is rendered once, so the long neutral stretches of
+        seconds-long clips cost one render (a step of 1/48 moves a point by well under a pixel at 64x64)."""
+        cache: dict[float, np.ndarray] = {}
+        out = []
+        for c in np.asarray(curve, dtype=np.float64):
+            q = round(float(c) * levels) / levels
+            if q not in cache:
+                cache[q] = self.render(ident, {k: v * q for k, v in aus.items()}, size, **kwargs)
+            out.append(cache[q].copy())
+        return out
+
+    def render_frames(
+        self, ident: Identity, intensities: np.ndarray | list[Mapping[int | str, float]], size: tuple[int, int] = (640, 480),
+        **kwargs
+    ) -> list[np.ndarray]:
+        """Frames from a per-frame list of AU intensity maps (for sequences whose AUs start at different times)."""
+        return [self.render(ident, dict(aus), size, **kwargs) for aus in intensities]
 
     def render_no_face(self, size: tuple[int, int] = (640, 480), seed: int = 0) -> np.ndarray:
         """A frame with scenery but no face (AFEW clips have such frames)."""

@@ -1,0 +1,180 @@
+"""The training loop for one recipe stage: seeded batch order and augmentation, lr schedule, bf16 autocast on
+CUDA, a per-epoch curve, and epoch selection on the validation set only (never on test units).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ferbench.errors import FerbenchError
+
+#: A batch source: positions (into the stage's training units) -> (inputs, targets); inputs go to `loss`.
+Batcher = Callable[[torch.Tensor, torch.Generator | None], tuple[Any, Any]]
+LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing on CPU (CPU results stay float32 and bit-reproducible)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_at(stage: dict[str, Any], step: int) -> float:
+    """The recipe's learning rate at `step` (an epoch or an iteration, per its schedule_unit)."""
+    lr = float(stage["lr"])
+    for start, value in stage.get("schedule") or ():
+        if step >= int(start):
+            lr = float(value)
+    return lr
+
+
+def make_optimizer(model: nn.Module, params: list[nn.Parameter], stage: dict[str, Any]) -> torch.optim.Optimizer:
+    """The recipe's optimizer over `params`; weight decay only on `model.decay_parameters()` where a model has it
+    (chao2016 decays the softmax layer only)."""
+    wd = float(stage.get("weight_decay") or 0.0)
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise FerbenchError(f"stage {stage['stage']!r}: the model has no trainable parameters in this stage")
+    if wd and hasattr(model, "decay_parameters"):
+        decay_ids = {id(p) for p in model.decay_parameters()}
+        groups = [
+            {"params": [p for p in params if id(p) in decay_ids], "weight_decay": wd},
+            {"params": [p for p in params if id(p) not in decay_ids], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+    else:
+        groups = [{"params": params, "weight_decay": wd}]
+    name, lr = str(stage["optimizer"]).lower(), float(stage["lr"])
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=float(stage.get("momentum") or 0.0))
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, momentum=float(stage.get("momentum") or 0.0))
+    raise FerbenchError(f"unknown optimizer {name!r}")
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A seeded shuffle of range(n) cut into batches of `batch_size` (<= n); a trailing batch of one joins the
+    previous one, since batch norm cannot train on a single sample."""
+    order = torch.randperm(n, generator=generator)
+    out = list(order.split(batch_size))
+    if len(out) > 1 and len(out[-1]) == 1:
+        out[-2] = torch.cat([out[-2], out.pop()])
+    return out
+
+
+@dataclass
+class StageResult:
+    curve: list[dict[str, Any]]
+    selected_epoch: int
+    best_state: dict[str, torch.Tensor] | None  # weights of the selected epoch (validation), else None
+
+
+def clip_loss(model: nn.Module, inputs: Any, targets: torch.Tensor) -> torch.Tensor:
+    """Cross entropy on model(x, lengths)."""
+    x, lengths = inputs
+    return F.cross_entropy(model(x, lengths).float(), targets)
+
+
+def au_loss(model: nn.Module, inputs: Any, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross entropy per AU with unknown (-1) labels masked out."""
+    x, lengths = inputs
+    logits = model(x, lengths).float()
+    mask = targets >= 0
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[mask], targets[mask].float())
+
+
+def stage1_loss(model: nn.Module, inputs: Any, targets: torch.Tensor) -> torch.Tensor:
+    """kim2017 stage 1: E1..E5 over the five expression-state frames of each sample (state = 0..4)."""
+    frames = inputs  # (B, 5, 3, H, W)
+    b, k = frames.shape[:2]
+    states = torch.arange(k, device=frames.device).repeat(b)
+    return model.stage1_loss(frames.flatten(0, 1), targets.repeat_interleave(k), states)["total"]
+
+
+def train_stage(
+    model: nn.Module,
+    stage: dict[str, Any],
+    stage_index: int,
+    n_units: int,
+    batcher: Batcher,
+    loss_fn: LossFn,
+    *,
+    device: torch.device,
+    seed: int,
+    validate: Callable[[], float] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> StageResult:
+    """Run one stage. `validate` (validation selection only) scores the model after each epoch; the best
+    epoch's weights are kept (ties: the earlier epoch)."""
+    if n_units < 1:
+        raise FerbenchError(f"stage {stage['stage']!r}: no training samples")
+    kind = stage["stage"]
+    if kind in ("stage1", "stage2"):
+        if not hasattr(model, "set_stage"):
+            raise FerbenchError(f"recipe stage {kind!r} needs a two-stage model (set_stage / stage_parameters)")
+        model.set_stage(1 if kind == "stage1" else 2)
+        params = list(model.stage_parameters(1 if kind == "stage1" else 2))
+    else:
+        params = list(model.parameters())
+    opt = make_optimizer(model, params, stage)
+    bs = max(1, min(int(stage["batch_size"]), n_units))
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    per_epoch = len(batches(n_units, bs, torch.Generator().manual_seed(0)))
+    iterations = stage.get("iterations")
+    epochs = math.ceil(int(iterations) / per_epoch) if iterations else int(stage["epochs"])
+    total_steps = int(iterations) if iterations else epochs * per_epoch
+    by_iteration = stage.get("schedule_unit", "epoch") == "iteration"
+    curve: list[dict[str, Any]] = []
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, epochs, None)
+    step = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total, count = 0.0, 0
+        for idx in batches(n_units, bs, gen):
+            if step >= total_steps:
+                break
+            lr = lr_at(stage, step if by_iteration else epoch - 1)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            inputs, targets = batcher(idx, gen)
+            with autocast(device):
+                loss = loss_fn(model, inputs, targets)
+            if not torch.isfinite(loss):
+                raise FerbenchError(
+                    f"stage {kind!r} epoch {epoch}: the training loss became {float(loss)}; the recipe diverged "
+                    "(lower the learning rate with --lr)"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            step += 1
+        point: dict[str, Any] = {"epoch": epoch, "stage": kind, "loss": total / max(count, 1), "val_metric": None}
+        if validate is not None:
+            score = float(validate())
+            point["val_metric"] = score
+            if score > best[0]:
+                best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        curve.append(point)
+        if on_epoch is not None:
+            on_epoch({**point, "epochs": epochs, "stage_index": stage_index})
+    if validate is not None and best[2] is not None:
+        return StageResult(curve, best[1], best[2])
+    return StageResult(curve, epochs, None)
