@@ -224,33 +224,48 @@ def inspect(
 @app.command()
 @user_errors
 def demo(
-    workdir: Path = typer.Option(Path("ferbench-demo"), "--workdir", help="where the replica and the .h5 go"),
-    dataset: str = typer.Option("ck+", "--dataset"),
-    subjects: int = typer.Option(4, "--subjects", min=1),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers (default: cores)"),
+    workdir: Path = typer.Option(Path("ferbench-demo"), "--workdir", help="where the replica, the .h5, the runs and the leaderboard go"),
+    dataset: str = typer.Option("order", "--dataset", help="replica to run on (default: the temporal-order diagnostic)"),
+    subjects: int = typer.Option(6, "--subjects", min=3, help="replica subjects (at least one per fold)"),
+    protocol: str = typer.Option("subject-3fold", "--protocol", help="protocol name or YAML path"),
+    model: str = typer.Option("all", "--model", help="all, or a comma-separated list of models"),
+    recipe: str = typer.Option("quick", "--recipe", help="quick (minutes on a laptop), default or paper"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers for prepare (default: cores)"),
 ) -> None:
-    """Run the main job on a built-in replica: synth -> scan -> prepare -> inspect."""
+    """Run the main job on a built-in replica: synth -> prepare -> evaluate (quick recipe) -> leaderboard."""
     from rich.progress import Progress
 
-    from ferbench.demo import run_demo
+    from ferbench.demo import STAGES, run_demo
+    from ferbench.harness.progress import ProgressView
+    from ferbench.leaderboard import write_leaderboard
 
-    with Progress(console=err_console) as bar:
-        task = bar.add_task(f"demo: prepare {dataset} replica", total=None)
-        report = run_demo(workdir, dataset, subjects, workers=workers,
-                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-    scanned, prep, info = report["scanned"], report["prepare"], report["inspect"]
-    console.print(f"replica: {report['replica']} ({scanned['samples']} samples, {scanned['subjects']} subjects)", highlight=False)
+    step = {"n": 0}
+
+    def on_stage(name: str) -> None:
+        step["n"] += 1
+        err_console.print(f"[bold cyan]{step['n']}/{len(STAGES)} {name}[/]", highlight=False)
+
+    models = model if model == "all" else [m.strip() for m in model.split(",") if m.strip()]
+    with Progress(console=err_console, transient=True) as bar, ProgressView(err_console) as view:
+        task = bar.add_task(f"prepare {dataset} replica", total=None)
+        report = run_demo(
+            workdir, dataset, subjects, protocol=protocol, models=models, recipe=recipe, device=device,
+            workers=workers, on_stage=on_stage,
+            prepare_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            evaluate_progress=view,
+        )
+    prep = report.prepare
     console.print(
-        f"prepared: {prep['out']} ({info['samples']} samples, {info['frames']} aligned frames, "
-        f"{prep['failed']} excluded, {prep['seconds']:.1f} s); QC sheet {prep['contact_sheet']}",
-        highlight=False,
+        f"replica {report.replica}: {report.scanned['samples']} samples of {report.scanned['subjects']} subjects; "
+        f"prepared {prep['out']} ({prep['written']} samples, {prep['failed']} excluded, {prep['seconds']:.1f} s); "
+        f"{len(report.evaluate.ran)} tasks run, {len(report.evaluate.skipped)} reused "
+        f"({report.evaluate.seconds:.0f} s)", highlight=False,
     )
-    table = Table(title="samples per class")
-    table.add_column("class")
-    table.add_column("samples", justify="right")
-    for name, n in info["classes"].items():
-        table.add_row(name, str(n))
-    console.print(table)
+    write_leaderboard(report.board, ["rich"], console=console)
+    console.print("[bold]Replica data, not a licensed dataset:[/] these figures check the toolkit, not the papers.")
+    for fmt, path in report.written.items():
+        console.print(f"leaderboard ({fmt}): {path}", highlight=False)
 
 
 @app.command()
