@@ -1,4 +1,4 @@
-"""Augmentation presets (seed 002: 14x, seed 003: 150x) and the batched tensor ops that apply them."""
+"""Augmentation presets (yu2018: 14x, kim2017: 150x) and the batched tensor ops that apply them."""
 
 from __future__ import annotations
 

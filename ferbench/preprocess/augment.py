@@ -1,10 +1,10 @@
 """Data augmentation presets from the papers, applied as batched tensor ops on the training device.
 
-- `stc-nlstm` (seed 002, Sec. 4.1 "Data augmentation"): "we first flip each image sequence horizontally so
+- `stc-nlstm` (yu2018, section 4.1 "Data augmentation"): "we first flip each image sequence horizontally so
   as to double the number of sequences. Then we rotate each image by an angle in {-7.5, -5, -2.5, 2.5, 5,
   7.5} deg, resulting in a new dataset which is 14 times as big as the original one": 2 flips x 7 angles
   (0 included) = 14 transforms.
-- `kim2017` (seed 003, Sec. 3.1): "150 augmented sequences were obtained by: 1) horizontal flipping of the
+- `kim2017` (kim2017, section 3.1): "150 augmented sequences were obtained by: 1) horizontal flipping of the
   sequence frames, 2) rotating the frames between the angles [-10, 10] with an increment of 5, 3)
   translating the frames along [(0, 0), (-2, -2), (-2, +2), (+2, -2), (+2, +2)] pixels in x and y axis, and
   4) scaling the frames with scaling factors of 0.9, 1.0 and 1.1": 2 x 5 x 5 x 3 = 150 transforms.
@@ -13,7 +13,7 @@ A transform is (flip, angle, tx, ty, scale). Conventions: the horizontal flip is
 rotation by `angle` degrees counter-clockwise as the image is displayed (y axis pointing down, the same
 sense as OpenCV's getRotationMatrix2D) and a zoom by `scale` (> 1 enlarges the face), both about the
 image centre; then a shift by (tx, ty) pixels (+x right, +y down). Pixels that come from outside the
-frame are black (zero), like seed 002's zero padding. One transform is applied to every frame of a clip,
+frame are black (zero), like yu2018's zero padding. One transform is applied to every frame of a clip,
 so motion between frames is untouched.
 """
 
