@@ -34,7 +34,7 @@ def _paper(lr: float, dataset: str) -> tuple[Recipe, Recipe]:
 
 PAPER_MMI = _paper(0.08, "MMI")
 PAPER_CASME2 = _paper(0.01, "CASME II")
-DEFAULT = (ferbench_recipe("stage1", 3e-4, 300, augment="kim2017"), ferbench_recipe("stage2", 3e-4, 400))
+DEFAULT = (ferbench_recipe("stage1", 3e-4, 300, augment="stc-nlstm"), ferbench_recipe("stage2", 3e-4, 400))
 QUICK = (quick_recipe("stage1", 3e-4), quick_recipe("stage2", 3e-4))
 RECIPES = {"default": DEFAULT, "paper": PAPER_MMI, "paper:mmi": PAPER_MMI, "paper:casme2": PAPER_CASME2,
            "quick": QUICK}
@@ -220,6 +220,9 @@ DEPARTURES_CNN = (
     "0.016 with 223 of 512 units never active on 24 replica faces; He + standardised input: mean 1.6, 159 of 512.",
     STANDARDIZE_DEPARTURE,
     DEFAULT_RECIPE_DEPARTURE,
+    "The default stage 1 augments with the stc-nlstm preset (flips, rotations up to 7.5 degrees), not the paper's "
+    "150x kim2017 preset: on the 12-subject CK+ replica at 32x32 (3 folds) apex-cnn reached 0.24 with kim2017's "
+    "and 0.33 with stc-nlstm's.",
 )
 
 
