@@ -67,7 +67,7 @@ def test_prepared_file_matches_the_replica(ck_replica, ck_local):
             assert stored.frame_count == len(native.frames)  # stored once, at native length
             assert np.array_equal(stored.clip, normalise_length(len(native.frames), 18))
             last = len(native.frames) - 1  # CK+ runs neutral -> apex: states on the rising part
-            assert stored.states.tolist() == [0, last // 2, last, last, last]
+            assert stored.states.tolist() == [0, last // 2, last, (3 * last) // 4, last // 4]
             assert store.flags(stored.id).max() <= 2  # every frame has a detected or tracked face
             lm = store.landmarks(stored.id)
             # yu2018 template: eyes level and at the template's place in every aligned frame

@@ -10,6 +10,7 @@ import pytest
 from ferbench.datasets import get_dataset, scan, synth
 from ferbench.preprocess.frames import resample_indices
 from ferbench.preprocess.pipeline import prepare
+from ferbench.preprocess.states import rising_state_indices
 from ferbench.store import open_store
 
 DATASETS = ["ck+", "oulu-casia", "mmi", "casme2", "bp4d", "afew", "folder"]
@@ -52,7 +53,11 @@ def test_labels_subjects_modes_and_frame_counts_match(prepared):
                 target = get_dataset(name).target_fps
                 assert row.frame_count == len(resample_indices(n_native, native.fps, target))
             assert row.clip.shape == (store.length,) and row.clip.max() < row.frame_count
-            assert row.states is not None and list(row.states) == sorted(row.states)
+            assert row.states is not None
+            if native.apex is not None and native.offset is None:  # neutral -> apex: post-apex states from the rise
+                assert list(row.states) == rising_state_indices(0, row.frame_count - 1).tolist()
+            else:
+                assert list(row.states) == sorted(row.states)
 
 
 def test_annotated_key_frames_and_au_labels_survive(prepared):

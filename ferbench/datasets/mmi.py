@@ -356,7 +356,7 @@ class MMI(DatasetAdapter):
                 number += 1
                 sid = f"{subject}-{take:03d}"
                 folder = out / "Sessions" / str(number)
-                n = int(rng.integers(50, 91))  # 2 to 3.6 s at 25 fps (real MMI clips last seconds)
+                n = int(rng.integers(40, 67))  # 1.6 to 2.6 s at 25 fps (real MMI clips last seconds)
                 onset, offset = int(rng.integers(4, 12)), n - 1 - int(rng.integers(4, 12))
                 apex = (onset + offset) // 2 + int(rng.integers(-1, 2))
                 clip = anim.render_clip(ident, aus, expression_curve(n, onset, apex, offset), SIZE, yaw=60.0 if view == "1" else 0.0)
