@@ -1,4 +1,4 @@
-"""The reconstructed MV-LSTM cell (seed 000): the mode path learns (receives gradient), and with the mode gates
+"""The reconstructed MV-LSTM cell (baddar2019): the mode path learns (receives gradient), and with the mode gates
 closed the cell is exactly a standard LSTM."""
 
 from __future__ import annotations

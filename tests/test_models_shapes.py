@@ -12,7 +12,7 @@ from ferbench.models.stc_nlstm import mspp_norm
 ALL = ["apex-cnn", "lstm-last", "lstm-mean", "mo-cnn-lstm", "mv-lstm", "static", "stc", "stc-lstm", "stc-nlstm",
        "stc-slstm", "tpool-max", "tpool-mean"]
 
-# Small configurations (16x16 frames; the Table 1 CNN of seed 003 needs 32x32).
+# Small configurations (16x16 frames; the Table 1 CNN of kim2017 needs 32x32).
 SMALL = {
     "stc": (16, dict(width=8, num_frames=8, image_size=16)),
     "stc-lstm": (16, dict(width=8, hidden=16)),
@@ -139,7 +139,7 @@ def test_wrong_layout_is_rejected() -> None:
         model(torch.rand(2, 3, 16, 16))
 
 
-def test_feature_stream_input_for_seed_004() -> None:
+def test_feature_stream_input_for_chao2016() -> None:
     model = create_model("lstm-mean", 7, in_features=2048).eval()
     with torch.no_grad():
         out = model(torch.randn(3, 20, 2048), torch.tensor([20, 11, 2]))

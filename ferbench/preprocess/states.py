@@ -1,4 +1,4 @@
-"""Representative expression-state frames (seed 003, Kim et al., IEEE TAFFC 2017, Sec. 2.2.1, eq. 1).
+"""Representative expression-state frames (kim2017: Kim et al., IEEE TAFFC 2017, section 2.2.1, eq. 1).
 
 Eq. 1 selects five frames per sequence: t = [t_on, (t_on + t_apex)/2, t_apex, (t_apex + t_off)/2, t_off]
 ("onset, onset-to-apex transition, apex, apex-to-offset transition and offset"), with t_on, t_apex, t_off
@@ -41,7 +41,7 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
     """Normalized cross-correlation of two equally shaped images (all channels), in [-1, 1].
 
     Zero-mean and unit-norm, so a global change of brightness or contrast does not count as change
-    (the robustness seed 003 cites NCC for). Two flat images count as identical (1.0) when equal, else 0.
+    (the robustness kim2017 cites NCC for). Two flat images count as identical (1.0) when equal, else 0.
     """
     x = np.asarray(a, dtype=np.float64).ravel()
     y = np.asarray(b, dtype=np.float64).ravel()
@@ -74,7 +74,7 @@ def estimate_apex(frames: np.ndarray | Sequence[np.ndarray], onset: int = 0, off
 
 
 def state_indices(onset: int, apex: int, offset: int) -> np.ndarray:
-    """Eq. 1 of seed 003 from the three key frames: [on, (on+apex)//2, apex, (apex+off)//2, off] (int64)."""
+    """Eq. 1 of kim2017 from the three key frames: [on, (on+apex)//2, apex, (apex+off)//2, off] (int64)."""
     on, ap, off = int(onset), int(apex), int(offset)
     if not on <= ap <= off:
         raise FerbenchError(f"expression states need onset <= apex <= offset (got {on}, {ap}, {off})")
