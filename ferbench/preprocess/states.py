@@ -4,7 +4,7 @@ Eq. 1 selects five frames per sequence: t = [t_on, (t_on + t_apex)/2, t_apex, (t
 ("onset, onset-to-apex transition, apex, apex-to-offset transition and offset"), with t_on, t_apex, t_off
 "provided by the ground truth". The midpoints are floored (the paper does not say how to round a half).
 
-Where the apex is not annotated (MMI, some CASME II rows) ferbench estimates it. Seed 003 measures the
+Where the apex is not annotated (MMI, some CASME II rows) ferbench estimates it. kim2017 measures the
 change between frames with normalized cross-correlation (NCC, Lewis 1995, its ref. [40]) "of each frame with
 respect to the apex frame", because expression intensity "can be measured by calculating correlation between
 features of the reference frame and other frames". We invert that measurement: with the onset (neutral)
