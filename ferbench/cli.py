@@ -94,7 +94,9 @@ def synth(
     out: Path = typer.Argument(..., help="folder to write the replica into"),
     subjects: int = typer.Option(3, "--subjects", min=1, help="number of subjects"),
     seed: int = typer.Option(0, "--seed"),
-    modes: Optional[list[str]] = typer.Option(None, "--modes", help="modes of variation to include (dataset-specific)"),
+    modes: Optional[list[str]] = typer.Option(
+        None, "--modes", help="modes of variation to include (dataset-specific), comma-separated or repeated: "
+        "--modes VL/Strong,NI/Strong or --modes VL/Strong --modes NI/Strong"),
     intensity: float = typer.Option(
         1.0, "--intensity", help="expression strength, a multiplier on every action unit in (0, 3]; "
         "1.0 separates the classes as clearly as real posed data, lower values make the replica harder"),
@@ -104,6 +106,8 @@ def synth(
     from ferbench.datasets import ScanResult, get_dataset
     from ferbench.datasets import synth as synth_api
 
+    if modes:
+        modes = [m.strip() for value in modes for m in value.split(",") if m.strip()]
     samples = synth_api(dataset, out, subjects=subjects, seed=seed, modes=modes, intensity=intensity)
     # the same summary `scan --json` prints, computed from what was written (not by scanning it back)
     summary = ScanResult(dataset=dataset, root=out, classes=get_dataset(dataset).classes, samples=samples).summary()

@@ -21,3 +21,15 @@ def test_cli_synth_then_scan_counts_agree(dataset, tmp_path):
     a, b = json.loads(made.stdout), json.loads(scanned.stdout)
     assert a["samples"] > 0
     assert (a["samples"], a["labelled"], a["subjects"], a["classes"]) == (b["samples"], b["labelled"], b["subjects"], b["classes"])
+
+
+def test_synth_modes_as_the_readme_writes_them(tmp_path):
+    """The README's form (`--modes VL/Strong,NI/Strong`) and the repeated form write the same modes."""
+    a = runner.invoke(app, ["synth", "oulu-casia", str(tmp_path / "a"), "--subjects", "1", "--json",
+                            "--modes", "VL/Strong,NI/Dark"])
+    b = runner.invoke(app, ["synth", "oulu-casia", str(tmp_path / "b"), "--subjects", "1", "--json",
+                            "--modes", "VL/Strong", "--modes", "NI/Dark"])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    for root in (tmp_path / "a", tmp_path / "b"):
+        written = sorted(p.relative_to(root / "OriginalImg").parts[:2] for p in (root / "OriginalImg").glob("*/*"))
+        assert written == [("NI", "Dark"), ("VL", "Strong")]
