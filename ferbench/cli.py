@@ -236,6 +236,7 @@ def demo(
     recipe: str = typer.Option("quick", "--recipe", help="quick (minutes on a laptop), default or paper"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers for prepare (default: cores)"),
+    size: int = typer.Option(32, "--size", min=32, help="aligned face size in pixels (the papers use 64)"),
 ) -> None:
     """Run the main job on a built-in replica: synth -> prepare -> evaluate (quick recipe) -> leaderboard."""
     from rich.progress import Progress
@@ -255,7 +256,7 @@ def demo(
         task = bar.add_task(f"prepare {dataset} replica", total=None)
         report = run_demo(
             workdir, dataset, subjects, protocol=protocol, models=models, recipe=recipe, device=device,
-            workers=workers, on_stage=on_stage,
+            workers=workers, size=size, on_stage=on_stage,
             prepare_progress=lambda done, total: bar.update(task, completed=done, total=total),
             evaluate_progress=view,
         )
