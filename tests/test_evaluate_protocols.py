@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from _harness_data import TINY
+from _replicas import REPLICAS
 from ferbench.harness import evaluate
 from ferbench.metrics import trial_scores
 from ferbench.models import list_models
@@ -24,14 +25,6 @@ from ferbench.store import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-REPLICAS = {  # the arguments tests/test_protocols_replicas.py uses, so the session prepares each once
-    "ck+": dict(subjects=2, aligner="none"),
-    "mmi": dict(subjects=2, aligner="none"),
-    "casme2": dict(subjects=2, aligner="none"),
-    "oulu-casia": dict(subjects=2, modes=["VL/Strong", "VL/Dark", "NI/Strong"], aligner="none"),
-    "bp4d": dict(subjects=3, aligner="none"),
-    "afew": dict(subjects=1, aligner="none"),
-}
 FUSION = ["fusion-avg", "fusion-svm"]
 
 

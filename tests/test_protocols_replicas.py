@@ -16,21 +16,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from _replicas import REPLICAS
 from ferbench.cli import app
 from ferbench.errors import FerbenchError
 from ferbench.protocols import load_protocol, make_plan
 from ferbench.store import open_store
 
 SIX = {"anger", "disgust", "fear", "happiness", "sadness", "surprise"}
-REPLICAS = {
-    "ck+": dict(subjects=2, aligner="none"),
-    "mmi": dict(subjects=2, aligner="none"),
-    "casme2": dict(subjects=2, aligner="none"),
-    "oulu-casia": dict(subjects=2, modes=["VL/Strong", "VL/Dark", "NI/Strong"], aligner="none"),
-    "bp4d": dict(subjects=3, aligner="none"),
-    "afew": dict(subjects=1, aligner="none"),
-    "folder": dict(subjects=2, aligner="none"),
-}
 VL_STRONG = {"system": "VL", "illumination": "Strong"}
 runner = CliRunner()
 
