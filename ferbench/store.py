@@ -964,13 +964,14 @@ class Store:
         s = self.sample(key)
         return slice(s.frame_start, s.frame_start + s.frame_count)
 
-    def clip(self, key: int | str) -> np.ndarray:
-        """The sample's aligned frames at native length: uint8 (T_native, H, W, 3)."""
+    def native_frames(self, key: int | str) -> np.ndarray:
+        """The sample's aligned frames at native length: uint8 (T_native, H, W, 3) (the clip index is not
+        applied: see `frames(key, "clip")` for the fixed-length clip)."""
         return self._f["frames"][self._span(key)]
 
     def frames(self, key: int | str, index: str = "native") -> np.ndarray:
         """The sample's frames as stored (`native`), through the clip index (T), or the 5 state frames."""
-        native = self.clip(key)
+        native = self.native_frames(key)
         if index == "native":
             return native
         rows = self._rows(self.sample(key), index)

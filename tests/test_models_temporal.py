@@ -91,6 +91,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_temporal_models_use_frame_order(name: str) -> None:
     size, cfg, steps, uses_time = CASES[name]
@@ -105,6 +106,7 @@ def test_temporal_models_use_frame_order(name: str) -> None:
         assert acc <= 0.65, f"{name} ({acc:.3f}) cannot see frame order, so it must stay near chance 0.5"
 
 
+@pytest.mark.slow
 def test_mo_cnn_lstm_two_stages_use_frame_order() -> None:
     """Stage 1 trains the Table 1 CNN on expression-state frames (eq. 1: onset, onset-apex, apex, apex-offset,
     offset), stage 2 the LSTM on the frozen F5 features of all frames.
