@@ -15,7 +15,7 @@ def prepared_replica(tmp_path_factory) -> Callable[..., Path]:
     Runs the real `ferbench.datasets.synth` and `prepare(..., workers=0)` once per distinct argument set
     per session (the same arguments return the same file), so tests of several modules share the cost.
     `aligner="none"` (keyword) skips face detection and only resizes whole frames: for tests that need the
-    sample table, not aligned faces (several times faster). Treat the returned file as read-only.
+    sample table, not aligned faces (several times faster); `size` is the aligned face size. Treat the returned file as read-only.
     """
     from ferbench.datasets import synth
     from ferbench.preprocess.pipeline import PrepareConfig, prepare
@@ -23,15 +23,15 @@ def prepared_replica(tmp_path_factory) -> Callable[..., Path]:
     cache: dict[tuple, Path] = {}
 
     def make(dataset: str, subjects: int = 2, seed: int = 0, modes: list[str] | None = None, *,
-             aligner: str = "mtcnn") -> Path:
-        key = (dataset, int(subjects), int(seed), tuple(modes) if modes else None, aligner)
+             aligner: str = "mtcnn", size: int = 64) -> Path:
+        key = (dataset, int(subjects), int(seed), tuple(modes) if modes else None, aligner, int(size))
         if key not in cache:
-            tag = f"{dataset}-{subjects}-{seed}" + (f"-{len(modes)}m" if modes else "") + f"-{aligner}"
+            tag = f"{dataset}-{subjects}-{seed}" + (f"-{len(modes)}m" if modes else "") + f"-{aligner}-{size}px"
             base = tmp_path_factory.mktemp("replica-" + "".join(c if c.isalnum() or c == "-" else "p" for c in tag))
             root = base / "native"
             synth(dataset, root, subjects=subjects, seed=seed, modes=list(modes) if modes else None)
             out = base / f"{dataset.replace('+', 'p')}.h5"
-            prepare(dataset, root, out, PrepareConfig(aligner=aligner), workers=0)
+            prepare(dataset, root, out, PrepareConfig(aligner=aligner, size=size), workers=0)
             cache[key] = out
         return cache[key]
 

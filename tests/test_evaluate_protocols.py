@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from _harness_data import TINY
+from _protocol_files import protocol_copy
 from _replicas import REPLICAS
 from ferbench.harness import evaluate
 from ferbench.metrics import trial_scores
@@ -38,12 +39,9 @@ def cluster():
 
 
 def _copy(folder: Path, name: str, **params) -> Path:
-    raw = yaml.safe_load(load_protocol(name).path.read_text())
-    raw["params"] = {**raw.get("params", {}), **params}
-    raw["name"], raw["repeats"] = f"{name}-small", 1
-    out = folder / f"{name}-small.yaml"
-    out.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return out
+    """A one-repeat copy of a bundled protocol with splitter parameters changed (fewer folds for a replica)."""
+    raw_params = yaml.safe_load(load_protocol(name).path.read_text()).get("params", {})
+    return protocol_copy(folder, name, name=f"{name}-small", repeats=1, params={**raw_params, **params})
 
 
 def _subjects(path: Path) -> dict[str, str]:

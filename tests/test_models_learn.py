@@ -90,15 +90,9 @@ def test_hidden_units_survive_the_default_recipe(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def order_store(tmp_path_factory):
+def order_store(prepared_replica):
     """The temporal-order replica, prepared at 32x32 (real synth, real prepare)."""
-    from ferbench.datasets import synth
-    from ferbench.preprocess.pipeline import PrepareConfig, prepare
-
-    base = tmp_path_factory.mktemp("order")
-    synth("order", base / "native", subjects=3, seed=2)
-    prepare("order", base / "native", base / "order.h5", PrepareConfig(size=32), workers=0)
-    return base / "order.h5"
+    return prepared_replica("order", subjects=3, seed=2, size=32)
 
 
 def _centroid(energy: np.ndarray) -> float:

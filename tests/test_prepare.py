@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _h5 import assert_same_arrays
 from ferbench.cli import app
 from ferbench.datasets import scan, synth
 from ferbench.preprocess.pipeline import PrepareConfig, prepare
@@ -38,20 +39,6 @@ def ck_local(ck_replica, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ck-out") / "ck+.h5"
     prepare("ck+", ck_replica, out, workers=0)
     return out
-
-
-def _arrays(path: Path) -> dict[str, np.ndarray]:
-    with h5py.File(path, "r") as f:
-        out = {}
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None)
-        return out
-
-
-def _assert_same_arrays(a: Path, b: Path) -> None:
-    xa, xb = _arrays(a), _arrays(b)
-    assert xa.keys() == xb.keys()
-    for name in xa:
-        assert np.array_equal(xa[name], xb[name]), name
 
 
 def test_prepared_file_matches_the_replica(ck_replica, ck_local):
@@ -84,7 +71,7 @@ def test_same_arrays_on_a_real_dask_cluster(ck_replica, ck_local, tmp_path):
         out = tmp_path / "dask.h5"
         summary = prepare("ck+", ck_replica, out, scheduler=cluster.scheduler_address)
     assert summary.written == len(scan("ck+", ck_replica).samples)
-    _assert_same_arrays(ck_local, out)
+    assert_same_arrays(ck_local, out)
 
 
 def test_killed_run_resumes_to_the_same_file(ck_replica, ck_local, tmp_path):
@@ -105,7 +92,7 @@ def test_killed_run_resumes_to_the_same_file(ck_replica, ck_local, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["resumed"] >= done_before and summary["written"] == summary["samples"] - summary["resumed"]
-    _assert_same_arrays(ck_local, out)
+    assert_same_arrays(ck_local, out)
 
 
 def test_second_writer_is_refused(ck_replica, tmp_path):

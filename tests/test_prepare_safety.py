@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _h5 import assert_same_arrays
 from ferbench.cli import app
 from ferbench.datasets import scan, synth
 from ferbench.datasets.base import Sample
@@ -42,20 +43,6 @@ def reference(replica, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "ck.h5"
     prepare("ck+", replica, out, PrepareConfig(aligner="none"), workers=0)
     return out
-
-
-def _arrays(path: Path) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
-def _same_arrays(a: Path, b: Path) -> None:
-    xa, xb = _arrays(a), _arrays(b)
-    assert xa.keys() == xb.keys()
-    for name in xa:
-        assert np.array_equal(xa[name], xb[name]), name
 
 
 def _one_line_error(result) -> str:
@@ -165,7 +152,7 @@ def test_full_disk_is_one_line_then_the_rerun_equals_an_uninterrupted_run(replic
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["resumed"] == summary["samples"] and summary["written"] == 0
-    _same_arrays(reference, out)
+    assert_same_arrays(reference, out)
     with open_store(out) as store:  # the summary of a resumed run counts the whole file
         assert summary["frames"] == store.n_frames == summary["faces_detected"] + summary["frames_interpolated"]
 
@@ -396,7 +383,7 @@ def test_a_real_full_disk_then_the_rerun_with_space(replica, reference, tmp_path
         again = subprocess.run(cmd, capture_output=True, text=True, env=env)
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["resumed"] > 0
-        _same_arrays(reference, out)
+        assert_same_arrays(reference, out)
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import doctest
 from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
 import ferbench.protocols.splitters as splitters_module
+from _protocol_files import protocol_copy
 from ferbench.errors import FerbenchError
 from ferbench.protocols import SampleTable, check_leakage, load_protocol, make_plan, read_folds_fingerprint, write_folds
 
@@ -62,15 +62,6 @@ def oulu_table(n_subjects=12) -> SampleTable:
                     rows.append((f"{system}/{light}/{subject}/{c}", subject, c, None,
                                  {"illumination": light, "system": system}))
     return make_table("oulu-casia", SIX, rows)
-
-
-def protocol_copy(tmp_path: Path, name: str, **changes) -> Path:
-    """What a user does: copy a bundled protocol file and edit fields."""
-    raw = yaml.safe_load(load_protocol(name).path.read_text())
-    raw.update(changes)
-    out = tmp_path / f"{name}-copy.yaml"
-    out.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return out
 
 
 def subjects_of(table, idx):

@@ -13,9 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
+from _protocol_files import protocol_copy
 from _replicas import REPLICAS
 from ferbench.cli import app
 from ferbench.errors import FerbenchError
@@ -38,14 +38,6 @@ def wide_console(monkeypatch):
 
 def replica(prepared_replica, dataset: str) -> Path:
     return prepared_replica(dataset, **REPLICAS[dataset])
-
-
-def copy(tmp_path: Path, name: str, **changes) -> Path:
-    raw = yaml.safe_load(load_protocol(name).path.read_text())
-    raw.update(changes)
-    out = tmp_path / f"my-{name}.yaml"
-    out.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return out
 
 
 def rows_of(path: Path) -> dict[str, object]:
@@ -85,7 +77,7 @@ CASES = [
 def test_every_fold_is_subject_disjoint_and_each_repeat_partitions_the_samples(
         prepared_replica, tmp_path, dataset, name, changes, used):
     h5 = replica(prepared_replica, dataset)
-    plan = make_plan(copy(tmp_path, name, **changes), h5)
+    plan = make_plan(protocol_copy(tmp_path, name, **changes), h5)
     stored, classes = rows_of(h5)
     want = {i for i, s in stored.items() if used(s, classes)}
     assert want and plan.folds
@@ -141,18 +133,18 @@ def test_cross_dataset_trains_on_casme2_and_tests_on_mmi_through_the_cli(prepare
 
 def test_same_seed_same_folds_and_fingerprint_changes_with_seed_on_a_replica(prepared_replica, tmp_path):
     h5 = replica(prepared_replica, "mmi")
-    a = make_plan(copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": True}), h5)
-    b = make_plan(copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": True}), h5)
+    a = make_plan(protocol_copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": True}), h5)
+    b = make_plan(protocol_copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": True}), h5)
     assert a.fingerprint == b.fingerprint and a.fold_rows() == b.fold_rows()
-    c = make_plan(copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": True}, seed=1), h5)
+    c = make_plan(protocol_copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": True}, seed=1), h5)
     assert c.fingerprint != a.fingerprint
-    d = make_plan(copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": False}), h5)
+    d = make_plan(protocol_copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": False}), h5)
     assert d.fingerprint != a.fingerprint
 
 
 def test_folds_command_writes_the_list_with_its_fingerprint_and_prints_class_counts(prepared_replica, tmp_path):
     h5 = replica(prepared_replica, "ck+")
-    proto = copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": True}, repeats=2)
+    proto = protocol_copy(tmp_path, "10fold", params={"n_splits": 2, "shuffle": True}, repeats=2)
     out = tmp_path / "folds.csv"
     result = runner.invoke(app, ["folds", "--data", str(h5), "--protocol", str(proto), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -200,10 +192,10 @@ def test_user_mistakes_are_one_line_naming_the_protocol_file_and_exit_2(prepared
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\nsplitter: [unclosed\n")
     assert f"{broken}: malformed YAML at line" in _cli_error(["folds", "--data", str(ck), "--protocol", str(broken)])
-    seven = copy(tmp_path, "10fold-7", datasets=["oulu-casia"], params={"n_splits": 2, "shuffle": True})
+    seven = protocol_copy(tmp_path, "10fold-7", datasets=["oulu-casia"], params={"n_splits": 2, "shuffle": True})
     assert f"{seven}: class 'contempt' is not in {oulu}" in _cli_error(
         ["folds", "--data", str(oulu), "--protocol", str(seven)])
-    strict = copy(tmp_path, "3fold", params={**load_protocol("3fold").params, "missing": "error"})
+    strict = protocol_copy(tmp_path, "3fold", params={**load_protocol("3fold").params, "missing": "error"})
     line = _cli_error(["folds", "--data", str(bp4d), "--protocol", str(strict)])
     assert str(strict) in line and "listed subject(s) not in the data: F003" in line
     # the replica's subjects (F001, M001, F002) are all in the first list: the other two folds train on nothing

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import ferbench
+from _h5 import assert_same_arrays
 from ferbench.errors import FerbenchError
 from ferbench.preprocess.states import state_indices
 from ferbench.preprocess.temporal import normalise_length
@@ -91,21 +92,6 @@ def write_store(path: Path, order, failures=(), **over) -> Path:
     for sid, reason in failures:
         w.add_failure(sid, reason)
     return w.finalize()
-
-
-def datasets_of(path: Path) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
-def assert_same_arrays(a: Path, b: Path) -> None:
-    da, db = datasets_of(a), datasets_of(b)
-    assert sorted(da) == sorted(db)
-    for name in da:
-        assert da[name].dtype == db[name].dtype, name
-        np.testing.assert_array_equal(da[name], db[name], err_msg=name)
 
 
 # ------------------------------------------------------------------------------------------ round trip

@@ -11,15 +11,9 @@ from ferbench.preprocess.temporal import normalise_length
 
 
 @pytest.fixture(scope="module")
-def ck_store(tmp_path_factory):
+def ck_store(prepared_replica):
     """A one-subject CK+ replica prepared at 32x32 (real synth, real prepare)."""
-    from ferbench.datasets import synth
-    from ferbench.preprocess.pipeline import PrepareConfig, prepare
-
-    base = tmp_path_factory.mktemp("ckstates")
-    synth("ck+", base / "native", subjects=1, seed=3)
-    prepare("ck+", base / "native", base / "ck.h5", PrepareConfig(size=32), workers=0)
-    return base / "ck.h5"
+    return prepared_replica("ck+", subjects=1, seed=3, size=32)
 
 
 def test_longer_sequences_are_sampled_uniformly_keeping_first_and_last():
