@@ -57,7 +57,7 @@ def run_demo(
     Reruns reuse what is there: `prepare` overwrites the file, `evaluate` keeps records whose fingerprints
     still match, so a second demo in the same folder only redoes what changed.
     """
-    from ferbench.datasets import scan, synth
+    from ferbench.datasets import ScanResult, get_dataset, synth
     from ferbench.harness import evaluate
     from ferbench.leaderboard import build_board, write_leaderboard
     from ferbench.preprocess.pipeline import PrepareConfig, prepare
@@ -76,8 +76,9 @@ def run_demo(
     boards = workdir / "leaderboards"
 
     stage("synth")
-    synth(dataset, root, subjects=subjects, seed=seed)
-    found = scan(dataset, root)
+    samples = synth(dataset, root, subjects=subjects, seed=seed)
+    # what was written, summarised without scanning it back (prepare scans the folder itself)
+    found = ScanResult(dataset=dataset, root=root, classes=get_dataset(dataset).classes, samples=samples)
     stage("prepare")
     prepared = prepare(dataset, root, data, PrepareConfig(size=size), workers=workers, overwrite=True, progress=prepare_progress)
     stage("evaluate")
