@@ -133,10 +133,6 @@ def au_scores(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, flo
     return out
 
 
-_classification = classification_scores  # names the harness used first; kept
-_au = au_scores
-
-
 def trial_scores(record: dict) -> dict[str, float]:
     """This trial's scores from its lists: accuracy/uf1/uar, or mean `f1` plus `f1_<AU>` per AU.
     Needs only task, classes, labels and predictions (see check_lists)."""

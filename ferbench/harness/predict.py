@@ -42,7 +42,7 @@ def selection_score(metric: str, y: np.ndarray, scores: np.ndarray) -> float:
     if scores.size == 0:
         return float("nan")
     if y.ndim == 2:  # AU detection: mean per-AU F1 at 0.5 over coded labels
-        value = metrics._au(y, (scores >= 0.5).astype(np.int64), [str(i) for i in range(y.shape[1])])["f1"]
+        value = metrics.au_scores(y, (scores >= 0.5).astype(np.int64), [str(i) for i in range(y.shape[1])])["f1"]
         return 0.0 if np.isnan(value) else float(value)
-    scored = metrics._classification(y, scores.argmax(1))
+    scored = metrics.classification_scores(y, scores.argmax(1))
     return float(scored.get(metric, scored["accuracy"]))
