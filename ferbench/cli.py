@@ -191,7 +191,7 @@ def prepare(
         highlight=False,
     )
     for failure in summary.failures:
-        console.print(f"[yellow]excluded:[/] {failure['id']}: {failure['reason']}", highlight=False)
+        console.print(f"[yellow]excluded:[/] {failure}", highlight=False)
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"QC contact sheet: {summary.contact_sheet}; failures list: {summary.failures_csv}", highlight=False)

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from _h5 import assert_same_arrays
 from ferbench.cli import app
 from ferbench.datasets import scan, synth
+from ferbench.issues import REPAIRED, RESUME, Issue
 from ferbench.preprocess.pipeline import PrepareConfig, prepare
 from ferbench.preprocess.temporal import normalise_length
 from ferbench.store import FLAG_FILLED, open_store
@@ -125,7 +126,7 @@ def test_bad_media_is_reported_by_name_and_the_run_completes(tmp_path):
     assert any(victim.name in w for w in summary["warnings"]) and summary["frames_filled"] >= 1
     with open_store(out) as store:
         assert written[1].id not in {s.id for s in store.samples}
-        assert [i for i, _ in store.failures] == [written[1].id]
+        assert [f.sample for f in store.failures] == [written[1].id]
         assert store.flags(written[0].id)[len(written[0].frames) // 2] == FLAG_FILLED
         assert len(store) == len(written) - 1
     csv_text = Path(summary["failures_csv"]).read_text()
@@ -234,18 +235,18 @@ def test_resume_drops_samples_no_longer_in_the_input(tmp_path):
     w = StoreWriter(out, dataset="ck+", classes=scan("ck+", root).classes, config=dataclasses.asdict(cfg),
                     aligner="mtcnn", source_root=str(root.resolve()))
     prints = {s.id: s.fingerprint() for s in scan("ck+", root).samples}  # the input each shard was made from
-    w.add(first.record, first.frames, first.landmarks, first.flags, warnings=[f"{gone.id}: frame 3 repaired"],
+    w.add(first.record, first.frames, first.landmarks, first.flags, warnings=[Issue(gone.id, REPAIRED, "frame 3 repaired")],
           fingerprint=prints[gone.id])
     kept = process_sample(written[1], cfg)
-    w.add(kept.record, kept.frames, kept.landmarks, kept.flags, warnings=[f"{written[1].id}: frame 2 repaired"],
+    w.add(kept.record, kept.frames, kept.landmarks, kept.flags, warnings=[Issue(written[1].id, REPAIRED, "frame 2 repaired")],
           fingerprint=prints[written[1].id])
     w.close()
     shutil.rmtree(gone.frames[0].parent)  # the user removes that sequence, then resumes
     summary = prepare("ck+", root, out, workers=0)
     with open_store(out) as store:
         assert gone.id not in {s.id for s in store.samples} and len(store) == len(written) - 1
-    assert any(gone.id in w and "dropped" in w for w in summary.warnings)
+    assert any(w.kind == RESUME and gone.id in w.reason and "dropped" in w.reason for w in summary.warnings)
     # what the interrupted run repaired is still reported after the resume; the dropped sample's is not
-    assert f"{written[1].id}: frame 2 repaired" in summary.warnings
-    assert f"{gone.id}: frame 3 repaired" not in summary.warnings
+    assert Issue(written[1].id, REPAIRED, "frame 2 repaired") in summary.warnings
+    assert not [w for w in summary.warnings if w.sample == gone.id]
 

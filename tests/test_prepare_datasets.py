@@ -30,11 +30,11 @@ def test_every_sample_is_written_or_reported(prepared):
     name, found, summary, out = prepared
     with open_store(out) as store:
         stored = {s.id for s in store.samples}
-        failed = {i for i, _ in store.failures}
+        failed = {f.sample for f in store.failures}
     assert stored | failed == {s.id for s in found.samples} and not stored & failed
     assert summary.written == len(stored) and summary.failed == len(failed)
     if name == "afew":  # the replica has a clip whose frames hold no face: excluded and named, not dropped
-        assert failed and all("no face" in reason for _, reason in store.failures)
+        assert failed and all("no face" in f.reason for f in store.failures)
     else:  # lab datasets: the real detector finds the replica faces; hardly any frame needs filling
         assert not failed, store.failures
         assert summary.frames_filled <= 0.05 * summary.frames

@@ -23,6 +23,7 @@ from _h5 import assert_same_arrays
 from ferbench.cli import app
 from ferbench.datasets import scan, synth
 from ferbench.datasets.base import Sample
+from ferbench.issues import PARTLY_COVERED, RESIZED
 from ferbench.preprocess.pipeline import PrepareConfig, prepare, process_sample
 from ferbench.store import FLAG_DETECTED, FLAG_INTERPOLATED, open_store
 
@@ -99,7 +100,7 @@ def _interrupt_after(monkeypatch, shards: int, where: str = "frames"):
     import builtins
     import errno
 
-    import ferbench.store as store
+    import ferbench.store.writer as store
 
     real = h5py.File
     state = {"shards": 0}
@@ -126,7 +127,7 @@ def _interrupt_after(monkeypatch, shards: int, where: str = "frames"):
 
 
 def _space_again(monkeypatch, real) -> None:
-    import ferbench.store as store
+    import ferbench.store.writer as store
 
     monkeypatch.delattr(store, "open", raising=False)
     monkeypatch.setattr(h5py, "File", real)
@@ -218,11 +219,11 @@ def test_a_garbage_label_file_excludes_one_sample_and_the_run_goes_on(replica, t
     found = scan("ck+", root)
     assert dict(found.excluded).keys() == {bad_one.id, two.id} and len(found.samples) == len(samples) - 2
     summary = prepare("ck+", root, tmp_path / "x.h5", PrepareConfig(aligner="none"), workers=0)
-    reasons = {f["id"]: f["reason"] for f in summary.failures}
+    reasons = {f.sample: f.reason for f in summary.failures}
     assert str(emotion) in reasons[bad_one.id] and "emotion code" in reasons[bad_one.id]
     assert "at most one" in reasons[two.id]
     with open_store(tmp_path / "x.h5") as store:
-        assert len(store) == len(samples) - 2 and {i for i, _ in store.failures} == {bad_one.id, two.id}
+        assert len(store) == len(samples) - 2 and {f.sample for f in store.failures} == {bad_one.id, two.id}
 
 
 @pytest.mark.parametrize("cell", ["inf", "1.9", "-0.5", "nan"])
@@ -276,7 +277,8 @@ def test_coverage_is_stored_and_partly_covered_samples_are_named(tmp_path, t1):
     sample = _sample(tmp_path, frames)
     kept = process_sample(sample, PrepareConfig().resolved("afew"))
     assert kept.record is not None and kept.record.coverage == pytest.approx(8 / 12)
-    assert any("face found on 8 of 12 frames" in w for w in kept.warnings)
+    assert [(w.sample, w.kind) for w in kept.warnings] == [(sample.id, PARTLY_COVERED)]
+    assert "face found on 8 of 12 frames" in kept.warnings[0].reason
     strict = process_sample(sample, PrepareConfig(min_coverage=0.9).resolved("afew"))
     assert strict.record is None and "face found on 8 of 12 frames" in strict.failure
 
@@ -298,7 +300,7 @@ def test_a_frame_of_another_size_is_detected_again_and_named(tmp_path, t1):
     result = process_sample(_sample(tmp_path, frames), PrepareConfig().resolved("ck+"))
     assert result.record is not None
     assert result.flags[6] == FLAG_DETECTED and set(result.flags[5:8].tolist()) <= {FLAG_DETECTED, FLAG_INTERPOLATED}
-    assert any("clip_006.png is 160x120" in w for w in result.warnings)
+    assert any(w.kind == RESIZED and "clip_006.png is 160x120" in w.reason for w in result.warnings)
     # the half-size frame's crop is the same face as its neighbours', not a garbage crop
     diff = np.abs(result.frames[6].astype(int) - result.frames[5].astype(int)).mean()
     assert diff < 20, diff

@@ -21,6 +21,7 @@ import torch
 import ferbench
 from _h5 import assert_same_arrays
 from ferbench.errors import FerbenchError
+from ferbench.issues import EXCLUDED, Issue
 from ferbench.preprocess.states import state_indices
 from ferbench.preprocess.temporal import normalise_length
 from ferbench.store import (
@@ -108,7 +109,7 @@ def test_round_trip_out_of_order_comes_back_sorted_and_identical(tmp_path):
         start = 0
         for i, s in enumerate(st.samples):
             rec, frames, lms, flags, aus = make_sample(s.id)
-            assert (s.index, s.frame_start, s.frame_count) == (i, start, len(frames))
+            assert (s.row, s.frame_start, s.frame_count) == (i, start, len(frames))
             start += len(frames)
             np.testing.assert_array_equal(st.native_frames(i), frames)
             np.testing.assert_array_equal(st.native_frames(s.id), frames)
@@ -125,7 +126,7 @@ def test_round_trip_out_of_order_comes_back_sorted_and_identical(tmp_path):
             assert (s.subject, s.label, s.split, s.mode, s.fps) == (rec.subject, rec.label, rec.split, rec.mode, rec.fps)
             assert (s.onset, s.apex, s.offset, s.apex_estimated) == (0, len(frames) - 1, None, rec.apex_estimated)
         assert st.n_frames == start
-        assert st.failures == [("S099_001", "no face found in any of 12 frames")]
+        assert st.failures == [Issue("S099_001", EXCLUDED, "no face found in any of 12 frames")]
 
         # self-describing attributes
         a = st.attrs

@@ -56,7 +56,7 @@ class DataFile:
         key = (index, str(device))
         if key not in self._loaded:
             if index == "states":
-                rows = [s.index for s in self.store.samples if s.states is not None]
+                rows = [s.row for s in self.store.samples if s.states is not None]
             else:
                 rows = None
             data = self.store.load(device=device, index=index, samples=rows)
@@ -123,7 +123,7 @@ def open_data(path: str | Path) -> DataFile:
             store = open_store(p)
             for old in [k for k in _CACHE if k[0] == str(p)]:
                 _CACHE.pop(old).store.close()
-            _CACHE[key] = DataFile(p, store, {s.id: s.index for s in store.samples})
+            _CACHE[key] = DataFile(p, store, {s.id: s.row for s in store.samples})
         return _CACHE[key]
 
 

@@ -28,6 +28,7 @@ from ferbench.datasets import get_dataset, scan
 from ferbench.datasets._media import frame_number
 from ferbench.datasets.base import DatasetAdapter, Sample
 from ferbench.errors import DatasetError, FerbenchError
+from ferbench.issues import PARTLY_COVERED, REPAIRED, RESIZED, RESUME, SCAN, Issue, failures_json
 from ferbench.preprocess.align import TEMPLATES
 from ferbench.preprocess.augment import get_preset, materialize, params_tensor
 from ferbench.preprocess.detect import DETECTORS, Detector, get_detector
@@ -35,7 +36,8 @@ from ferbench.preprocess.frames import LazyFrames
 from ferbench.preprocess.states import expression_states
 from ferbench.preprocess.temporal import normalise_length
 from ferbench.preprocess.track import align_sequence, size_runs, track_sequence
-from ferbench.store import FLAG_DETECTED, FLAG_FILLED, FLAG_INTERPOLATED, FLAG_MEANINGS, SampleRecord, StoreWriter
+from ferbench.store import COMPRESSION, FLAG_DETECTED, FLAG_FILLED, FLAG_INTERPOLATED, FLAG_MEANINGS, SampleRecord, StoreWriter
+from ferbench.store.flags import face_found
 
 #: Bounds of the options: beyond them a run would only waste hours or write an empty file.
 MAX_SIZE = 1024
@@ -116,8 +118,8 @@ class SampleResult:
     aus: np.ndarray | None = None
     au_names: tuple[int, ...] = ()
     source_frame: np.ndarray | None = None  # (k,) native frame numbers
-    failure: str = ""
-    warnings: list[str] = field(default_factory=list)
+    failure: str = ""  # why the sample is excluded ("" = it is not)
+    warnings: list[Issue] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -138,14 +140,15 @@ class PrepareSummary:
     frames_interpolated: int = 0
     frames_filled: int = 0
     seconds: float = 0.0
-    failures: list[dict[str, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    failures: list[Issue] = field(default_factory=list)  # kind EXCLUDED, sorted by sample id
+    warnings: list[Issue] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     contact_sheet: str = ""
     failures_csv: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The summary as JSON: failures as {id, reason} rows, warnings as the lines a person reads."""
+        return {**asdict(self), "failures": failures_json(self.failures), "warnings": [str(w) for w in self.warnings]}
 
 
 def detector_for(config: PrepareConfig, frame_shape: tuple[int, ...], threads: int | None = None) -> Detector:
@@ -199,8 +202,8 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
     sizes = frames.sizes()
     runs = size_runs(sizes)
     for a, _, hw in runs[1:]:  # a frame of another size is detected on its own, and named
-        result.warnings.append(f"{sample.id}: {_frame_name(sample, frames, a)} is {hw[1]}x{hw[0]}, the frame before it "
-                               f"{sizes[a - 1][1]}x{sizes[a - 1][0]} (face detected again at the size change)")
+        result.warnings.append(Issue(sample.id, RESIZED, f"{_frame_name(sample, frames, a)} is {hw[1]}x{hw[0]}, the frame "
+                                     f"before it {sizes[a - 1][1]}x{sizes[a - 1][0]} (face detected again at the size change)"))
     factory = (lambda hw: detector) if detector is not None else (lambda hw: detector_for(config, hw, threads))
     track = track_sequence(frames, factory, every=config.detect_every, sizes=sizes)
     detect_seconds = time.perf_counter() - t_track - (frames.decode_seconds - decoded)
@@ -226,8 +229,8 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
         return result
     flags = track.flags.copy()
     _fill_unreadable(crops, points, flags, frames.bad)
-    result.warnings += [f"{sample.id}: {p} (frame filled from neighbours)" for p in frames.problems]
-    covered = int(np.isin(flags, (FLAG_DETECTED, FLAG_INTERPOLATED)).sum())  # unreadable frames are not faces
+    result.warnings += [Issue(sample.id, REPAIRED, f"{p} (frame filled from neighbours)") for p in frames.problems]
+    covered = int(face_found(flags).sum())  # unreadable frames are not faces
     coverage = covered / k
     if coverage < config.min_coverage:
         result.failure = (f"no face on most frames: face found on {covered} of {k} frames "
@@ -235,8 +238,8 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
         result.timings = timings
         return result
     if coverage < PARTIAL_COVERAGE:
-        result.warnings.append(f"{sample.id}: face found on {covered} of {k} frames (coverage {coverage:.0%}); "
-                               "the other frames are filled from neighbours")
+        result.warnings.append(Issue(sample.id, PARTLY_COVERED, f"face found on {covered} of {k} frames (coverage "
+                                     f"{coverage:.0%}); the other frames are filled from neighbours"))
 
     idx = frames.source_index
     onset, apex, offset = (_position(idx, v) for v in (sample.onset, sample.apex, sample.offset))
@@ -492,23 +495,23 @@ def _prepare(
     )
     n_total = len(fingerprints)
     summary = PrepareSummary(dataset=adapter.name, out=str(out), samples=n_total)
-    summary.warnings.extend(f"scan: {problem}" for problem in found.problems)
+    summary.warnings.extend(Issue("", SCAN, problem) for problem in found.problems)
     timings: dict[str, float] = {}
     try:
         Path(f"{out}.aug.part").unlink(missing_ok=True)  # left by an older ferbench killed while augmenting
-        stale = (writer.done_ids | set(writer.failed_ids)) - set(fingerprints)
+        stale = writer.finished_ids - set(fingerprints)
         if stale:  # a resumed run whose input lost samples: keep the file true to the current input
             writer.discard(stale)
-            summary.warnings.append(f"resume: dropped {len(stale)} sample(s) no longer in {root}: {', '.join(sorted(stale)[:5])}")
-        changed = {sid for sid in writer.done_ids | set(writer.failed_ids) if writer.fingerprints.get(sid) != fingerprints[sid]}
+            summary.warnings.append(Issue("", RESUME, f"dropped {len(stale)} sample(s) no longer in {root}: {', '.join(sorted(stale)[:5])}"))
+        changed = {sid for sid in writer.finished_ids if writer.fingerprints.get(sid) != fingerprints[sid]}
         if changed:  # finished before the interruption, but the input changed since: redo, never reuse
             writer.discard(changed)
             summary.redone = len(changed)
-            summary.warnings.append(f"resume: redoing {len(changed)} sample(s) whose input changed since the "
-                                    f"interrupted run: {', '.join(sorted(changed)[:5])}")
-        summary.warnings.extend(f"resume: {note}" for note in writer.notes)
+            summary.warnings.append(Issue("", RESUME, f"redoing {len(changed)} sample(s) whose input changed since the "
+                                                      f"interrupted run: {', '.join(sorted(changed)[:5])}"))
+        summary.warnings.extend(writer.notes)
         summary.warnings.extend(w for ws in writer.sample_warnings.values() for w in ws)  # from the earlier run
-        finished = writer.done_ids | set(writer.failed_ids)
+        finished = writer.finished_ids
         summary.resumed = len(finished)
         for sid in sorted(set(excluded) - finished):  # unreadable in the scan: excluded with the reason
             writer.add_failure(sid, excluded[sid], fingerprint=fingerprints[sid])
@@ -530,13 +533,12 @@ def _prepare(
             done += 1
             if progress:
                 progress(done, n_total)
-        failures = dict(writer.failed_ids)
-        summary.failed = len(failures)
-        summary.failures = [{"id": k, "reason": v} for k, v in sorted(failures.items())]
+        summary.failures = writer.failures
+        summary.failed = len(summary.failures)
         if not writer.done_ids:  # nothing to show for the run: never replace a good file with an empty one
-            first = "; ".join(f"{k}: {v}" for k, v in list(sorted(failures.items()))[:2])
+            first = "; ".join(map(str, summary.failures[:2]))
             shutil.rmtree(writer.tmp_dir, ignore_errors=True)
-            raise FerbenchError(f"every one of the {len(failures)} samples failed, nothing written"
+            raise FerbenchError(f"every one of the {summary.failed} samples failed, nothing written"
                                 f"{f' ({out} left as it was)' if out.exists() else ''}; first: {first}")
         summary.timings = {k: round(v, 3) for k, v in timings.items()}
         summary.contact_sheet = str(_sidecar(out, ".qc.png"))
@@ -596,7 +598,7 @@ def write_augmented(h5_path: Path, preset: str, in_place: bool = False) -> None:
         name = f"augmented/{preset}"
         if name in f:
             del f[name]
-        ds = f.create_dataset(name, (n * k, t, h, w, c), np.uint8, chunks=(1, 1, h, w, c), compression="gzip", compression_opts=4)
+        ds = f.create_dataset(name, (n * k, t, h, w, c), np.uint8, chunks=(1, 1, h, w, c), **COMPRESSION)
         ds.attrs["params"] = json.dumps(params.tolist())
         ds.attrs["param_names"] = json.dumps(["flip", "angle", "tx", "ty", "scale"])
         ds.attrs["order"] = "row i*K + j = sample i (sorted by id) under transform j"
@@ -624,21 +626,16 @@ def _atomic_text(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_failures_csv(h5_path: Path, failures: list[dict[str, str]], warnings: list[str], source: Path | None = None) -> Path:
-    """`<name>.failures.csv`: every excluded sample and every repaired frame, by name. `source` (unused but
-    for symmetry with `write_contact_sheet`) is the merged file it describes."""
+def write_failures_csv(h5_path: Path, failures: list[Issue], warnings: list[Issue], source: Path | None = None) -> Path:
+    """`<name>.failures.csv`: every excluded sample and every warning, one record a row (sample, kind, reason).
+    `source` (unused but for symmetry with `write_contact_sheet`) is the merged file it describes."""
     path = _sidecar(Path(h5_path), ".failures.csv")
 
     def write(part: Path) -> None:
         with open(part, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["sample", "kind", "reason"])
-            for f in failures:
-                w.writerow([f["id"], "excluded", f["reason"]])
-            for warning in warnings:
-                sid, _, reason = warning.partition(": ")
-                kind = {"scan": "scan problem", "resume": "resume"}.get(sid)
-                w.writerow(["", kind, reason] if kind else [sid, "frame repaired", reason])
+            w.writerows([i.sample, i.kind, i.reason] for i in [*failures, *warnings])
         with open(part, newline="") as fh:  # checked before the output goes live
             if sum(1 for _ in csv.reader(fh)) != 1 + len(failures) + len(warnings):
                 raise FerbenchError(f"{path}: the failures list did not read back complete")

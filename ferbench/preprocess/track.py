@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ferbench.store.flags import DETECTED, FILLED, FLAG_NAMES, INTERPOLATED, NONE
+
 from .align import align_face, warp_points
 from .detect import Detector, Face, refine_face
 from .frames import to_bgr_uint8
@@ -43,8 +45,6 @@ __all__ = [
     "align_sequence",
 ]
 
-NONE, DETECTED, INTERPOLATED, FILLED = 0, 1, 2, 3
-FLAG_NAMES = {NONE: "none", DETECTED: "detected", INTERPOLATED: "interpolated", FILLED: "filled"}
 
 
 @dataclass
