@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ferbench.datasets import builtin_names
 from ferbench.errors import FerbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dynamic facial-expression recognition benchmark.")
@@ -59,7 +60,7 @@ def datasets() -> None:
 @app.command()
 @user_errors
 def scan(
-    dataset: str = typer.Argument(..., help="ck+, oulu-casia, mmi, casme2, bp4d, afew or folder"),
+    dataset: str = typer.Argument(..., help=builtin_names()),
     root: Path = typer.Option(..., "--root", help="the dataset folder exactly as distributed"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
 ) -> None:
@@ -138,7 +139,7 @@ def models() -> None:
 @app.command()
 @user_errors
 def prepare(
-    dataset: str = typer.Argument(..., help="ck+, oulu-casia, mmi, casme2, bp4d, afew or folder"),
+    dataset: str = typer.Argument(..., help=builtin_names()),
     root: Path = typer.Option(..., "--root", help="the dataset folder exactly as distributed"),
     out: Optional[Path] = typer.Option(None, "--out", help="output file (default data/<dataset>.h5)"),
     aligner: str = typer.Option("mtcnn", "--aligner", help="mtcnn (default), insightface or none (pre-cropped)"),

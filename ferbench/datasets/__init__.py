@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult, is_junk
-from ferbench.errors import DatasetError, FerbenchError
+from ferbench.errors import FerbenchError
 
 _REGISTRY: dict[str, type[DatasetAdapter]] = {}
 A = TypeVar("A", bound=type[DatasetAdapter])
@@ -18,12 +18,29 @@ def register_dataset(cls: A) -> A:
     return cls
 
 
+#: The built-in adapters: command-line name -> module, so that names are known (CLI help) without importing
+#: the modules, which pull in OpenCV; each module registers the name it is listed under.
+BUILTIN = {
+    "ck+": "ckplus", "oulu-casia": "oulu", "mmi": "mmi", "casme2": "casme2", "bp4d": "bp4d", "afew": "afew",
+    "folder": "folder", "order": "order",
+}
+
+
 def _load_builtin() -> None:
     """Import the dataset modules for their @register_dataset side effect (lazily: they pull in OpenCV)."""
     import importlib
 
-    for mod in ("ckplus", "oulu", "mmi", "casme2", "bp4d", "afew", "folder", "order"):
-        importlib.import_module(f"ferbench.datasets.{mod}")
+    for name, mod in BUILTIN.items():
+        if name not in _REGISTRY:
+            importlib.import_module(f"ferbench.datasets.{mod}")
+        if name not in _REGISTRY:
+            raise RuntimeError(f"ferbench.datasets.{mod} did not register the dataset '{name}'")
+
+
+def builtin_names() -> str:
+    """The built-in dataset names as prose ("ck+, ..., folder or order"), for help texts."""
+    names = list(BUILTIN)
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def list_datasets() -> list[str]:
@@ -41,10 +58,8 @@ def get_dataset(name: str) -> DatasetAdapter:
 
 def scan(name: str, root: str | Path) -> ScanResult:
     """Read a native dataset folder into samples (the Python form of `ferbench scan`)."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(root, "dataset root not found (expected an existing folder)")
-    result = get_dataset(name).scan(root)
+    adapter = get_dataset(name)
+    result = adapter.scan(adapter.check_root(root))
     if not result.samples and result.errors:  # nothing readable at all: say why (one bad sample alone is excluded)
         raise result.errors[0]
     return result
@@ -68,6 +83,7 @@ __all__ = [
     "DatasetAdapter",
     "Sample",
     "ScanResult",
+    "builtin_names",
     "get_dataset",
     "is_junk",
     "list_datasets",

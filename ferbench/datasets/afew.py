@@ -53,6 +53,7 @@ class AfewAdapter(DatasetAdapter):
 
     name = "afew"
     title = "AFEW (EmotiW, in the wild)"
+    root_hint = "the AFEW folder"
     classes = CLASSES
     layout = ("Train_AFEW/<Class>/<clipid>.avi, Val_AFEW/<Class>/..., Test_AFEW/<clipid>.avi (unlabelled); "
               "optional AlignedFaces_LBPTOP_Points*/Faces/<clipid>/")
@@ -64,8 +65,6 @@ class AfewAdapter(DatasetAdapter):
 
     def scan(self, root: Path) -> ScanResult:
         root = Path(root)
-        if not root.is_dir():
-            raise DatasetError(root, "dataset root not found (expected the AFEW folder)")
         by_lower = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
         splits = {split: by_lower[d.lower()] for split, d in SPLIT_DIRS.items() if d.lower() in by_lower}
         if not splits:

@@ -204,8 +204,19 @@ class DatasetAdapter:
     #: Canonical emotion name of each class, in class order (CANONICAL_EMOTIONS vocabulary), so cross-dataset
     #: protocols can map classes by name; () where classes are not emotions (BP4D).
     emotions: ClassVar[tuple[str, ...]] = ()
+    #: What the root folder should be, for the message when it does not exist.
+    root_hint: ClassVar[str] = "an existing folder"
+
+    def check_root(self, root: str | Path) -> Path:
+        """The dataset root as a Path, or a DatasetError naming it when it is not an existing folder (checked
+        once, by `ferbench.datasets.scan`, before `scan` reads it)."""
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise DatasetError(path, f"dataset root not found (expected {self.root_hint})")
+        return path
 
     def scan(self, root: Path) -> ScanResult:
+        """Read an existing dataset root (see `check_root`) into samples."""
         raise NotImplementedError
 
     def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,

@@ -111,6 +111,7 @@ class BP4DAdapter(DatasetAdapter):
 
     name = "bp4d"
     title = "BP4D-Spontaneous (AU occurrence; FERA 2015 subset)"
+    root_hint = "the BP4D folder"
     classes: tuple[str, ...] = ()
     layout = ("[Sequences(2D+3D)/]F001/T1/2440.jpg (3-4 digit frame numbers) + AUCoding/AU_OCC/F001_T1.csv "
               "(column 0 = frame, AU columns 0/1, 9 = unknown)")
@@ -121,8 +122,6 @@ class BP4DAdapter(DatasetAdapter):
 
     def scan(self, root: Path) -> ScanResult:
         root = Path(root)
-        if not root.is_dir():
-            raise DatasetError(root, "dataset root not found (expected the BP4D folder)")
         au_dir = root.joinpath(*AU_DIR)
         if not au_dir.is_dir():
             raise DatasetError(au_dir, "AU occurrence folder not found; expected AUCoding/AU_OCC/F001_T1.csv files "

@@ -232,6 +232,7 @@ class Casme2Adapter(DatasetAdapter):
 
     name = "casme2"
     title = "CASME II (micro-expressions, 200 fps)"
+    root_hint = "the CASME II folder"
     classes = CLASSES
     layout = ("CASME2-coding-*.xlsx (or .csv) + CASME2_RAW_selected/subNN/<Filename>/imgN.jpg "
               "or Cropped/subNN/<Filename>/reg_imgN.jpg; N = sheet frame numbers")
@@ -248,8 +249,6 @@ class Casme2Adapter(DatasetAdapter):
     # ------------------------------------------------------------------ scan
     def scan(self, root: Path) -> ScanResult:
         root = Path(root)
-        if not root.is_dir():
-            raise DatasetError(root, "dataset root not found (expected the CASME II folder)")
         bases = {"raw": _frames_base(root, RAW_DIR), "cropped": _frames_base(root, CROPPED_DIR)}
         if bases["raw"] is None and bases["cropped"] is None:
             raise DatasetError(root / RAW_DIR, f"frames folder not found; expected {RAW_DIR}/subNN/<Filename>/imgN.jpg "
@@ -491,23 +490,21 @@ def _replica_plan(subjects: int, rng: np.random.Generator) -> list[dict[str, Any
 
 def _render_aus(cell: str) -> dict[int | str, float]:
     """AU cell -> animator intensities; unilateral `L10`/`R12` become the animator's one-sided keys."""
+    from ferbench.synth.faces import au_key
+
     out: dict[int | str, float] = {}
     for token in cell.split("+"):
         m = _AU_TOKEN.match(token.strip())
         if m:
-            side, au = m.group(1).upper(), int(m.group(2))
-            out[f"{side}{au}" if side in ("L", "R") else au] = 1.2 if side else 1.0
+            prefix = m.group(1).upper()  # L / R one side, B both: a coded side renders a little stronger
+            out[au_key(prefix if prefix in ("L", "R") else None, int(m.group(2)))] = 1.2 if prefix else 1.0
     return out
 
 
 def _face_box(ident: Any, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """Face bounding box in a rendered frame (mirrors FaceAnimator.render's placement), for the Cropped copy."""
-    from ferbench.synth.faces import PATCH
-
     width, height = size
-    side = max(16, int(round(min(width, height) * 0.62 * ident.scale * PATCH / 200)))
-    x = int(width * (0.5 + ident.shift[0])) - side // 2
-    y = int(height * (0.5 + ident.shift[1])) - side // 2
+    x, y, side = ident.face_square(size)
     x0, x1 = max(0, x + int(0.16 * side)), min(width, x + int(0.84 * side))
     y0, y1 = max(0, y + int(0.12 * side)), min(height, y + int(0.92 * side))
     return x0, y0, x1, y1

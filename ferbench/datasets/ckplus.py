@@ -249,9 +249,11 @@ _UNLABELLED_AUS: tuple[dict[int, float], ...] = ({1: 1.0, 2: 1.0}, {4: 0.9, 7: 0
 
 def _facs_codes(aus: dict) -> dict[int, float]:
     """FACS file content for rendered AU intensities: A-E as 1-5; AU 25 coded without intensity (0) as CK+ often does."""
+    from ferbench.synth.faces import au_side
+
     codes: dict[int, float] = {}
     for key, value in aus.items():
-        au = int(str(key).lstrip("LR"))  # unilateral "R12" is AU 12 in CK+'s FACS files
+        _, au = au_side(key)  # unilateral "R12" is AU 12 in CK+'s FACS files
         codes[au] = 0.0 if au == 25 else float(min(5, max(1, round(value * 4))))
     return dict(sorted(codes.items()))
 
@@ -275,14 +277,11 @@ _TEMPLATE = np.asarray(
 )
 
 
-def _landmark_text(ident, size: tuple[int, int], face_height: float = 0.62) -> str:
+def _landmark_text(ident, size: tuple[int, int]) -> str:
     """A CK+ landmark file for the neutral template placed where FaceAnimator.render puts the face."""
     from ferbench.synth.faces import IOD, PATCH, PATCH_EYES
 
-    width, height = size
-    side = max(16, int(round(min(width, height) * face_height * ident.scale * PATCH / 200)))
-    x0 = int(width * (0.5 + ident.shift[0])) - side // 2
-    y0 = int(height * (0.5 + ident.shift[1])) - side // 2
+    x0, y0, side = ident.face_square(size)
     mid_x = (PATCH_EYES[0][0] + PATCH_EYES[1][0]) / 2
     px = mid_x + IOD * _TEMPLATE[:, 0]
     if ident.flip:

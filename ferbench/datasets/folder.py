@@ -93,6 +93,7 @@ class FolderAdapter(DatasetAdapter):
 
     name = "folder"
     title = "Generic class folders (your own data)"
+    root_hint = "a folder of class folders"
     classes: tuple[str, ...] = REPLICA_CLASSES  # replaced per instance by scan(): the class folders found
     layout = ("<root>/<class>/<clip>.avi or <root>/<class>/<clip>/<frames>; optional subjects.csv (clip,subject), "
               "else subject = clip-name prefix before the first '_'")
@@ -114,8 +115,6 @@ class FolderAdapter(DatasetAdapter):
 
     def scan(self, root: Path) -> ScanResult:
         root = Path(root)
-        if not root.is_dir():
-            raise DatasetError(root, "dataset root not found (expected a folder of class folders)")
         csv_path = self.subjects_csv or root / SUBJECTS_CSV
         if self.subjects_csv and not csv_path.is_file():
             raise DatasetError(csv_path, "subjects CSV not found (expected a file with header 'clip,subject')")

@@ -33,6 +33,7 @@ SOURCE_FACES: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = (
 )
 
 PATCH = 256  # canonical patch side (px)
+FACE_HEIGHT = 0.62  # default face size in a rendered frame, fraction of the frame's shorter side
 PATCH_EYES = ((88.0, 100.0), (168.0, 100.0))  # canonical eye centres: inter-ocular distance 80 px
 IOD = PATCH_EYES[1][0] - PATCH_EYES[0][0]
 
@@ -144,6 +145,32 @@ class Identity:
     expressiveness: float = 1.0  # per-subject AU intensity multiplier (CK+ subjects differ in intensity)
     background: tuple[tuple[int, int, int], tuple[int, int, int]] = ((128, 128, 128), (128, 128, 128))
 
+    def face_square(self, size: tuple[int, int], face_height: float = FACE_HEIGHT) -> tuple[int, int, int]:
+        """Where `FaceAnimator.render` puts this subject's face patch in a frame of `size` (width, height):
+        (x, y, side) of the square, top-left corner; the replica writers place annotations with the same."""
+        width, height = size
+        side = max(16, int(round(min(width, height) * face_height * self.scale * PATCH / 200)))
+        return int(width * (0.5 + self.shift[0])) - side // 2, int(height * (0.5 + self.shift[1])) - side // 2, side
+
+
+def au_side(key: int | str) -> tuple[str | None, int]:
+    """An AU key as (side, number): 12 -> (None, 12); "R12" / "L12" -> ("R" / "L", 12), a unilateral AU on
+    the subject's right / left side (CLASS_AUS, the replica writers' AU codes)."""
+    if isinstance(key, str) and key[:1].upper() in ("L", "R"):
+        return key[0].upper(), int(key[1:])
+    return None, int(key)
+
+
+def au_key(side: str | None, au: int) -> int | str:
+    """The AU key for `au` on one side ("R12") or both (12): the inverse of `au_side`."""
+    return f"{side}{au}" if side else au
+
+
+def mirror_au(key: int | str) -> int | str:
+    """The same AU on the other side of the face (a bilateral AU is its own mirror)."""
+    side, au = au_side(key)
+    return au_key({"L": "R", "R": "L"}.get(side or ""), au)
+
 
 @lru_cache(maxsize=None)
 def _photo(name: str) -> np.ndarray:
@@ -199,9 +226,7 @@ def _displacements(names: list[str], aus: Mapping[int | str, float], points: np.
     _, ax, ay = _face_frame(points)
     disp = np.zeros((len(names), 2))
     for au, weight in aus.items():
-        side = None
-        if isinstance(au, str):  # "R12" / "L12": unilateral; subject's right is image left
-            side, au = {"R": "L", "L": "R"}[au[0].upper()], int(au[1:])
+        side, au = au_side(mirror_au(au))  # control points are named by image side: the subject's right is image left
         moves = _AU_MOVES.get(int(au))
         if not moves or weight == 0:
             continue
@@ -344,25 +369,23 @@ class FaceAnimator:
         nir: bool = False,
         yaw: float = 0.0,
         grey: bool = False,
-        face_height: float = 0.62,
+        face_height: float = FACE_HEIGHT,
     ) -> np.ndarray:
         """One BGR uint8 frame of `size` (width, height) with the subject showing `aus` (AU -> intensity)."""
         width, height = size
         scaled = {k: v * ident.expressiveness * self.intensity for k, v in (aus or {}).items()}
         if ident.flip:  # mirror the face, and swap unilateral AUs so "R12" stays on the subject's right
-            scaled = {(f"{'L' if k[0].upper() == 'R' else 'R'}{k[1:]}" if isinstance(k, str) else k): v for k, v in scaled.items()}
+            scaled = {mirror_au(k): v for k, v in scaled.items()}
         patch = warp_patch(ident.source, scaled, identity_patch(ident.source, ident.partner, ident.mix), ident.shape)
         if ident.flip:
             patch = cv2.flip(patch, 1)
         patch = np.clip(patch.astype(np.float32) * np.asarray(ident.tint, np.float32) * ident.gain + ident.bias, 0, 255)
-        side = max(16, int(round(min(width, height) * face_height * ident.scale * PATCH / 200)))
+        cx, cy, side = ident.face_square(size, face_height)
         face = cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA if side < PATCH else cv2.INTER_CUBIC)
         mask = _mask(side)
         if yaw:
             face, mask = _yaw(face, mask, yaw)
         frame = self._background(ident, width, height)
-        cx = int(width * (0.5 + ident.shift[0])) - side // 2
-        cy = int(height * (0.5 + ident.shift[1])) - side // 2
         _paste(frame, face, mask, cx, cy)
         frame = _illuminate(frame, illumination)
         if nir or grey:
