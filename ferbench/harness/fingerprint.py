@@ -22,7 +22,7 @@ from ferbench.errors import DatasetError
 #: Datasets of a store file whose content decides predictions (everything except landmarks/flags/failures).
 _DATA_PARTS = ("samples", "index", "frames", "aus", "source_frame")
 #: Packages whose source decides predictions; editing anything else (leaderboard, docs) does not rerun tasks.
-_CODE_PARTS = ("harness", "models", "preprocess/augment.py", "protocols.py", "store.py")
+_CODE_PARTS = ("harness", "models", "preprocess/augment.py", "protocols", "store")
 _CHUNK = 1 << 24  # bytes read at a time while hashing frames
 
 
@@ -85,7 +85,9 @@ def code_fingerprint() -> str:
     h = hashlib.sha256(f"ferbench {ferbench.__version__}".encode())
     for part in _CODE_PARTS:
         p = root / part
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []
+        if not p.exists():  # a part moved or renamed would silently drop out of the fingerprint
+            raise RuntimeError(f"code fingerprint: {p} not found; update _CODE_PARTS")
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
         for f in files:
             h.update(str(f.relative_to(root)).encode())
             h.update(f.read_bytes())
