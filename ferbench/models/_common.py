@@ -12,12 +12,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ferbench.errors import FerbenchError
+from ferbench.store.schema import INDEXES  # the frame selections a card's `index` names
 
 
 STAGES = ("end-to-end", "stage1", "stage2")
 SELECTIONS = ("last-epoch", "validation")
 RECIPE_KINDS = ("default", "paper", "quick")
-INDEXES = ("clip", "states", "native")
 
 
 @dataclass(frozen=True)

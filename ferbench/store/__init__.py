@@ -58,11 +58,12 @@ from .flags import FLAG_NAMES as FLAG_MEANINGS
 from .flags import INTERPOLATED as FLAG_INTERPOLATED
 from .flags import NONE as FLAG_NONE
 from .inspection import inspect
-from .reader import INDEXES, Loaded, Store, open_store
+from .reader import Loaded, Store, open_store
 from .schema import (
     COLUMNS,
     COMPRESSION,
     FORMAT_NAME,
+    INDEXES,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
     STATE_NAMES,

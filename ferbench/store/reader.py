@@ -26,16 +26,12 @@ from .schema import (
     FAILURE_IDS,
     FAILURE_REASONS,
     FRAME_ARRAYS,
+    INDEXES,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
     StoredSample,
     required_paths,
 )
-
-#: The frame selections a store serves (`Store.frames`, `Store.load`; a model card's `index` names one):
-#: "native" every stored frame, "clip" the fixed-length clip (T), "states" the five expression-state frames.
-INDEXES = ("clip", "states", "native")
-
 
 @dataclass
 class Loaded:
@@ -307,7 +303,7 @@ class Store:
 
 def _check_index(index: str) -> None:
     if index not in INDEXES:
-        raise FerbenchError(f"unknown index '{index}'; choose native, clip or states")
+        raise FerbenchError(f"unknown index '{index}'; choose {', '.join(INDEXES[:-1])} or {INDEXES[-1]}")
 
 
 def open_store(path: str | Path) -> Store:

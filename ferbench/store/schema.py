@@ -22,6 +22,11 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 FORMAT_NAME = "ferbench-store"
 
+#: The frame selections a store serves (`Store.frames`, `Store.load`; a model card's `index` names the one
+#: the model consumes): "clip" the fixed-length clip (T), "states" the five expression-state frames,
+#: "native" every stored frame. (The store's other "index" is the `/index` group of position arrays behind
+#: the first two; a sample's place in the file is its `row`.)
+INDEXES = ("clip", "states", "native")
 #: The five expression-state frames of `/index/states`, in kim2017's eq. 1 order.
 STATE_NAMES = ("onset", "onset-apex", "apex", "apex-offset", "offset")
 #: How every large dataset of a store is compressed (frames, per-frame arrays, augmented clips).
