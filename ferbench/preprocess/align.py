@@ -22,6 +22,7 @@ __all__ = [
     "warp_points",
     "invert_affine",
     "align_face",
+    "sampled_region",
 ]
 
 #: yu2018 eye-based template, fraction of the output side: eye centres (image-left eye first, as MTCNN
@@ -138,17 +139,44 @@ def align_face(
     # Downscaling a big face to 64 px with bilinear sampling aliases; INTER_AREA is not available for
     # warps, so pre-blur in proportion to the scale factor instead (keeps edges of small faces crisp).
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    src = image
+    src, warp = image, matrix
     if interpolation == cv2.INTER_LINEAR and scale < 0.7:
         sigma = (1.0 / scale - 1.0) / 2.0
-        src = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
+        src, warp = _blurred_region(image, matrix, int(size), sigma)
     channels = 1 if image.ndim == 2 else image.shape[2]
     crop = cv2.warpAffine(
         src,
-        matrix,
+        warp,
         (int(size), int(size)),
         flags=interpolation,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(border_value,) * min(channels, 4),
     )
     return crop, matrix
+
+
+def sampled_region(matrix: np.ndarray, size: int, shape: tuple[int, ...], margin: int = 0) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the pixels of an image of `shape` that a bilinear warp by `matrix` into a `size`
+    crop reads, grown by `margin` and clipped to the image (empty when x0 >= x1 or y0 >= y1)."""
+    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], np.float64)
+    src = warp_points(corners, invert_affine(matrix))
+    h, w = shape[:2]
+    x0 = max(0, int(np.floor(src[:, 0].min())) - 1 - margin)
+    y0 = max(0, int(np.floor(src[:, 1].min())) - 1 - margin)
+    x1 = min(w, int(np.ceil(src[:, 0].max())) + 2 + margin)
+    y1 = min(h, int(np.ceil(src[:, 1].max())) + 2 + margin)
+    return x0, y0, x1, y1
+
+
+def _blurred_region(image: np.ndarray, matrix: np.ndarray, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The anti-alias blur of only the part of `image` the crop samples (plus the kernel's reach), and the
+    warp matrix moved onto that part: the same crop as blurring the whole frame (a 64 px crop of a
+    640x490 CK+ frame reads about a tenth of it; on BP4D's 1040x1392 frames less)."""
+    ksize = int(round(sigma * 6 + 1)) | 1  # OpenCV's kernel size for 8-bit images and this sigma
+    x0, y0, x1, y1 = sampled_region(matrix, size, image.shape, margin=ksize // 2 + 1)
+    if x0 >= x1 or y0 >= y1:  # the crop lies outside the frame: it is all border, nothing to blur
+        return image, matrix
+    region = cv2.GaussianBlur(np.ascontiguousarray(image[y0:y1, x0:x1]), (ksize, ksize), sigmaX=sigma, sigmaY=sigma)
+    moved = matrix.copy()
+    moved[:, 2] = matrix[:, 2] + matrix[:, :2] @ np.array([x0, y0], np.float64)
+    return region, moved
