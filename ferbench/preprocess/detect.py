@@ -204,6 +204,11 @@ class MTCNNDetector(Detector):
             faces.append(Face(box=boxes[i, :4] / scale, points=pts, score=float(boxes[i, 4])))
         return _sort_faces(faces)
 
+    @property
+    def sessions(self) -> list[Any]:
+        """The P-, R- and O-Net onnxruntime sessions (`get_session_options()` says their threads)."""
+        return [self._net._pnet.session, self._net._rnet.session, self._net._onet.session]
+
     def _pyramid(self, min_face_size: int) -> Any:
         """The cascade searching faces from `min_face_size` px up (a shallow copy shares the ONNX sessions;
         only the pyramid setting differs)."""
