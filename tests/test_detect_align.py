@@ -250,3 +250,60 @@ def test_insightface_missing_pack_says_how_to_install_offline(tmp_path: Path) ->
     with pytest.raises(FerbenchError, match="one folder too deep"):
         get_detector("insightface", pack="buffalo_l", root=str(root))
     assert sorted(p.name for p in root.rglob("*")) == ["buffalo_l", "buffalo_l", "det_10g.onnx", "models"]
+
+
+def test_downscaled_detection_as_prepare_runs_it(mtcnn: MTCNNDetector, t1: np.ndarray, t1_faces: list[Face]) -> None:
+    """prepare detects on the frame shrunk so that its minimum face is 24 px (t1: 1280 -> 350 wide), then
+    refines each face at full resolution: the same six faces, landmarks within a small fraction of the eye
+    distance of full-frame detection, and the eyes of the aligned crops as accurate as the full-frame path
+    (the test above: under 2 px at 64x64)."""
+    from ferbench.preprocess.pipeline import PrepareConfig, detector_for
+
+    det = detector_for(PrepareConfig().resolved("ck+"), t1.shape)
+    assert isinstance(det, MTCNNDetector) and det.max_side is not None and det.max_side < t1.shape[1] / 3
+    small = det.detect(t1)
+    assert len(small) == len(t1_faces) == 6
+    errors, profile = [], []
+    for face in t1_faces:
+        iod = face.eye_distance
+        match = min(small, key=lambda s: float(np.linalg.norm(s.points[:2].mean(0) - face.points[:2].mean(0))))
+        assert np.linalg.norm(match.points[:2].mean(0) - face.points[:2].mean(0)) < 0.3 * iod  # raw, at 1/3.7 scale
+        assert 0.8 < match.eye_distance / iod < 1.25
+        refined, reference = refine_face(mtcnn, t1, match), refine_face(mtcnn, t1, face)
+        assert np.linalg.norm(refined.points[:2] - reference.points[:2], axis=1).max() < 0.12 * iod
+        crop, m = align_face(t1, refined.points)
+        err = float(np.linalg.norm(_redetect_eyes(mtcnn, crop) - warp_points(refined.points[:2], m), axis=1).max())
+        (profile if abs(yaw_proxy(face)) > 0.35 else errors).append(err)
+    print(f"\ndownscaled detection + refinement, yu2018@64: eye error px per face {np.round(errors, 2).tolist()}, "
+          f"profile {np.round(profile, 2)}")
+    assert len(errors) == 5 and max(errors) < 2.0, errors
+
+
+def test_anti_alias_blur_of_the_sampled_region_only(t1: np.ndarray, t1_faces: list[Face]) -> None:
+    """align_face blurs only the pixels the crop reads: the crop equals warping the whole blurred frame
+    (up to rounding of the warp's fixed-point coordinates); a face shrunk more than 4x is area-reduced
+    first, within about one grey level of the whole-frame path."""
+    from ferbench.preprocess.align import sampled_region
+
+    def whole_frame(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+        sigma = (1.0 / float(np.sqrt(abs(np.linalg.det(m[:, :2])))) - 1.0) / 2.0
+        return cv2.warpAffine(cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma), m, (size, size),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+    for face in t1_faces:
+        crop, m = align_face(t1, face.points, 64)
+        ref = whole_frame(t1, m, 64)
+        diff = np.abs(crop.astype(int) - ref)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.002
+        x0, y0, x1, y1 = sampled_region(m, 64, t1.shape)
+        assert (x1 - x0) * (y1 - y0) < 0.05 * t1.shape[0] * t1.shape[1]  # a small part of the frame
+    # a face 5x larger (like BP4D's 1040x1392 close-ups): shrunk about 10x into the crop
+    face = t1_faces[0]
+    x, y = face.points[:2].mean(0).astype(int)
+    big = cv2.resize(t1[max(0, y - 90) : y + 110, max(0, x - 100) : x + 100], None, fx=5, fy=5,
+                     interpolation=cv2.INTER_CUBIC)
+    pts = (face.points - [max(0, x - 100), max(0, y - 90)]) * 5 + 2
+    crop, m = align_face(big, pts, 64)
+    diff = np.abs(crop.astype(int) - whole_frame(big, m, 64))
+    assert np.sqrt(abs(np.linalg.det(m[:, :2]))) < 0.25
+    assert diff.mean() < 1.5 and np.percentile(diff, 99) < 10, (diff.mean(), diff.max())

@@ -19,7 +19,9 @@ from ferbench.preprocess.track import (
     FILLED,
     INTERPOLATED,
     NONE,
+    FaceTracker,
     align_sequence,
+    interpolate_track,
     keyframes,
     track_sequence,
 )
@@ -79,6 +81,54 @@ def _eye_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_keyframes() -> None:
     assert keyframes(20, 5) == [0, 5, 10, 15, 19]
     assert keyframes(1, 5) == [0] and keyframes(0, 5) == [] and keyframes(4, 1) == [0, 1, 2, 3]
+    # a last interval shorter than half the stride merges into the one before: one detection fewer
+    assert keyframes(8, 5) == [0, 7] and keyframes(17, 5) == [0, 5, 10, 16] and keyframes(6, 5) == [0, 5]
+    assert keyframes(9, 5) == [0, 5, 8] and keyframes(4, 2) == [0, 2, 3]
+    for n in range(1, 60):  # never an interval longer than 1.5 strides, always both ends
+        ks = keyframes(n, 5)
+        assert ks[0] == 0 and ks[-1] == n - 1 and max(np.diff(ks), default=0) <= 7
+
+
+def test_interpolate_track_is_a_pure_function_of_its_anchors() -> None:
+    """Anchors at frames 2, 5 (segment 0) and 9 (segment 1) of 12 frames; the detector also looked at 3."""
+    times = np.array([2, 5, 9])
+    pts = np.stack([np.full((5, 2), v, np.float64) for v in (10.0, 40.0, 100.0)])
+    boxes = np.array([[0, 0, 10, 10], [3, 3, 13, 13], [50, 50, 60, 60]], np.float64)
+    scores = np.array([0.9, 0.8, 0.7])
+    segs = np.array([0, 0, 1])
+    args = (times.copy(), pts.copy(), boxes.copy(), scores.copy(), segs.copy())
+    points, bx, sc, flags, seg = interpolate_track(12, *args, examined={2, 3, 5, 9})
+    for a, b in zip(args, (times, pts, boxes, scores, segs)):
+        assert np.array_equal(a, b)  # inputs untouched
+    assert points.shape == (12, 5, 2) and bx.shape == (12, 4) and flags.dtype == np.uint8
+    assert list(flags) == [FILLED, FILLED, DETECTED, FILLED, INTERPOLATED, DETECTED,
+                           FILLED, FILLED, FILLED, DETECTED, FILLED, FILLED]
+    # between two anchors of one segment: linear (frame 3 examined without a match: same value, flag FILLED)
+    np.testing.assert_allclose(points[3], 20.0) and np.testing.assert_allclose(points[4], 30.0)
+    np.testing.assert_allclose(bx[4], [2, 2, 12, 12])
+    # ends and the segment change: the nearest anchor, the earlier one on a tie (frame 7 is 2 from 5 and 9)
+    assert [points[t, 0, 0] for t in (0, 1, 6, 7, 8, 10, 11)] == [10, 10, 40, 40, 100, 100, 100]
+    assert list(seg) == [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]
+    assert list(sc) == pytest.approx([0, 0, 0.9, 0, 0, 0.8, 0, 0, 0, 0.7, 0, 0])
+    # the same call gives the same arrays; an unsorted or out-of-range anchor list is refused
+    assert np.array_equal(interpolate_track(12, *args, examined={2, 3, 5, 9})[0], points)
+    with pytest.raises(ValueError, match="increasing"):
+        interpolate_track(12, np.array([5, 2]), pts[:2], boxes[:2], scores[:2], segs[:2])
+    with pytest.raises(ValueError):
+        interpolate_track(4, times, pts, boxes, scores, segs)
+
+
+def test_tracker_keeps_its_state_and_detects_only_the_keyframes(mtcnn, moving, per_frame) -> None:
+    """An 8-frame sequence (a short CK+ one): 2 full-frame detections (0 and 7), landmarks still within
+    MTCNN's own noise of detecting every frame."""
+    frames = moving[0][:8]
+    tracker = FaceTracker(frames, mtcnn, every=5)
+    tr = tracker.run()
+    assert tr.ok and tr.n_calls == 2
+    assert sorted(tracker.examined) == sorted(tracker.anchors) == [0, 7] and tracker.last[0] == 7
+    assert list(tr.flags) == [DETECTED] + [INTERPOLATED] * 6 + [DETECTED]
+    err = _eye_err(tr.points, per_frame.points[:8])
+    assert err.max() < 3.5 and err.mean() < 1.5, err
 
 
 def test_keyframe_tracking_matches_per_frame_detection(mtcnn, moving, per_frame) -> None:

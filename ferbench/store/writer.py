@@ -246,7 +246,11 @@ class StoreWriter:
             raise FerbenchError(f"the writer for {self.path} is closed")
 
     def _atomic_write(self, final: Path, write: Any, what: str) -> None:
-        """Write `final` through `<final>.part` and a rename; a failed write leaves no part file behind."""
+        """Write `final` through `<final>.part` and a rename; a failed write leaves no part file behind.
+
+        One fsync per file (its data, before the rename), not of the folder after it: a crash can then lose
+        a rename, never a file's contents, and a lost shard is only a sample the resume does again. The
+        merged file (`finalize`) still syncs its folder, so a published file survives a crash."""
         part = final.with_name(final.name + ".part")
         try:
             with io_errors(what, self.path, keep=self.tmp_dir):
@@ -254,8 +258,6 @@ class StoreWriter:
                 if self.durable:
                     fsync_path(part)
                 os.replace(part, final)
-                if self.durable:
-                    fsync_path(final.parent)
         except BaseException:
             with contextlib.suppress(OSError):
                 part.unlink()
