@@ -196,3 +196,13 @@ def test_the_code_fingerprint_covers_the_store_package():
     fingerprint.code_fingerprint.cache_clear()
     assert len(fingerprint.code_fingerprint()) == 64  # every part exists (a moved one raises, never drops out)
     assert "store" in fingerprint._CODE_PARTS and "protocols" in fingerprint._CODE_PARTS
+
+
+def test_the_documented_layout_names_every_column_of_the_table():
+    import ferbench.store as store
+
+    doc = store.__doc__ or ""
+    for c in COLUMNS:
+        assert re.search(rf"\b{re.escape(c.name)}\b", doc), c.name
+    for a in FRAME_ARRAYS:
+        assert f"/{a.name} " in doc, a.name

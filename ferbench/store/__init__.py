@@ -25,6 +25,8 @@ Layout of a finished file (schema version 2; every string is UTF-8, no pickles a
                                          offset), relative to frame_start; -1 rows = none
     /failures/id, /failures/reason   UTF-8 strings: samples excluded (e.g. no face), sorted by id
 
+(`schema.COLUMNS` and `schema.FRAME_ARRAYS` are this layout as data; a test keeps the two equal.)
+
 Writing (`StoreWriter`) is crash-safe by construction rather than by flushing one big HDF5 file (HDF5
 gives no guarantee that a file killed between flushes can be reopened): the temporary output
 `<path>.tmp/` is a folder holding `manifest.json` (the identity of the run) and one small HDF5 shard per
