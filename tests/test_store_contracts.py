@@ -169,11 +169,12 @@ def test_a_missing_root_is_one_error_naming_it(tmp_path, name, hint):
 
 
 def test_unilateral_au_keys_are_parsed_and_mirrored_in_one_place():
-    from ferbench.synth.faces import au_key, au_side, mirror_au
+    from ferbench.synth.faces import au_key, au_numbers, au_side, mirror_au
 
     assert [au_side(k) for k in (12, "R12", "l4")] == [(None, 12), ("R", 12), ("L", 4)]
     assert [mirror_au(k) for k in (12, "R12", "L4")] == [12, "L12", "R4"]
     assert all(au_key(*au_side(k)) == k for k in (12, "R12", "L4"))
+    assert au_numbers({"R12": 1.0, 12: 0.5, 4: 1.0, "L14": 1.0}) == (4, 12, 14)
 
 
 def test_the_replica_annotations_sit_where_the_face_is_rendered():

@@ -336,7 +336,7 @@ class MMI(DatasetAdapter):
         fallback); subject 1 also has an AU-only session without an Emotion tag, a labelled profile-view session
         and a labelled single still image, which the scan must leave out.
         """
-        from ferbench.synth.faces import CLASS_AUS, FaceAnimator, expression_curve
+        from ferbench.synth.faces import CLASS_AUS, FaceAnimator, au_numbers, expression_curve
 
         if modes:
             raise FerbenchError("the MMI replica has no modes; leave out --modes")
@@ -366,7 +366,7 @@ class MMI(DatasetAdapter):
                                      (onset, apex, offset))
                 if label is None or view != "0":
                     continue
-                names = tuple(sorted({int(str(k).lstrip("LR")) for k in aus}))
+                names = au_numbers(aus)
                 sample = Sample(
                     id=sid, dataset=self.name, subject=subject, label=label, video=folder / f"{sid}.avi", fps=FPS,
                     onset=0, apex=None, offset=n - 1, mode={"view": "frontal"},
@@ -392,6 +392,8 @@ def _write_session_files(
     aus: dict | None, phases: tuple[int, int, int] | None,
 ) -> None:
     """session.xml, <sid>.xml and (with `aus`) <sid>-oao_aucs.xml of one replica session."""
+    from ferbench.synth.faces import au_numbers
+
     folder.mkdir(parents=True, exist_ok=True)
     head = '<?xml version="1.0" encoding="utf-8"?>\n'
     subject_line = f'  <subject id="{subject}" />\n' if subject is not None else ""
@@ -410,6 +412,6 @@ def _write_session_files(
     marks = ((1, 0), (onset + 1, 1), (apex + 1, 2), (apex + 2, 3), (offset + 1, 0))
     units = "".join(
         f'  <ActionUnit Number="{au}">\n' + "".join(f'    <Marker Frame="{f}" Type="{t}" />\n' for f, t in marks) + "  </ActionUnit>\n"
-        for au in sorted({int(str(k).lstrip("LR")) for k in aus})
+        for au in au_numbers(aus)
     )
     (folder / f"{sid}-oao_aucs.xml").write_text(f"{head}<ActionUnits>\n{units}</ActionUnits>\n")

@@ -13,6 +13,7 @@ so writing a replica needs no detector.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -159,6 +160,11 @@ def au_side(key: int | str) -> tuple[str | None, int]:
     if isinstance(key, str) and key[:1].upper() in ("L", "R"):
         return key[0].upper(), int(key[1:])
     return None, int(key)
+
+
+def au_numbers(aus: Iterable[int | str]) -> tuple[int, ...]:
+    """The AU numbers of some AU keys, either side counted once, sorted ({"R12": 1, 12: 1, 4: 1} -> (4, 12))."""
+    return tuple(sorted({au_side(k)[1] for k in aus}))
 
 
 def au_key(side: str | None, au: int) -> int | str:
