@@ -44,15 +44,16 @@ def builtin_names() -> str:
 
 
 def list_datasets() -> list[str]:
+    """Registered dataset names: the built-in ones in `BUILTIN` order (whatever was imported first), then others."""
     _load_builtin()
-    return list(_REGISTRY)
+    return [*BUILTIN, *(name for name in _REGISTRY if name not in BUILTIN)]
 
 
 def get_dataset(name: str) -> DatasetAdapter:
     _load_builtin()
     key = name.lower()
     if key not in _REGISTRY:
-        raise FerbenchError(f"unknown dataset '{name}'; choose one of: {', '.join(_REGISTRY)}")
+        raise FerbenchError(f"unknown dataset '{name}'; choose one of: {', '.join(list_datasets())}")
     return _REGISTRY[key]()
 
 
