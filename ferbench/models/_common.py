@@ -73,6 +73,14 @@ STANDARDIZE_DEPARTURE = (
     "Frames are standardised per frame and channel inside the model (standardize_frames): models receive [0, 1] "
     "pixels from a generic harness; without it the dark and near-infrared Oulu modes sat at chance."
 )
+CENTRE_DEPARTURE = (
+    "Frame features are centred per clip before the temporal model (centre_over_time: each clip's mean feature "
+    "over its real frames is subtracted, as speech systems normalise each utterance); centre=False gives the "
+    "paper's network. Measured on the order replica (9 subjects, 3 clips per class and subject, 32x32, the "
+    "learnability widths): an LSTM-mean on the frame features of a frozen random frame CNN reached 0.50 held-out "
+    "accuracy uncentred and 0.78 centred after 400 Adam steps; the within-clip variation of raw frame features "
+    "is 8% of their norm, so identity, not expression, dominated the sequence."
+)
 DEFAULT_RECIPE_DEPARTURE = (
     "The 'default' recipe (Adam, a fixed number of steps, flip/rotation augmentation) is not the paper's optimizer "
     "and schedule, kept as 'paper': SGD rates do not transfer from the papers' frameworks and data sizes to small "
@@ -168,6 +176,19 @@ def masked_mean(seq: Tensor, lengths: Tensor) -> Tensor:
     """Mean over time of (B, T, D) counting only real frames, so padding never enters the encoding."""
     mask = lengths_to_mask(lengths.to(seq.device), seq.shape[1]).unsqueeze(-1).to(seq.dtype)
     return (seq * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+def centre_over_time(seq: Tensor, lengths: Tensor) -> Tensor:
+    """Subtract each clip's mean over its real frames from every real frame of (B, T, D); padding stays zero.
+
+    What is constant over a clip (who the subject is, the lighting, the camera) leaves the sequence, and what the
+    face does over time stays: the per-sequence mean normalisation of speech features (cepstral mean
+    normalisation), applied to frame features. Without it a temporal model fed raw frame features sees a
+    within-clip variation of about 8% of the feature norm and does not learn the order of events (see the
+    departure on the cards that use it).
+    """
+    mask = lengths_to_mask(lengths.to(seq.device), seq.shape[1]).unsqueeze(-1).to(seq.dtype)
+    return (seq - masked_mean(seq, lengths).unsqueeze(1)) * mask
 
 
 def masked_max(seq: Tensor, lengths: Tensor) -> Tensor:

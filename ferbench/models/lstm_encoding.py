@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ferbench.models._common import (
-    DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, FrameCNN, Recipe, check_clips, ferbench_recipe, quick_recipe, full_lengths, last_valid, masked_max, masked_mean, kaiming_init_, per_frame, xavier_init_,
+    CENTRE_DEPARTURE, DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, FrameCNN, centre_over_time, Recipe, check_clips, ferbench_recipe, quick_recipe, full_lengths, last_valid, masked_max, masked_mean, kaiming_init_, per_frame, xavier_init_,
 )
 from ferbench.models._registry import register_model
 
@@ -48,6 +48,7 @@ DEPARTURES = (
     "Optimizer, lr and batch size are not given (the 'paper' recipe's plain SGD lr 0.01 is ours).",
     "He initialisation of the frame CNN and hidden layer (init not given).",
     STANDARDIZE_DEPARTURE,
+    CENTRE_DEPARTURE,
     DEFAULT_RECIPE_DEPARTURE,
     "Default lr 1e-4: after 60 Adam steps on replica faces at lr 1e-3, 3 of 64 tpool-mean hidden units were still "
     "active (24 of 64 at 3e-4, 39 of 64 at 1e-4); lstm-mean kept 24, 34 and 45.",
@@ -55,12 +56,15 @@ DEPARTURES = (
 
 
 class _Encoder(nn.Module):
-    """Shared front of the chao2016 encoders: optional frame CNN -> dropout -> hidden layer (64) -> dropout."""
+    """Shared front of the chao2016 encoders: optional frame CNN -> (per-clip centring) -> dropout -> hidden layer
+    (64) -> dropout. `centre=False` feeds the features uncentred, as the paper does."""
 
     def __init__(self, num_classes: int, in_features: int | None = None, feature_dim: int = 2048, hidden: int = 64,
-                 dropout: float = 0.5, cnn_widths: tuple[int, ...] = (32, 64, 128), in_channels: int = 3):
+                 dropout: float = 0.5, cnn_widths: tuple[int, ...] = (32, 64, 128), in_channels: int = 3,
+                 centre: bool = True):
         super().__init__()
         self.num_classes = num_classes
+        self.centre = centre
         self.frontend = None if in_features is not None else FrameCNN(in_channels, cnn_widths, feature_dim)
         d = in_features if in_features is not None else feature_dim
         self.in_features = in_features
@@ -80,6 +84,8 @@ class _Encoder(nn.Module):
             check_clips(x, lengths)
             feats = per_frame(self.frontend, x, lengths)
         lengths = full_lengths(x) if lengths is None else lengths
+        if self.centre:
+            feats = centre_over_time(feats, lengths)
         return F.relu(self.hidden(self.drop(feats))), lengths
 
     def encode(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -99,8 +105,8 @@ class _LSTMEncoder(_Encoder):
 
     def __init__(self, num_classes: int, in_features: int | None = None, feature_dim: int = 2048, hidden: int = 64,
                  lstm_hidden: int = 64, dropout: float = 0.5, cnn_widths: tuple[int, ...] = (32, 64, 128),
-                 in_channels: int = 3):
-        super().__init__(num_classes, in_features, feature_dim, hidden, dropout, cnn_widths, in_channels)
+                 in_channels: int = 3, centre: bool = True):
+        super().__init__(num_classes, in_features, feature_dim, hidden, dropout, cnn_widths, in_channels, centre)
         self.lstm = nn.LSTM(hidden, lstm_hidden, batch_first=True)
         self.encoding_dim = lstm_hidden
         self.out = nn.Linear(lstm_hidden, num_classes)
@@ -119,8 +125,9 @@ class _PoolEncoder(_Encoder):
     pool = "mean"
 
     def __init__(self, num_classes: int, in_features: int | None = None, feature_dim: int = 2048, hidden: int = 64,
-                 dropout: float = 0.5, cnn_widths: tuple[int, ...] = (32, 64, 128), in_channels: int = 3):
-        super().__init__(num_classes, in_features, feature_dim, hidden, dropout, cnn_widths, in_channels)
+                 dropout: float = 0.5, cnn_widths: tuple[int, ...] = (32, 64, 128), in_channels: int = 3,
+                 centre: bool = True):
+        super().__init__(num_classes, in_features, feature_dim, hidden, dropout, cnn_widths, in_channels, centre)
         xavier_init_(self)
         kaiming_init_(self.hidden)
         if self.frontend is not None:

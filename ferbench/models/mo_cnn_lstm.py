@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ferbench.models._common import (
-    DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, Recipe, check_clips, ferbench_recipe, full_lengths, quick_recipe, gather_time, kaiming_init_, last_valid, per_frame, standardize_frames, xavier_init_,
+    CENTRE_DEPARTURE, DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, Recipe, centre_over_time, check_clips, ferbench_recipe, full_lengths, quick_recipe, gather_time, kaiming_init_, last_valid, per_frame, standardize_frames, xavier_init_,
 )
 from ferbench.models._registry import register_model
 
@@ -232,6 +232,7 @@ DEPARTURES_CNN = (
     index="native", variable_length=True, min_size=32, recipes=RECIPES,
     departures=DEPARTURES_CNN + (
         "The L8 output at each clip's last real frame feeds F9 (the text is cut where it says which output).",
+        CENTRE_DEPARTURE + " Stage 1 trains on single frames, uncentred; stage 2's LSTM reads the centred F5 features.",
     ),
 )
 class MOCnnLstm(_Stage1Mixin, nn.Module):
@@ -249,9 +250,10 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
                  image_size: int = 64, widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512,
                  lstm_hidden: int = 512, lstm_layers: int = 3, tau: float = 1.0, beta: float = 1.0,
                  means: str = "batch", loss_weights: dict[str, float] | None = None, freeze_cnn: bool = True,
-                 distance: str = "mean"):
+                 distance: str = "mean", centre: bool = True):
         super().__init__()
         self.num_classes = num_classes
+        self.centre = centre
         self.cnn = Table1CNN(num_classes, num_states, in_channels, image_size, widths, fc)
         self.objective = MultiObjectiveLoss(num_classes, num_states, fc, apex_state, tau, beta, means,
                                             weights=loss_weights, distance=distance)
@@ -289,7 +291,8 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_clips(x, lengths)
         lengths = full_lengths(x) if lengths is None else lengths
-        seq = self.lstm(self.frame_features(x, lengths))[0]
+        feats = self.frame_features(x, lengths)
+        seq = self.lstm(centre_over_time(feats, lengths) if self.centre else feats)[0]
         return self.f9(last_valid(seq, lengths))
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ferbench.models._common import STANDARDIZE_DEPARTURE, check_clips, ferbench_recipe, quick_recipe, full_lengths, lengths_to_mask, per_frame, kaiming_init_, xavier_init_
+from ferbench.models._common import CENTRE_DEPARTURE, STANDARDIZE_DEPARTURE, centre_over_time, check_clips, ferbench_recipe, quick_recipe, full_lengths, lengths_to_mask, per_frame, kaiming_init_, xavier_init_
 from ferbench.models._registry import register_model
 from ferbench.models.mo_cnn_lstm import Table1CNN
 
@@ -106,19 +106,23 @@ class MVLSTM(nn.Module):
         "The training recipe is ours (the 'paper' recipe is the default: the paper's is unavailable).",
         "He initialisation of the frame CNN (see kim2017's card).",
         STANDARDIZE_DEPARTURE,
+        CENTRE_DEPARTURE,
     ),
 )
 class MVLSTMNet(nn.Module):
     """Frame CNN + mode-variational LSTM (baddar2019, RECONSTRUCTION; equations in ``ferbench.models.mv_lstm``).
 
-    ``use_mode=False`` gives the same network with a plain LSTM cell (the comparison the paper makes).
+    ``use_mode=False`` gives the same network with a plain LSTM cell (the comparison the paper makes);
+    ``centre=False`` feeds the frame features uncentred.
 
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, image_size: int = 64,
-                 widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512, hidden: int = 256, use_mode: bool = True):
+                 widths: tuple[int, int, int] = (32, 64, 64), fc: int = 512, hidden: int = 256, use_mode: bool = True,
+                 centre: bool = True):
         super().__init__()
         self.num_classes = num_classes
+        self.centre = centre
         self.cnn = Table1CNN(num_classes, 5, in_channels, image_size, widths, fc)
         self.cnn.fc_head = self.cnn.fp_head = None  # only F5 features are used here
         self.rnn = MVLSTM(fc, hidden, use_mode)
@@ -129,5 +133,6 @@ class MVLSTMNet(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_clips(x, lengths)
         lengths = full_lengths(x) if lengths is None else lengths
-        _, (h, _, _) = self.rnn(per_frame(self.cnn.features, x, lengths), lengths)
+        feats = per_frame(self.cnn.features, x, lengths)
+        _, (h, _, _) = self.rnn(centre_over_time(feats, lengths) if self.centre else feats, lengths)
         return self.fc(h)
