@@ -34,8 +34,8 @@ from ferbench.preprocess.frames import LazyFrames
 from ferbench.preprocess.states import expression_states
 from ferbench.preprocess.temporal import normalise_length
 from ferbench.preprocess.track import align_sequence, size_runs, track_sequence
-from ferbench.threads import COMPUTE_THREADS, ThreadLimits, compute_threads
 from ferbench.store import FLAG_DETECTED, FLAG_FILLED, FLAG_INTERPOLATED, FLAG_MEANINGS, SampleRecord, StoreWriter
+from ferbench.threads import COMPUTE_THREADS, ThreadLimits, compute_threads
 
 #: Bounds of the options: beyond them a run would only waste hours or write an empty file.
 MAX_SIZE = 1024
