@@ -45,6 +45,7 @@ __all__ = [
     "clear_detector_cache",
     "default_providers",
     "refine_face",
+    "follow_face",
     "insightface_pack_dir",
 ]
 
@@ -392,16 +393,9 @@ def refine_face(detector: Detector, image: np.ndarray, face: Face, size: int = 1
     """
     if isinstance(detector, NoneDetector):
         return face
-    import cv2
+    from .align import invert_affine, warp_points
 
-    from .align import YU2018_EYES, estimate_similarity, invert_affine, warp_points
-
-    dst = (YU2018_EYES * 0.5 + 0.25) * float(size) - 0.5  # tight-crop eyes shrunk into the middle half
-    m = estimate_similarity(face.points[:2], dst)
-    view = cv2.warpAffine(Detector._as_bgr(image), m, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    expected_mid = dst.mean(0)
-    expected_iod = float(np.linalg.norm(dst[1] - dst[0]))
+    view, m, expected_mid, expected_iod = _upright_view(image, face, size)
 
     def plausible(cands: list[Face]) -> Face | None:
         """The candidate whose eyes are where the view put them (nearest), if any."""
@@ -415,9 +409,7 @@ def refine_face(detector: Detector, image: np.ndarray, face: Face, size: int = 1
 
     best = None
     if isinstance(detector, MTCNNDetector):
-        # MTCNN's box around an upright face (measured on t1's faces in this view): centred 0.1 eye distances
-        # right of and 0.3 below the eye midpoint, 2.9 eye distances square
-        found = detector.landmarks_in_box(view, expected_mid + np.array([0.1, 0.3]) * expected_iod, 2.9 * expected_iod)
+        found = detector.landmarks_in_box(view, *_upright_box(expected_mid, expected_iod))
         best = plausible([found] if found is not None else [])
         if best is None:  # the face is ~2.2 eye distances wide here: skip finer levels
             best = plausible(detector.detect(view, min_face_size=max(20, int(1.2 * expected_iod))))
@@ -427,6 +419,51 @@ def refine_face(detector: Detector, image: np.ndarray, face: Face, size: int = 1
         return face
     pts = warp_points(best.points, invert_affine(m))
     return Face(box=face.box.copy(), points=pts, score=face.score)
+
+
+def _upright_view(image: np.ndarray, face: Face, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """`face` warped upright into the middle half of a `size` square: (view, image->view matrix, where the
+    eye midpoint is in the view, the eye distance in the view)."""
+    import cv2
+
+    from .align import YU2018_EYES, estimate_similarity
+
+    dst = (YU2018_EYES * 0.5 + 0.25) * float(size) - 0.5  # tight-crop eyes shrunk into the middle half
+    m = estimate_similarity(face.points[:2], dst)
+    view = cv2.warpAffine(Detector._as_bgr(image), m, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return view, m, dst.mean(0), float(np.linalg.norm(dst[1] - dst[0]))
+
+
+def _upright_box(mid: np.ndarray, iod: float) -> tuple[np.ndarray, float]:
+    """MTCNN's box around an upright face (measured on t1's faces in the upright view): centred 0.1 eye
+    distances right of and 0.3 below the eye midpoint, 2.9 eye distances square. (centre, side)."""
+    return mid + np.array([0.1, 0.3]) * iod, 2.9 * iod
+
+
+def follow_face(detector: Detector, image: np.ndarray, prev: Face, max_move: float = 0.3, size: int = 192) -> Face | None:
+    """The face `prev` in another frame, looked for where it was: O-Net alone on the upright view of prev's
+    place (`MTCNNDetector.landmarks_in_box`), so the landmarks are as `refine_face` gives them, for one
+    network call instead of a full-frame detection and a refinement. None when the detector is not MTCNN,
+    when O-Net finds no face there, or when the eyes moved more than `max_move` eye distances or the face
+    changed size by more than 25%: the caller then runs the full detector (a moved face, a new one, or none).
+    The box is prev's, carried by the eyes' motion; the score is O-Net's."""
+    if not isinstance(detector, MTCNNDetector):
+        return None
+    from .align import estimate_similarity, invert_affine, warp_points
+
+    view, m, mid, iod = _upright_view(image, prev, size)
+    found = detector.landmarks_in_box(view, *_upright_box(mid, iod))
+    if found is None:
+        return None
+    moved = float(np.linalg.norm(found.points[:2].mean(0) - mid)) / iod
+    if moved > max_move or not 0.8 < found.eye_distance / iod < 1.25:
+        return None
+    pts = warp_points(found.points, invert_affine(m))
+    carry = estimate_similarity(prev.points[:2], pts[:2])
+    corners = warp_points(np.array([prev.box[[0, 1]], prev.box[[2, 1]], prev.box[[0, 3]], prev.box[[2, 3]]]), carry)
+    box = np.concatenate([corners.min(0), corners.max(0)])
+    return Face(box=box, points=pts, score=found.score)
 
 
 # --------------------------------------------------------------------------------------------- registry
