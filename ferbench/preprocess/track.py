@@ -7,7 +7,12 @@ frame and the last frame, and linearly interpolates the landmarks in between. In
 inter-ocular distances between keyframes, a keyframe found no face, or the face found does not continue
 the track. Frames where no face is found get landmarks from their neighbours and are flagged, so nothing is
 silently invented. With several faces (AFEW), one face is followed: the largest at the start, then whichever
-overlaps the track most (IoU), never simply the first or largest in each frame.
+overlaps the track most (IoU), never simply the first or largest in each frame. Once the track has a face,
+a frame is first searched where the face was (`follow_face`, one O-Net call on the upright view) and the
+whole frame only where it is not found there within `drift`.
+
+`FaceTracker` holds one sequence's walk (what was examined, the anchors, the last face); the per-frame
+values come from its anchors through `interpolate_track`, a pure function.
 
 Two rules keep a track honest. A detection that no other frame confirms (the only one of its track segment
 in a sequence of 3 or more frames: one false detection in a clip of sky) is not a face. Frames of different
