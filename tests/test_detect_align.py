@@ -307,3 +307,16 @@ def test_anti_alias_blur_of_the_sampled_region_only(t1: np.ndarray, t1_faces: li
     diff = np.abs(crop.astype(int) - whole_frame(big, m, 64))
     assert np.sqrt(abs(np.linalg.det(m[:, :2]))) < 0.25
     assert diff.mean() < 1.5 and np.percentile(diff, 99) < 10, (diff.mean(), diff.max())
+
+
+def test_onet_on_a_known_box(mtcnn: MTCNNDetector, hanks: np.ndarray) -> None:
+    """Refinement runs only O-Net on the box where the face is known to be: on the ArcFace-aligned photo it
+    finds the template's eyes as the whole cascade does; on an empty view it finds nothing (the caller then
+    falls back to the cascade)."""
+    full = mtcnn.detect(hanks)[0]
+    box = full.box
+    found = mtcnn.landmarks_in_box(hanks, (box[:2] + box[2:]) / 2, float(max(box[2] - box[0], box[3] - box[1])))
+    assert found is not None and found.score > 0.7
+    assert np.linalg.norm(found.points[:2] - ARCFACE_112[:2], axis=1).max() < 4.0
+    assert np.linalg.norm(found.points - full.points, axis=1).max() < 3.0
+    assert mtcnn.landmarks_in_box(np.zeros((192, 192, 3), np.uint8), np.array([96.0, 96.0]), 90.0) is None

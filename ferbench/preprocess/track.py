@@ -7,7 +7,12 @@ frame and the last frame, and linearly interpolates the landmarks in between. In
 inter-ocular distances between keyframes, a keyframe found no face, or the face found does not continue
 the track. Frames where no face is found get landmarks from their neighbours and are flagged, so nothing is
 silently invented. With several faces (AFEW), one face is followed: the largest at the start, then whichever
-overlaps the track most (IoU), never simply the first or largest in each frame.
+overlaps the track most (IoU), never simply the first or largest in each frame. Once the track has a face,
+a frame is first searched where the face was (`follow_face`, one O-Net call on the upright view) and the
+whole frame only where it is not found there within `drift`.
+
+`FaceTracker` holds one sequence's walk (what was examined, the anchors, the last face); the per-frame
+values come from its anchors through `interpolate_track`, a pure function.
 
 Two rules keep a track honest. A detection that no other frame confirms (the only one of its track segment
 in a sequence of 3 or more frames: one false detection in a clip of sky) is not a face. Frames of different
@@ -29,7 +34,7 @@ import numpy as np
 from ferbench.store.flags import DETECTED, FILLED, FLAG_NAMES, INTERPOLATED, NONE
 
 from .align import align_face, warp_points
-from .detect import Detector, Face, refine_face
+from .detect import Detector, Face, follow_face, refine_face
 from .frames import to_bgr_uint8
 
 __all__ = [
@@ -57,7 +62,7 @@ class Track:
     boxes: np.ndarray  # (T, 4) float32 x1, y1, x2, y2
     scores: np.ndarray  # (T,) float32 detector score on detected frames, 0 elsewhere
     flags: np.ndarray  # (T,) uint8: DETECTED / INTERPOLATED / FILLED (NONE when not ok)
-    n_calls: int  # full-frame detector calls made (refinement calls not counted)
+    n_calls: int  # full-frame detector calls made (refinement and followed-face calls not counted)
     reason: str = ""  # empty when ok
     segments: np.ndarray | None = None  # (T,) int: track segment id; a new id after a re-acquisition
 
@@ -158,6 +163,7 @@ def track_sequence(
     reacquire_after: int = 10,
     refine: bool = True,
     smooth: float = 0.0,
+    follow: bool = True,
 ) -> Track:
     """Track one face's 5 landmarks through `frames` (BGR uint8); see `FaceTracker` for the options.
 
@@ -166,7 +172,8 @@ def track_sequence(
     factory (the minimum face size is then taken per frame size). A run without a face takes the nearest
     run's landmarks scaled by the size ratio, flagged FILLED.
     """
-    opts = dict(drift=drift, min_iou=min_iou, reacquire_after=reacquire_after, refine=refine, smooth=smooth)
+    opts = dict(drift=drift, min_iou=min_iou, reacquire_after=reacquire_after, refine=refine, smooth=smooth,
+                follow=follow)
     pick = (lambda hw: detector(hw)) if callable(detector) and not isinstance(detector, Detector) else (lambda hw: detector)
     n = len(frames)
     runs = size_runs(sizes) if sizes is not None and n else []
@@ -216,6 +223,9 @@ class FaceTracker:
     the tracked face, start again from the largest face (a shot change). refine: re-detect each accepted
     face upright (`refine_face`) for rotation-unbiased landmarks. smooth: Gaussian sigma in frames applied
     to the final landmarks within a track segment (0 = off; detected frames keep their exact detections).
+    follow: once the track has a face, look for it first where it was (`follow_face`: O-Net alone on the
+    upright view, the landmarks `refine` would give, one network call) and run the full-frame detector only
+    where it is not found within `drift` (moved, gone, or a new face); MTCNN with `refine` only.
 
     One tracker follows one sequence (`run()` once); its state is what the detector found so far.
     """
@@ -231,20 +241,32 @@ class FaceTracker:
         reacquire_after: int = 10,
         refine: bool = True,
         smooth: float = 0.0,
+        follow: bool = True,
     ):
         self.frames, self.detector, self.every = frames, detector, every
         self.drift, self.min_iou, self.reacquire_after = drift, min_iou, reacquire_after
-        self.refine, self.smooth = refine, smooth
+        self.refine, self.smooth, self.follow = refine, smooth, follow
         self.examined: dict[int, list[Face]] = {}  # frame -> faces the detector found there
+        self.followed: set[int] = set()  # frames whose face was found where the track was (already upright)
+        self.full_calls = 0  # full-frame detections
         self.anchors: dict[int, Face] = {}  # frame -> the tracked face accepted there
         self.new_segment: set[int] = set()  # anchors that start a new track segment (re-acquired)
         self.last: tuple[int, Face] | None = None  # the latest accepted (frame, face)
 
     # -- detection and association -------------------------------------------------------------------
     def detect(self, t: int) -> list[Face]:
-        """The faces at frame t (the detector runs once per frame)."""
+        """The faces at frame t (looked at once per frame): the tracked face where it was (`follow_face`,
+        one network call, when `refine` and the face moved less than `drift`), else a full-frame detection."""
         if t not in self.examined:
-            self.examined[t] = self.detector.detect(self.frames[t])
+            face = None
+            if self.follow and self.refine and self.last is not None:
+                face = follow_face(self.detector, self.frames[t], self.last[1], max_move=self.drift)
+            if face is not None:
+                self.examined[t] = [face]
+                self.followed.add(t)
+            else:
+                self.examined[t] = self.detector.detect(self.frames[t])
+                self.full_calls += 1
         return self.examined[t]
 
     def choose(self, t: int) -> tuple[Face | None, bool]:
@@ -273,7 +295,7 @@ class FaceTracker:
 
     def accept(self, t: int, face: Face, reacquired: bool) -> None:
         """Make `face` the track's anchor at frame t (refined upright first when `refine`)."""
-        if self.refine:
+        if self.refine and t not in self.followed:  # a followed face was found upright already
             face = refine_face(self.detector, self.frames[t], face)
         self.anchors[t] = face
         if reacquired:
@@ -305,7 +327,7 @@ class FaceTracker:
                 self.accept(b, cand, reacq)
             prev_key, prev_key_ok = b, cand is not None
 
-        n_calls = len(self.examined)
+        n_calls = self.full_calls
         if not self.anchors:
             return _failed_track(n, f"no face found in any of the {n} frames ({n_calls} detector calls)", n_calls)
         seg_of = self._segments()
