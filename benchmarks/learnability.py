@@ -12,7 +12,7 @@ with chance, the static baseline and seconds:
     PYTHONPATH=. python benchmarks/learnability.py --subjects 9 --size 32 --out /tmp/learn
     PYTHONPATH=. python benchmarks/learnability.py --datasets order --models static,lstm-mean
 
-Sizes: the models run at `--size` (16 or 32) with the reduced widths below (`SMALL`), so that every model
+Sizes: the models run at `--size` (16 or 32) with the compact widths (`ferbench.models.COMPACT`), so that every model
 trains on two CPU cores; prepared files and records are cached under `--out` (a rerun only trains what is
 missing). `--markdown` prints the table for docs/models.md.
 """
@@ -30,21 +30,6 @@ from pathlib import Path
 
 import yaml
 
-# Reduced widths for CPU runs at 32x32 (the papers' sizes are for 64x64 on a GPU).
-SMALL: dict[str, dict] = {
-    "static": dict(widths=(16, 32, 64), features=64),
-    "lstm-mean": dict(feature_dim=128, cnn_widths=(16, 32, 64)),
-    "lstm-last": dict(feature_dim=128, cnn_widths=(16, 32, 64)),
-    "tpool-mean": dict(feature_dim=128, cnn_widths=(16, 32, 64)),
-    "tpool-max": dict(feature_dim=128, cnn_widths=(16, 32, 64)),
-    "stc": dict(width=16),
-    "stc-lstm": dict(width=16, hidden=64, lstm_layers=1),
-    "stc-slstm": dict(width=16, hidden=64, lstm_layers=1),
-    "stc-nlstm": dict(width=16, hidden=64, lstm_layers=1),
-    "apex-cnn": dict(widths=(16, 32, 32), fc=128),
-    "mo-cnn-lstm": dict(widths=(16, 32, 32), fc=128, lstm_hidden=128, lstm_layers=1),
-    "mv-lstm": dict(widths=(16, 32, 32), fc=128, hidden=128),
-}
 REPLICA_MODES = {"oulu-casia": ["VL/Strong", "NI/Strong", "VL/Dark"]}
 
 
@@ -90,7 +75,9 @@ def prepared(dataset: str, out: Path, subjects: int, size: int, seed: int) -> tu
 
 
 def options(model: str, size: int, length: int) -> dict:
-    opts = dict(SMALL.get(model, {}))
+    from ferbench.models import compact_options
+
+    opts = compact_options(model)
     if model in ("apex-cnn", "mo-cnn-lstm", "mv-lstm", "stc"):
         opts["image_size"] = size
     if model == "stc":

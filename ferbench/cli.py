@@ -231,13 +231,14 @@ def inspect(
 def demo(
     workdir: Path = typer.Option(Path("ferbench-demo"), "--workdir", help="where the replica, the .h5, the runs and the leaderboard go"),
     dataset: str = typer.Option("order", "--dataset", help="replica to run on (default: the temporal-order diagnostic)"),
-    subjects: int = typer.Option(6, "--subjects", min=3, help="replica subjects (at least one per fold)"),
+    subjects: int = typer.Option(9, "--subjects", min=3, help="replica subjects (at least one per fold)"),
     protocol: str = typer.Option("subject-3fold", "--protocol", help="protocol name or YAML path"),
-    model: str = typer.Option("all", "--model", help="all, or a comma-separated list of models"),
+    model: str = typer.Option("models", "--model", help="models (every registered model), all (plus the two fusion entries), or a comma-separated list"),
     recipe: str = typer.Option("quick", "--recipe", help="quick (minutes on a laptop), default or paper"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers for prepare (default: cores)"),
     size: int = typer.Option(32, "--size", min=32, help="aligned face size in pixels (the papers use 64)"),
+    compact: bool = typer.Option(True, "--compact/--paper-widths", help="build the models at the compact widths (minutes on a CPU) or at the papers' widths"),
 ) -> None:
     """Run the main job on a built-in replica: synth -> prepare -> evaluate (quick recipe) -> leaderboard."""
     from rich.progress import Progress
@@ -252,12 +253,12 @@ def demo(
         step["n"] += 1
         err_console.print(f"[bold cyan]{step['n']}/{len(STAGES)} {name}[/]", highlight=False)
 
-    models = model if model == "all" else [m.strip() for m in model.split(",") if m.strip()]
+    models = None if model == "models" else model if model == "all" else [m.strip() for m in model.split(",") if m.strip()]
     with Progress(console=err_console, transient=True) as bar, ProgressView(err_console) as view:
         task = bar.add_task(f"prepare {dataset} replica", total=None)
         report = run_demo(
             workdir, dataset, subjects, protocol=protocol, models=models, recipe=recipe, device=device,
-            workers=workers, size=size, on_stage=on_stage,
+            workers=workers, size=size, compact=compact, on_stage=on_stage,
             prepare_progress=lambda done, total: bar.update(task, completed=done, total=total),
             evaluate_progress=view,
         )

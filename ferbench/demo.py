@@ -37,14 +37,15 @@ class DemoReport:
 def run_demo(
     workdir: str | Path = "ferbench-demo",
     dataset: str = "order",
-    subjects: int = 6,
+    subjects: int = 9,
     seed: int = 0,
     protocol: str = "subject-3fold",
-    models: str | list[str] = "all",
+    models: str | list[str] | None = None,
     recipe: str = "quick",
     device: str = "auto",
     workers: int | None = None,
     size: int = 32,
+    compact: bool = True,
     formats: tuple[str, ...] = ("md", "html", "csv", "json"),
     on_stage: Callable[[str], None] | None = None,
     prepare_progress: Callable[[int, int], None] | None = None,
@@ -52,7 +53,12 @@ def run_demo(
 ) -> DemoReport:
     """Write a replica of `dataset` under `workdir`, prepare it, evaluate `models` under `protocol` with
     `recipe`, and render the leaderboard into `workdir/leaderboards/`. Faces are aligned to `size` pixels (32 by
-    default, a quarter of the paper size's pixels, so that every model trains within minutes on two CPU cores).
+    default, a quarter of the paper size's pixels) and, with `compact`, every model is built at the compact widths
+    of `ferbench.models.sizes` (the papers' layers, fewer channels), so that the whole zoo trains within minutes
+    on two CPU cores.
+
+    `models` None evaluates every registered model (`list_models()`); "all" adds chao2016's two fusion entries,
+    which retrain four encoders each (about 4 more minutes on two cores).
 
     Reruns reuse what is there: `prepare` overwrites the file, `evaluate` keeps records whose fingerprints
     still match, so a second demo in the same folder only redoes what changed.
@@ -60,11 +66,13 @@ def run_demo(
     from ferbench.datasets import ScanResult, get_dataset, synth
     from ferbench.harness import evaluate
     from ferbench.leaderboard import build_board, write_leaderboard
+    from ferbench.models import COMPACT, list_models
     from ferbench.preprocess.pipeline import PrepareConfig, prepare
     from ferbench.protocols import load_protocol
 
     if subjects < 3:
         raise FerbenchError(f"--subjects must be at least 3 (a subject-independent split needs a subject per fold), got {subjects}")
+    models = list_models() if models is None else models
     proto = load_protocol(protocol)  # fail on a bad protocol before minutes of preparation
     if dataset not in proto.datasets:
         raise FerbenchError(f"protocol '{proto.name}' applies to {', '.join(proto.datasets)}, not to '{dataset}'")
@@ -82,7 +90,9 @@ def run_demo(
     stage("prepare")
     prepared = prepare(dataset, root, data, PrepareConfig(size=size), workers=workers, overwrite=True, progress=prepare_progress)
     stage("evaluate")
-    result = evaluate(data, proto.path, models=models, recipe=recipe, device=device, out=runs, progress=evaluate_progress)
+    options = {name: dict(opts) for name, opts in COMPACT.items()} if compact else None
+    result = evaluate(data, proto.path, models=models, recipe=recipe, device=device, out=runs, model_options=options,
+                      progress=evaluate_progress)
     if result.failed:
         raise FerbenchError(f"demo: {len(result.failed)} task(s) failed: " + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
     stage("leaderboard")

@@ -57,7 +57,7 @@ class OrderAdapter(FolderAdapter):
     fps = FPS
 
     def write_replica(self, out: Path, subjects: int = 3, seed: int = 0, modes: list[str] | None = None,
-                      intensity: float = 1.0, clips_per_class: int = 3) -> list[Sample]:
+                      intensity: float = 1.0, clips_per_class: int = 4) -> list[Sample]:
         """`clips_per_class` clips of each class per subject, 16 to 24 frames each; the same timing draws are
         used for the two classes of a pair, so clip length does not tell the class either."""
         if modes:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from ferbench.models._common import ModelCard, Recipe
 from ferbench.models._registry import create_model, list_models, model_card, model_info, register_model
+from ferbench.models.sizes import COMPACT, compact_options
 
 # Importing the model files registers them.
 from ferbench.models import stc_nlstm as _stc_nlstm  # noqa: E402,F401
@@ -38,4 +39,4 @@ from ferbench.models import mo_cnn_lstm as _mo_cnn_lstm  # noqa: E402,F401
 from ferbench.models import lstm_encoding as _lstm_encoding  # noqa: E402,F401
 from ferbench.models import static as _static  # noqa: E402,F401
 
-__all__ = ["ModelCard", "Recipe", "create_model", "list_models", "model_card", "model_info", "register_model"]
+__all__ = ["COMPACT", "ModelCard", "Recipe", "compact_options", "create_model", "list_models", "model_card", "model_info", "register_model"]

@@ -35,7 +35,7 @@ def _paper(lr: float, dataset: str) -> tuple[Recipe, Recipe]:
 PAPER_MMI = _paper(0.08, "MMI")
 PAPER_CASME2 = _paper(0.01, "CASME II")
 DEFAULT = (ferbench_recipe("stage1", 3e-4, 300, augment="stc-nlstm"), ferbench_recipe("stage2", 3e-4, 400))
-QUICK = (quick_recipe("stage1", 3e-4), quick_recipe("stage2", 3e-4))
+QUICK = (quick_recipe("stage1", 3e-4, 60), quick_recipe("stage2", 1e-3))
 RECIPES = {"default": DEFAULT, "paper": PAPER_MMI, "paper:mmi": PAPER_MMI, "paper:casme2": PAPER_CASME2,
            "quick": QUICK}
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ferbench.models._common import DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, Recipe, check_clips, ferbench_recipe, quick_recipe, standardize_frames, xavier_init_
+from ferbench.models._common import CENTRE_DEPARTURE, DEFAULT_RECIPE_DEPARTURE, STANDARDIZE_DEPARTURE, Recipe, centre_over_time, check_clips, full_lengths, ferbench_recipe, quick_recipe, standardize_frames, xavier_init_
 from ferbench.models._registry import register_model
 
 PAPER = "yu2018"
@@ -29,7 +29,7 @@ STC_PAPER = Recipe(
     notes="optimizer type, momentum and batch size are not given in the paper; SGD with momentum 0.9 is ours",
 )
 STC_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 500, augment="stc-nlstm")
-STC_QUICK = quick_recipe("end-to-end", 3e-4)
+STC_QUICK = quick_recipe("end-to-end", 3e-4, 80)
 RECIPES = {"default": (STC_DEFAULT,), "paper": (STC_PAPER,), "quick": (STC_QUICK,)}
 CARD = dict(paper=PAPER, input=INPUT, index="clip", variable_length=False, min_size=16, recipes=RECIPES)
 
@@ -81,12 +81,14 @@ class STC3DCNN(nn.Module):
 
 
 class _STCBase(nn.Module):
-    """Shared 3DCNN + MSPP-norm front of the four yu2018 models."""
+    """Shared 3DCNN + MSPP-norm front of the four yu2018 models. `centre` (the recurrent three): the MSPP-norm
+    sequences are centred per clip before their LSTMs (`centre_over_time`); False gives the paper's network."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, hidden: int = 128,
-                 lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8)):
+                 lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8), centre: bool = False):
         super().__init__()
         self.num_classes = num_classes
+        self.centre = centre
         self.cnn = STC3DCNN(in_channels, width)
         self.mspp_levels = tuple(mspp_levels)
         self.mspp_dim = width * sum(n * n for n in self.mspp_levels)
@@ -107,7 +109,10 @@ class _STCBase(nn.Module):
 
     def mspp_features(self, x: Tensor) -> list[Tensor]:
         """MSPP-norm of each conv layer: five tensors (B, T, mspp_dim); 5376 per frame at paper sizes."""
-        return [mspp_norm(f, self.mspp_levels) for f in self.conv_features(x)]
+        return [self._centred(mspp_norm(f, self.mspp_levels)) for f in self.conv_features(x)]
+
+    def _centred(self, seq: Tensor) -> Tensor:
+        return centre_over_time(seq, full_lengths(seq)) if self.centre else seq
 
 
 @register_model(
@@ -115,6 +120,8 @@ class _STCBase(nn.Module):
     departures=COMMON_DEPARTURES + (
         "T-LSTM/C-LSTM hidden size is not given; 128 units ('two-level' = two stacked layers each).",
         "h_j is the T-LSTM output at the last frame; o is the C-LSTM output at the last layer.",
+        CENTRE_DEPARTURE + " Here the MSPP-norm sequences are centred before the T-LSTMs; on that replica "
+        "stc-nlstm (compact widths) reached 0.97 and 0.86 on two held-out folds after 80 Adam steps at 3e-4.",
     ),
 )
 class STCNLSTM(_STCBase):
@@ -125,8 +132,9 @@ class STCNLSTM(_STCBase):
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, hidden: int = 128,
-                 lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8), num_conv_layers: int = 5):
-        super().__init__(num_classes, in_channels, width, hidden, lstm_layers, mspp_levels)
+                 lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8), num_conv_layers: int = 5,
+                 centre: bool = True):
+        super().__init__(num_classes, in_channels, width, hidden, lstm_layers, mspp_levels, centre)
         self.t_lstms = nn.ModuleList(
             nn.LSTM(self.mspp_dim, hidden, num_layers=lstm_layers, batch_first=True) for _ in range(num_conv_layers)
         )
@@ -145,8 +153,8 @@ class _STCOneLSTM(_STCBase):
     """The two single-LSTM baselines: a per-frame MSPP sequence (`sequence`) -> one LSTM -> softmax."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, hidden: int = 128,
-                 lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8)):
-        super().__init__(num_classes, in_channels, width, hidden, lstm_layers, mspp_levels)
+                 lstm_layers: int = 2, mspp_levels: Sequence[int] = (2, 4, 8), centre: bool = True):
+        super().__init__(num_classes, in_channels, width, hidden, lstm_layers, mspp_levels, centre)
         self.lstm = nn.LSTM(self.mspp_dim, hidden, num_layers=lstm_layers, batch_first=True)
         self.fc = nn.Linear(hidden, num_classes)
         xavier_init_(self)
@@ -164,6 +172,7 @@ class _STCOneLSTM(_STCBase):
     departures=COMMON_DEPARTURES + (
         "The last conv layer enters the LSTM through its MSPP-norm (5376 per frame), the same configuration "
         "as STC-NLSTM; LSTM of 2 layers x 128 units.",
+        CENTRE_DEPARTURE,
     ),
 )
 class STCLSTM(_STCOneLSTM):
@@ -172,7 +181,7 @@ class STCLSTM(_STCOneLSTM):
     """
 
     def sequence(self, x: Tensor) -> Tensor:
-        return mspp_norm(self.conv_features(x)[-1], self.mspp_levels)
+        return self._centred(mspp_norm(self.conv_features(x)[-1], self.mspp_levels))
 
 
 @register_model(
@@ -180,6 +189,7 @@ class STCLSTM(_STCOneLSTM):
     departures=COMMON_DEPARTURES + (
         "Sum fusion is done on the MSPP-norm vectors (same pyramid cell, same channel), the only place where all "
         "layers have one size; LSTM of 2 layers x 128 units.",
+        CENTRE_DEPARTURE,
     ),
 )
 class STCSLSTM(_STCOneLSTM):
