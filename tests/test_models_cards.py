@@ -30,9 +30,11 @@ def test_card_fields(name: str) -> None:
         for r in stages:
             assert r.lr > 0 and r.selection in ("last-epoch", "validation")
             assert r.augment is None or r.augment in PRESETS
-    # a quick recipe is a couple of epochs; the same stages as the default one
+    # a quick recipe is a few dozen steps without augmentation, fewer than the default's; the same stages
     assert [r.stage for r in card.recipes["quick"]] == [r.stage for r in card.recipes["default"]]
-    assert all(r.epochs is not None and r.epochs <= 3 for r in card.recipes["quick"])
+    for quick, default in zip(card.recipes["quick"], card.recipes["default"]):
+        assert quick.iterations is not None and quick.iterations <= 100 and quick.augment is None
+        assert default.iterations is None or quick.iterations < default.iterations
     # the card's min_size is a size the model really runs on (a frame smaller than that is not promised)
     s = card.min_size
     cfg = {"image_size": s} if "image_size" in create_model.__globals__["_FACTORIES"][name].__init__.__code__.co_varnames else {}

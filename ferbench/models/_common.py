@@ -112,7 +112,7 @@ class ModelCard:
     `index`: which frames the model consumes at prediction time -- "clip" (the fixed-length temporally
     normalised clip), "states" (the five expression-state frames) or "native" (every stored frame, variable
     length). `min_size`: the smallest H = W it runs on. `recipes`: "default" (the one that learns here),
-    "paper" (the paper's values), "quick" (a couple of epochs for demos and CI), and optionally
+    "paper" (the paper's values), "quick" (a few dozen steps for the demo and CI), and optionally
     "paper:<dataset>" where the paper gives dataset-specific values; each a tuple of stage recipes in order.
     `departures`: every way the implementation or its default recipe departs from the paper, written once.
     """
