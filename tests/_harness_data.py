@@ -27,6 +27,10 @@ TINY: dict[str, dict] = {
 for _m in ("lstm-mean", "lstm-last", "tpool-mean", "tpool-max"):
     TINY[_m] = {"feature_dim": 16, "cnn_widths": (4, 8), "hidden": 8} | ({"lstm_hidden": 8} if _m.startswith("lstm") else {})
 
+#: The harness tests' training length: the `quick` recipe's stages cut to two epochs of batch 8, so that the
+#: plumbing (records, resume, dask, protocols) is tested in seconds; whether models learn is tested elsewhere.
+TWO_EPOCHS: dict[str, int] = {"epochs": 2, "batch_size": 8}
+
 
 def make_store(path: Path, *, dataset: str = "ck+", subjects: int = 4, per: int = 6, size: int = 32, length: int = 6,
                seed: int = 0, au_names: tuple[int, ...] | None = None, labels: dict[str, int] | None = None) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from _harness_data import TINY
+from _harness_data import TINY, TWO_EPOCHS
 from _protocol_files import protocol_copy
 from _replicas import REPLICAS
 from ferbench.harness import evaluate
@@ -71,7 +71,7 @@ def test_every_model_runs_under_the_protocol(case, prepared_replica, cluster, tm
         data, proto = prepared_replica("casme2", **REPLICAS["casme2"]), "cross-dataset"
         data_test = prepared_replica("mmi", **REPLICAS["mmi"])
     out = tmp_path / "runs"
-    res = evaluate(data, proto, data_test=data_test, models="all", recipe="quick", model_options=TINY, threads=1,
+    res = evaluate(data, proto, data_test=data_test, models="all", recipe="quick", model_options=TINY, threads=1, **TWO_EPOCHS,
                    out=out, scheduler=cluster)
     assert not res.failed, res.failed
     records = [json.loads(p.read_text()) for p in sorted(out.rglob("r*-f*.json"))]

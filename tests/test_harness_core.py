@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _harness_data import CLASSES, TINY, make_store, write_protocol
+from _harness_data import CLASSES, TINY, TWO_EPOCHS, make_store, write_protocol
 from ferbench.harness import evaluate
 from ferbench.store import open_store
 
@@ -34,7 +34,7 @@ def _records(out: Path) -> dict[str, dict]:
 
 
 def test_dask_two_workers_give_the_in_process_predictions(files, tmp_path):
-    kw = dict(models="static,mo-cnn-lstm,fusion-svm", recipe="quick", model_options=TINY, threads=1)
+    kw = dict(models="static,mo-cnn-lstm,fusion-svm", recipe="quick", model_options=TINY, threads=1, **TWO_EPOCHS)
     evaluate(files["data"], files["loso"], out=tmp_path / "a", **kw)
     res = evaluate(files["data"], files["loso"], out=tmp_path / "b", workers=2, **kw)
     a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
@@ -48,7 +48,7 @@ def test_dask_two_workers_give_the_in_process_predictions(files, tmp_path):
 
 def test_resume_skips_only_matching_records_and_says_why_it_reruns(files, tmp_path):
     out = tmp_path / "runs"
-    kw = dict(models="static", recipe="quick", model_options=TINY, threads=1, out=out)
+    kw = dict(models="static", recipe="quick", model_options=TINY, threads=1, out=out, **TWO_EPOCHS)
     first = evaluate(files["data"], files["loso"], **kw)
     assert len(first.ran) == 4
     before = {p: p.read_bytes() for p in out.rglob("*.json")}
@@ -104,7 +104,7 @@ def test_validation_selection_picks_the_best_validation_epoch_on_training_subjec
 
 def test_au_detection_records_name_each_coded_frame_and_carry_its_labels(files, tmp_path):
     res = evaluate(files["au_data"], files["au_proto"], models="stc-nlstm", recipe="quick", model_options=TINY,
-                   threads=1, out=tmp_path)
+                   threads=1, out=tmp_path, **TWO_EPOCHS)
     assert not res.failed
     recs = _records(tmp_path)
     assert len(recs) == 3
@@ -123,7 +123,7 @@ def test_au_detection_records_name_each_coded_frame_and_carry_its_labels(files, 
 
 
 def test_two_stage_model_records_both_stages_and_batch_never_exceeds_training_set(files, tmp_path):
-    res = evaluate(files["data"], files["loso"], models="mo-cnn-lstm", recipe="quick", batch_size=1000,
+    res = evaluate(files["data"], files["loso"], models="mo-cnn-lstm", recipe="quick", batch_size=1000, epochs=2,
                    model_options=TINY, threads=1, out=tmp_path, repeats=1)
     assert not res.failed
     rec = next(iter(_records(tmp_path).values()))
