@@ -174,3 +174,34 @@ def test_quick_recipe_teaches_a_recurrent_model_the_order_replica(prepared_repli
     mean = {m: float(np.mean(v)) for m, v in acc.items()}
     assert mean["lstm-mean"] >= 0.7, mean
     assert mean["static"] <= 0.65 and mean["tpool-mean"] <= 0.65, mean
+
+
+def test_centre_over_time_removes_each_clips_mean_and_leaves_padding_alone() -> None:
+    from ferbench.models._common import centre_over_time
+
+    g = torch.Generator().manual_seed(0)
+    seq = torch.randn(3, 5, 4, generator=g) + torch.arange(3.0)[:, None, None] * 10  # a large per-clip offset
+    lengths = torch.tensor([5, 3, 1])
+    seq[1, 3:] = 0
+    seq[2, 1:] = 0
+    out = centre_over_time(seq, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.allclose(out[b, :n].mean(0), torch.zeros(4), atol=1e-5)
+        assert torch.allclose(out[b, :n], seq[b, :n] - seq[b, :n].mean(0), atol=1e-5)
+        assert (out[b, n:] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["lstm-mean", "mv-lstm", "mo-cnn-lstm", "stc-nlstm", "stc-lstm", "stc-slstm"])
+def test_centring_is_on_by_default_and_off_gives_the_papers_network(name: str) -> None:
+    """The recurrent models centre by default; centre=False (the paper's network, same weights) gives other logits."""
+    from ferbench.models import COMPACT
+
+    cfg = {**COMPACT[name], **({"image_size": 32} if name in ("mv-lstm", "mo-cnn-lstm") else {})}
+    torch.manual_seed(0)
+    on = create_model(name, 3, **cfg).eval()
+    torch.manual_seed(0)
+    off = create_model(name, 3, centre=False, **cfg).eval()
+    assert on.centre is True and off.centre is False
+    clips, _ = _real_clips(subjects=1)
+    with torch.no_grad():
+        assert not torch.allclose(on(clips), off(clips))
