@@ -74,17 +74,6 @@ def prepared(dataset: str, out: Path, subjects: int, size: int, seed: int) -> tu
     return path, time.perf_counter() - t0
 
 
-def options(model: str, size: int, length: int) -> dict:
-    from ferbench.models import compact_options
-
-    opts = compact_options(model)
-    if model in ("apex-cnn", "mo-cnn-lstm", "mv-lstm", "stc"):
-        opts["image_size"] = size
-    if model == "stc":
-        opts["num_frames"] = length
-    return opts
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="ck+,order,oulu-casia")
@@ -105,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ferbench.harness import evaluate
     from ferbench.metrics import summarize
-    from ferbench.models import list_models
+    from ferbench.models import compact_options, list_models
     from ferbench.store import Store
 
     torch.set_num_threads(args.threads)
@@ -120,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     for ds in args.datasets.split(","):
         data, prep_s[ds] = prepared(ds, args.out, args.subjects, args.size, args.seed)
         with Store(data) as st:
-            length = st.length
             present = {s.label for s in st.samples if s.label is not None}
         chance[ds] = 1.0 / len(present)
         proto = protos["learn-unseen-mode" if ds == "oulu-casia" else "learn-kfold"]
@@ -128,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             res = evaluate(data, proto, models=[m], recipe=args.recipe, epochs=args.epochs, device="cpu",
                            out=args.out / "runs", threads=args.threads,
-                           model_options={m: options(m, args.size, length)})
+                           model_options={m: compact_options(m)})  # frame size / clip length: the harness
             if res.failed:
                 print(f"{m} on {ds} failed: {next(iter(res.failed.values()))}", file=sys.stderr)
                 continue

@@ -66,7 +66,7 @@ def run_demo(
     from ferbench.datasets import ScanResult, get_dataset, synth
     from ferbench.harness import evaluate
     from ferbench.leaderboard import build_board, write_leaderboard
-    from ferbench.models import COMPACT, list_models
+    from ferbench.models import COMPACT, compact_options, list_models
     from ferbench.preprocess.pipeline import PrepareConfig, prepare
     from ferbench.protocols import load_protocol
 
@@ -90,7 +90,7 @@ def run_demo(
     stage("prepare")
     prepared = prepare(dataset, root, data, PrepareConfig(size=size), workers=workers, overwrite=True, progress=prepare_progress)
     stage("evaluate")
-    options = {name: dict(opts) for name, opts in COMPACT.items()} if compact else None
+    options = {name: compact_options(name) for name in COMPACT} if compact else None
     result = evaluate(data, proto.path, models=models, recipe=recipe, device=device, out=runs, model_options=options,
                       progress=evaluate_progress)
     if result.failed:
