@@ -383,7 +383,9 @@ def _run_tasks(
     try:
         n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
         window = 2 * n_workers  # samples in flight: bounds memory on both sides
-        pending = iter(todo)
+        # Longest first, so that the last samples to finish are short ones and no worker idles at the end
+        # (the merged file is sorted by id whatever the order of completion).
+        pending = iter(sorted(todo, key=lambda s: -(s.n_frames or 0)))
 
         ids = {}
 
