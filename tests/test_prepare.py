@@ -250,3 +250,15 @@ def test_resume_drops_samples_no_longer_in_the_input(tmp_path):
     assert Issue(written[1].id, REPAIRED, "frame 2 repaired") in summary.warnings
     assert not [w for w in summary.warnings if w.sample == gone.id]
 
+
+
+def test_dask_gets_the_longest_sequences_first_and_unknown_lengths_last(tmp_path):
+    from ferbench.datasets.base import Sample
+    from ferbench.preprocess.pipeline import longest_first
+
+    def sample(sid, n):
+        return Sample(id=sid, dataset="ck+", subject="S1", label=1, frames=[tmp_path / f"{sid}_{i}.png" for i in range(n)])
+
+    video = Sample(id="v", dataset="afew", subject="S1", label=1, video=tmp_path / "v.avi")  # length unknown until decoded
+    order = longest_first([sample("a", 3), video, sample("b", 9), sample("c", 3), sample("d", 12)])
+    assert [s.id for s in order] == ["d", "b", "a", "c", "v"]

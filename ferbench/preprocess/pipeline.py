@@ -383,9 +383,7 @@ def _run_tasks(
     try:
         n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
         window = 2 * n_workers  # samples in flight: bounds memory on both sides
-        # Longest first, so that the last samples to finish are short ones and no worker idles at the end
-        # (the merged file is sorted by id whatever the order of completion).
-        pending = iter(sorted(todo, key=lambda s: -(s.n_frames or 0)))
+        pending = iter(longest_first(todo))
 
         ids = {}
 
@@ -408,6 +406,13 @@ def _run_tasks(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def longest_first(samples: Sequence[Sample]) -> list[Sample]:
+    """The order samples go to dask workers: longest first (frames known without decoding; unknown last, in
+    their given order), so that the last samples to finish are short ones and no worker idles at the end.
+    The merged file is sorted by id whatever the order of completion."""
+    return sorted(samples, key=lambda s: -(s.n_frames or 0))
 
 
 def _take(iterator, n: int) -> list:
