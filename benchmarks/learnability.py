@@ -52,7 +52,8 @@ def protocol_files(folder: Path, folds: int, repeats: int) -> dict[str, Path]:
     }
     out = {}
     for proto in (kfold, unseen):
-        path = folder / f"{proto['name']}.yaml"
+        # one file per (folds, repeats): two runs sharing --out with other settings must not rewrite each other's
+        path = folder / f"{proto['name']}-{folds}f{repeats}r.yaml"
         path.write_text(yaml.safe_dump(proto, sort_keys=False))
         out[proto["name"]] = path
     return out
