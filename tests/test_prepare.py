@@ -251,7 +251,6 @@ def test_resume_drops_samples_no_longer_in_the_input(tmp_path):
     assert not [w for w in summary.warnings if w.sample == gone.id]
 
 
-
 def test_dask_gets_the_longest_sequences_first_and_unknown_lengths_last(tmp_path):
     from ferbench.datasets.base import Sample
     from ferbench.preprocess.pipeline import longest_first
