@@ -2,19 +2,20 @@
 subject-disjoint folds and prints the held-out apex accuracy (through Fc) per objective / network variant.
 
     PYTHONPATH=. python benchmarks/learnability.py --datasets ck+ --models static --out /tmp/learn   # the data
-    PYTHONPATH=. python benchmarks/kim2017_stage1.py /tmp/learn/ckp-9s-32px.h5 --variant e1-e5 --seeds 4
-    PYTHONPATH=. python benchmarks/kim2017_stage1.py /tmp/learn/ckp-9s-32px.h5 --variant apex-ce --bn --pad --pool 4
-    PYTHONPATH=. python benchmarks/kim2017_stage1.py /tmp/learn/ckp-9s-32px.h5 --model static --variant apex-ce
+    PYTHONPATH=. python benchmarks/kim2017_stage1.py /tmp/learn/ckp-9s-32px.h5                 # E1..E5, five states
+    PYTHONPATH=. python benchmarks/kim2017_stage1.py /tmp/learn/ckp-9s-32px.h5 --terms E1 --states 2 --bn --pad --pool 4
+    PYTHONPATH=. python benchmarks/kim2017_stage1.py /tmp/learn/ckp-9s-32px.h5 --model static --states 2
     PYTHONPATH=. python benchmarks/kim2017_stage1.py /tmp/learn/ckp-9s-32px.h5 --model mo-cnn-lstm --stage2 400
 
-Variants of the objective (`--variant`): `e1-e5` (the bundled E1..E5), `e1` (cross entropy on the five state
-frames), `order` (the paper's order of terms, section 3.4: E1+E2, then + E3+E4, then + E5, a third of the steps
-each), `e1-near-apex` (cross entropy on states 1-3), `apex-ce` (cross entropy on the apex frame only). Network
-knobs (ablations, not options of the model): `--bn` (batch norm after each conv), `--pad` ('same' padding),
-`--pool N` (average pooling to an N x N grid before F4). `--stage2 N` then trains mo-cnn-lstm's LSTM for N steps
-on the frozen, centred F5 features of every frame and scores the clips. The training loop is the harness's in
-miniature (Adam, batch 16 clips, horizontal flips), kept here so that each variant is a flag; the figures are in
-docs/models.md ("Why the kim2017 pair trails").
+The objective is the model's own (`MultiObjectiveLoss`): `--terms` keeps some of E1..E5 (the others weigh 0, as
+the model's `loss_weights` option does), `--states` the state frames stage 1 trains on (0-4, eq. 1 order; 2 is
+the apex), `--order` adds the terms in the paper's order (section 3.4: E1+E2, then E3+E4, then E5, a third of the
+steps each). `static` trains on the same frames with cross entropy. Network knobs (ablations, not options of the
+model): `--bn` (batch norm after each conv), `--pad` ('same' padding), `--pool N` (average pooling to an N x N grid
+before F4). `--stage2 N` then trains mo-cnn-lstm's LSTM for N steps on the frozen, centred F5 features of every
+frame and scores the clips. The training loop is the harness's in miniature (Adam, batch 16 clips, horizontal
+flips), kept here so that each variant is a flag; the figures are in docs/models.md ("Why the kim2017 pair
+trails").
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-VARIANTS = ("e1-e5", "e1", "order", "e1-near-apex", "apex-ce")
+TERMS = ("E1", "E2", "E3", "E4", "E5")
 
 
 def load(path: str) -> dict:
@@ -51,7 +52,10 @@ def load(path: str) -> dict:
 
 
 def ablate(cnn: nn.Module, size: int, bn: bool, pad: bool, pool: int) -> None:
-    """Rebuild the Table 1 CNN's conv stack with the requested changes (F4 resized to the new flat width)."""
+    """Rebuild the Table 1 CNN's conv stack with the requested changes; F4 is resized to the new flat width and
+    initialised as the model initialises it (He)."""
+    from ferbench.models._common import kaiming_init_
+
     layers: list[nn.Module] = []
     for layer in cnn.conv:
         if isinstance(layer, nn.Conv2d) and pad:
@@ -65,21 +69,15 @@ def ablate(cnn: nn.Module, size: int, bn: bool, pad: bool, pool: int) -> None:
     with torch.no_grad():
         flat = cnn.conv(torch.zeros(1, 3, size, size)).numel()
     cnn.f4 = nn.Linear(flat, cnn.f4.out_features)
+    kaiming_init_(cnn.f4)
 
 
-def stage1_loss(model, variant: str, frames, y, s, step: int, steps: int):
-    if variant == "apex-ce":
-        keep = s == 2
-        return F.cross_entropy(model.cnn(frames[keep])[1], y[keep])
-    if variant == "e1":
-        return F.cross_entropy(model.cnn(frames)[1], y)
-    if variant == "e1-near-apex":
-        keep = (s >= 1) & (s <= 3)
-        return F.cross_entropy(model.cnn(frames[keep])[1], y[keep])
-    if variant == "order":
-        phase = 3 * step // steps
-        model.objective.weights.update({"E3": float(phase >= 1), "E4": float(phase >= 1), "E5": float(phase >= 2)})
-    return model.stage1_loss(frames, y, s)["total"]
+def term_weights(terms: tuple[str, ...], order: bool, step: int, steps: int) -> dict[str, float]:
+    """The E1..E5 weights at `step`: 1 for the kept terms, 0 for the others and, with `order`, for the terms
+    the paper's order has not reached yet."""
+    phase = 3 * step // steps if order else 2
+    reached = {"E1": 0, "E2": 0, "E3": 1, "E4": 1, "E5": 2}
+    return {t: float(t in terms and reached[t] <= phase) for t in TERMS}
 
 
 def run_fold(d: dict, train: np.ndarray, test: np.ndarray, seed: int, a: argparse.Namespace) -> tuple[float, float]:
@@ -94,7 +92,8 @@ def run_fold(d: dict, train: np.ndarray, test: np.ndarray, seed: int, a: argpars
         logits = lambda z: model(z[:, None])  # noqa: E731
         params = list(model.parameters())
     else:
-        ablate(model.cnn, size, a.bn, a.pad, a.pool)
+        if a.bn or a.pad or a.pool:
+            ablate(model.cnn, size, a.bn, a.pad, a.pool)
         logits = lambda z: model.cnn(z)[1]  # noqa: E731
         params = list(model.cnn.parameters())
     opt = torch.optim.Adam(params, lr=a.lr)
@@ -106,11 +105,13 @@ def run_fold(d: dict, train: np.ndarray, test: np.ndarray, seed: int, a: argpars
         if torch.rand(1, generator=g) < 0.5:
             x = x.flip(-1)
         yy, ss = y[b].repeat_interleave(5), torch.arange(5).repeat(len(b))
+        keep = torch.isin(ss, torch.tensor(a.states))
+        x, yy, ss = x[keep], yy[keep], ss[keep]
         if a.model == "static":
-            keep = ss == 2
-            loss = F.cross_entropy(logits(x[keep]), yy[keep])
+            loss = F.cross_entropy(logits(x), yy)
         else:
-            loss = stage1_loss(model, a.variant, x, yy, ss, step, a.steps)
+            model.objective.weights.update(term_weights(a.terms, a.order, step, a.steps))
+            loss = model.stage1_loss(x, yy, ss)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", help="a prepared file with expression-state indices (e.g. the learnability CK+ replica)")
     ap.add_argument("--model", default="apex-cnn", choices=["apex-cnn", "mo-cnn-lstm", "static"])
-    ap.add_argument("--variant", default="e1-e5", choices=VARIANTS)
+    ap.add_argument("--terms", type=lambda v: tuple(v.split(",")), default=TERMS, help="e.g. E1 or E1,E2")
+    ap.add_argument("--states", type=lambda v: tuple(int(i) for i in v.split(",")), default=(0, 1, 2, 3, 4))
+    ap.add_argument("--order", action="store_true", help="add the terms in the paper's order (section 3.4)")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--batch", type=int, default=16, help="clips per step (x 5 state frames)")
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.stage2 and a.model != "mo-cnn-lstm":
         ap.error("--stage2 needs --model mo-cnn-lstm")
+    if set(a.terms) - set(TERMS) or set(a.states) - set(range(5)):
+        ap.error("--terms takes names from E1..E5 (e.g. E1,E2); --states numbers from 0..4 (2 is the apex)")
     torch.set_num_threads(a.threads)
     d = load(a.data)
     folds = list(GroupKFold(n_splits=a.folds).split(d["y"], d["y"], d["subjects"]))
@@ -173,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             apex.append(acc)
             clip.append(acc2)
             print(f"seed {seed} fold {fold}: apex {acc:.2f}" + (f", clips {acc2:.2f}" if a.stage2 else ""), flush=True)
-    knobs = " ".join(k for k, on in (("bn", a.bn), ("pad", a.pad), (f"pool{a.pool}", a.pool)) if on)
-    line = (f"{a.model} {a.variant} {knobs} {a.steps} steps lr {a.lr}: apex {np.mean(apex):.3f} +- {np.std(apex):.3f}"
+    knobs = " ".join(k for k, on in (("bn", a.bn), ("pad", a.pad), (f"pool{a.pool}", a.pool), ("order", a.order)) if on)
+    objective = "cross entropy" if a.model == "static" else f"terms {'+'.join(a.terms)}"
+    line = (f"{a.model} {objective} states {a.states} {knobs} {a.steps} steps lr {a.lr}: apex {np.mean(apex):.3f} +- {np.std(apex):.3f}"
             f" over {len(apex)} (seed, fold); chance {1 / d['classes']:.3f}")
     if a.stage2:
         line += f"; clips after {a.stage2} stage-2 steps {np.mean(clip):.3f} +- {np.std(clip):.3f}"
