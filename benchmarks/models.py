@@ -59,7 +59,7 @@ def main() -> None:
     print(f"|{'-' * 14}|{'-' * 13}|" + "|".join("-" * 19 for _ in cols) + "|")
     for name in names:
         cfg = {"num_frames": args.frames, "image_size": args.size} if name == "stc" else {}
-        if name in ("mo-cnn-lstm", "apex-cnn", "mv-lstm"):
+        if name in ("mo-cnn-lstm", "apex-cnn"):
             cfg = {"image_size": args.size}
         model = create_model(name, args.classes, **cfg).eval()
         params = sum(p.numel() for p in model.parameters())

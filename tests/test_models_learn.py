@@ -35,15 +35,15 @@ def _real_clips(size: int = 32, subjects: int = 4) -> tuple[torch.Tensor, torch.
 def _features(name: str, model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
     """The ReLU representation each model classifies from, for every frame of (N, T, C, H, W): (N * T, D)."""
     frames = clips.flatten(0, 1)
-    if name in ("mo-cnn-lstm", "mv-lstm", "apex-cnn"):
+    if name in ("mo-cnn-lstm", "apex-cnn"):
         return model.cnn.features(frames)  # F5 of the kim2017 Table 1 CNN
-    if name == "static":
+    if name in ("static", "mv-lstm"):
         return model.cnn(frames)
     h, _ = model._frames(clips, None)  # chao2016: the 64-unit hidden ReLU layer (after per-clip centring)
     return h.flatten(0, 1)
 
 
-CFG = {"mo-cnn-lstm": dict(image_size=32), "mv-lstm": dict(image_size=32), "apex-cnn": dict(image_size=32)}
+CFG = {"mo-cnn-lstm": dict(image_size=32), "apex-cnn": dict(image_size=32)}
 NAMES = ["static", "tpool-mean", "tpool-max", "lstm-mean", "lstm-last", "mo-cnn-lstm", "mv-lstm", "apex-cnn"]
 
 
@@ -196,7 +196,7 @@ def test_centring_is_on_by_default_and_off_gives_the_papers_network(name: str) -
     """The recurrent models centre by default; centre=False (the paper's network, same weights) gives other logits."""
     from ferbench.models import COMPACT
 
-    cfg = {**COMPACT[name], **({"image_size": 32} if name in ("mv-lstm", "mo-cnn-lstm") else {})}
+    cfg = {**COMPACT[name], **({"image_size": 32} if name == "mo-cnn-lstm" else {})}
     torch.manual_seed(0)
     on = create_model(name, 3, **cfg).eval()
     torch.manual_seed(0)

@@ -54,7 +54,7 @@ def test_use_mode_false_is_a_plain_lstm() -> None:
 
 def test_mode_path_receives_gradient() -> None:
     torch.manual_seed(0)
-    model = create_model("mv-lstm", 3, image_size=32, widths=(8, 16, 16), fc=32, hidden=16)
+    model = create_model("mv-lstm", 3, widths=(8, 16), fc=32, hidden=16)
     loss = model(torch.rand(2, 5, 3, 32, 32)).logsumexp(1).sum()
     loss.backward()
     cell = model.rnn.cell

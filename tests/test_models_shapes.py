@@ -25,7 +25,7 @@ SMALL = {
     "static": (16, dict(widths=(8, 16), features=32)),
     "apex-cnn": (32, dict(image_size=32, widths=(8, 16, 16), fc=32)),
     "mo-cnn-lstm": (32, dict(image_size=32, widths=(8, 16, 16), fc=32, lstm_hidden=32)),
-    "mv-lstm": (32, dict(image_size=32, widths=(8, 16, 16), fc=32, hidden=32)),
+    "mv-lstm": (16, dict(widths=(8, 16), fc=32, hidden=32)),
 }
 VARIABLE_LENGTH = ["apex-cnn", "lstm-last", "lstm-mean", "mo-cnn-lstm", "mv-lstm", "static", "tpool-max", "tpool-mean"]
 

@@ -83,7 +83,7 @@ CASES = {
     "stc-nlstm": (16, dict(width=8, hidden=16, mspp_levels=(1, 2)), 120, True),
     "lstm-mean": (16, dict(ENC, lstm_hidden=16), 200, True),
     "lstm-last": (16, dict(ENC, lstm_hidden=16), 200, True),
-    "mv-lstm": (32, dict(TINY_T1, hidden=32), 150, True),
+    "mv-lstm": (16, dict(widths=(8, 16), fc=32, hidden=32), 150, True),
     "tpool-mean": (16, ENC, 200, False),
     "tpool-max": (16, ENC, 200, False),
     "static": (16, dict(widths=(8, 16), features=32), 120, False),

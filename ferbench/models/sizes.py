@@ -23,7 +23,7 @@ COMPACT: dict[str, dict[str, Any]] = {
     "stc-nlstm": dict(width=16, hidden=64, lstm_layers=1),
     "apex-cnn": dict(widths=(16, 32, 32), fc=128),
     "mo-cnn-lstm": dict(widths=(16, 32, 32), fc=128, lstm_hidden=128, lstm_layers=1),
-    "mv-lstm": dict(widths=(16, 32, 32), fc=128, hidden=128),
+    "mv-lstm": dict(widths=(16, 32, 64), fc=128, hidden=128),
 }
 
 

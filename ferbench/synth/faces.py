@@ -305,7 +305,109 @@ def warp_patch(source: int, aus: Mapping[int | str, float], base: np.ndarray | N
     field = field.reshape(n, n, 2).astype(np.float32)
     field = cv2.resize(field, (PATCH, PATCH), interpolation=cv2.INTER_CUBIC)
     xs, ys = np.meshgrid(np.arange(PATCH, dtype=np.float32), np.arange(PATCH, dtype=np.float32))
-    return cv2.remap(patch, xs - field[..., 0], ys - field[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(patch, xs - field[..., 0], ys - field[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if not any(aus.values()):
+        return warped
+    moved = dict(zip(names, ctrl + disp[: len(ctrl)]))
+    return shade_aus(warped, aus, moved, _face_frame(points))
+
+
+#: Appearance cues per AU, beside the displacements: what a real face shows that point motion alone does not
+#: (FACS describes them as "appearance changes"). Each is drawn with opacity = intensity x its weight here, so
+#: `--intensity` scales them with the motion. At 32x32 the 1-2 px displacements alone let a linear classifier
+#: on single apex frames reach 0.52 (12 subjects, 3 subject-disjoint folds); with these cues see docs/models.md.
+APPEARANCE_GAIN = 1.0
+_CAVITY_BGR = (40.0, 28.0, 70.0)  # open mouth: dark, reddish
+_TEETH_BGR = (215.0, 225.0, 232.0)
+_LINE_WIDTH = 0.1  # wrinkle and fold lines, in inter-ocular distances
+#: Opacity of each cue at full intensity.
+CUE_OPACITY = dict(cavity=0.85, teeth=1.0, furrow=0.55, forehead=0.45, nose=0.5, fold=0.55, crow=0.45, dimple=0.55,
+                   marionette=0.5, chin=0.4, press=0.5)
+
+
+def _au_weights(aus: Mapping[int | str, float]) -> dict[tuple[str, int], float]:
+    """AU intensities by (image side "L"/"R", AU): a bilateral AU counts on both sides (as in `_displacements`)."""
+    out: dict[tuple[str, int], float] = {}
+    for key, weight in aus.items():
+        side, au = au_side(mirror_au(key))  # subject's right is image left
+        for s in ((side,) if side else ("L", "R")):
+            out[(s, au)] = out.get((s, au), 0.0) + float(weight)
+    return out
+
+
+def shade_aus(patch: np.ndarray, aus: Mapping[int | str, float], moved: Mapping[str, np.ndarray],
+              frame: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Draw the appearance cues of `aus` on a warped canonical patch: an open mouth's dark cavity (AU25/26) with
+    teeth when the lips are drawn up (AU10/12), brow furrows (AU4), forehead lines (AU1/2), nose wrinkles (AU9),
+    nasolabial folds (AU10/12), crow's feet (AU6), dimples (AU14), marionette lines (AU15), a dimpled chin
+    (AU17) and a pressed lip line (AU23/24). `moved` holds the control points after the warp (pixels)."""
+    w = _au_weights(aus)
+
+    def a(au: int, side: str | None = None) -> float:
+        sides = (side,) if side else ("L", "R")
+        return min(1.0, APPEARANCE_GAIN * max(w.get((s, au), 0.0) for s in sides))
+
+    origin, ax, ay = frame
+    at = lambda u, v: origin + u * ax + v * ay  # noqa: E731 - face units -> pixels
+    dark = np.zeros(patch.shape[:2], np.float32)
+    light = np.zeros(patch.shape[:2], np.float32)
+    thick = max(2, int(round(IOD * _LINE_WIDTH)))
+
+    def line(img: np.ndarray, p: np.ndarray, q: np.ndarray, alpha: float, t: int = thick) -> None:
+        if alpha > 0:
+            cv2.line(img, tuple(int(round(c)) for c in p), tuple(int(round(c)) for c in q), float(alpha), t, cv2.LINE_AA)
+
+    # mouth: the lips part by the AU25/26 weights; the cavity fills the gap between the moved lip points
+    opening = min(1.0, a(25) * 0.6 + a(26))
+    if opening > 0:
+        up, lo, cl, cr = moved["lip_up"], moved["lip_lo"], moved["corner_L"], moved["corner_R"]
+        centre = (up + lo) / 2 + 0.04 * ay
+        half_w = 0.36 * np.linalg.norm(cr - cl)
+        half_h = max(2.0, 0.5 * np.linalg.norm(lo - up)) * (0.4 + 0.6 * opening)
+        cavity = np.zeros_like(dark)
+        cv2.ellipse(cavity, (int(centre[0]), int(centre[1])), (int(half_w), int(half_h)), 0, 0, 360, 1.0, -1)
+        teeth = max(a(12), a(10))
+        if teeth > 0:  # upper teeth: the top half of the opening turns light
+            band = np.zeros_like(dark)
+            cv2.ellipse(band, (int(centre[0]), int(centre[1] - 0.35 * half_h)), (int(half_w * 0.85), int(half_h * 0.55)),
+                        0, 0, 360, 1.0, -1)
+            light = np.maximum(light, band * cavity * CUE_OPACITY["teeth"] * teeth * opening)
+            cavity = cavity * (1 - band * teeth)
+        dark = np.maximum(dark, cavity * CUE_OPACITY["cavity"] * opening)
+    # brows and forehead
+    line(dark, at(-0.09, -0.40) + (moved["brow_in_L"] - at(-0.22, -0.38)) * 0.5, at(-0.07, -0.16), CUE_OPACITY["furrow"] * a(4))
+    line(dark, at(0.09, -0.40) + (moved["brow_in_R"] - at(0.22, -0.38)) * 0.5, at(0.07, -0.16), CUE_OPACITY["furrow"] * a(4))
+    for v in (-0.72, -0.86):
+        for side, sign in (("L", -1), ("R", 1)):
+            alpha = CUE_OPACITY["forehead"] * max(a(1, side), a(2, side))
+            line(dark, at(sign * 0.05, v), at(sign * 0.55, v + 0.03), alpha)
+    # nose wrinkles (AU9) and nasolabial folds (AU10/AU12, per side)
+    for v in (0.12, 0.22, 0.32):
+        line(dark, at(-0.12, v), at(0.12, v), CUE_OPACITY["nose"] * a(9))
+    for side in ("L", "R"):
+        fold = max(a(12, side), a(10, side), 0.5 * a(6, side), 0.7 * a(9, side))
+        wing, corner = moved[f"nose_wing_{side}"], moved[f"corner_{side}"]
+        out = np.sign(corner[0] - wing[0]) or 1.0
+        line(dark, wing + out * 0.06 * ax, corner + out * 0.10 * ax, CUE_OPACITY["fold"] * fold)
+        eye_out = at(out * 0.78, 0.0)  # crow's feet at the outer eye corner
+        for dv in (-0.07, 0.0, 0.07):
+            line(dark, eye_out, eye_out + out * 0.14 * ax + dv * 1.5 * ay, CUE_OPACITY["crow"] * a(6, side))
+        dimple = corner + out * 0.08 * ax
+        cv2.circle(dark, (int(dimple[0]), int(dimple[1])), thick + 1, CUE_OPACITY["dimple"] * a(14, side), -1)
+        line(dark, corner + 0.04 * ay, corner + out * 0.04 * ax + 0.32 * ay, CUE_OPACITY["marionette"] * a(15, side))
+    chin = moved["chin"]
+    for du in (-0.12, 0.0, 0.12):
+        spot = chin + du * ax - 0.12 * ay
+        cv2.circle(dark, (int(spot[0]), int(spot[1])), thick, CUE_OPACITY["chin"] * a(17), -1)
+    line(dark, moved["corner_L"], moved["corner_R"], CUE_OPACITY["press"] * max(a(23), a(24)), thick + 1)
+    if not dark.any() and not light.any():
+        return patch
+    dark = cv2.GaussianBlur(dark, (0, 0), IOD / 60)[..., None]
+    light = cv2.GaussianBlur(light, (0, 0), IOD / 80)[..., None]
+    out = patch.astype(np.float32)
+    out = out * (1 - dark) + np.asarray(_CAVITY_BGR, np.float32) * dark * (dark > 0)
+    out = out * (1 - light) + np.asarray(_TEETH_BGR, np.float32) * light
+    return np.clip(out, 0, 255).astype(patch.dtype)
 
 
 @lru_cache(maxsize=8)
