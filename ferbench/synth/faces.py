@@ -4,7 +4,8 @@ Replicas must hold faces a real detector finds and a model can learn from, witho
 We take the real photos the insightface package ships, put each face into a canonical 256x256 patch
 (eyes level), and deform it with Action-Unit displacements of facial control points (brows, lids,
 cheeks, nose, lips, chin) in the spirit of FACS. An expression class is a set of AU intensities
-(`CLASS_AUS`); a frame is the patch warped by those intensities times a smooth time curve, composited
+(`CLASS_AUS`); a frame is the patch warped by those intensities times a smooth time curve, shaded with
+the AUs' appearance cues (mouth cavity and teeth, furrows, wrinkles, folds: `shade_aus`), composited
 on a background at the dataset's frame size, with optional illumination, near-infrared look and yaw.
 
 The 5 source landmarks were measured once with the default MTCNN detector (a test re-measures them),
@@ -313,10 +314,9 @@ def warp_patch(source: int, aus: Mapping[int | str, float], base: np.ndarray | N
 
 
 #: Appearance cues per AU, beside the displacements: what a real face shows that point motion alone does not
-#: (FACS describes them as "appearance changes"). Each is drawn with opacity = intensity x its weight here, so
-#: `--intensity` scales them with the motion. At 32x32 the 1-2 px displacements alone let a linear classifier
-#: on single apex frames reach 0.52 (12 subjects, 3 subject-disjoint folds); with these cues see docs/models.md.
-APPEARANCE_GAIN = 1.0
+#: (FACS describes them as "appearance changes"). Each is drawn with opacity = AU intensity (capped at 1) x its
+#: `CUE_OPACITY`, so `--intensity` scales them with the motion. At 32x32 the 1-2 px displacements alone let a
+#: linear classifier on single apex frames reach 0.52 (12 subjects, 3 subject-disjoint folds); with the cues 0.69.
 _CAVITY_BGR = (40.0, 28.0, 70.0)  # open mouth: dark, reddish
 _TEETH_BGR = (215.0, 225.0, 232.0)
 _LINE_WIDTH = 0.1  # wrinkle and fold lines, in inter-ocular distances
@@ -345,7 +345,7 @@ def shade_aus(patch: np.ndarray, aus: Mapping[int | str, float], moved: Mapping[
 
     def a(au: int, side: str | None = None) -> float:
         sides = (side,) if side else ("L", "R")
-        return min(1.0, APPEARANCE_GAIN * max(w.get((s, au), 0.0) for s in sides))
+        return min(1.0, max(w.get((s, au), 0.0) for s in sides))
 
     origin, ax, ay = frame
     at = lambda u, v: origin + u * ax + v * ay  # noqa: E731 - face units -> pixels
@@ -387,14 +387,15 @@ def shade_aus(patch: np.ndarray, aus: Mapping[int | str, float], moved: Mapping[
     for side in ("L", "R"):
         fold = max(a(12, side), a(10, side), 0.5 * a(6, side), 0.7 * a(9, side))
         wing, corner = moved[f"nose_wing_{side}"], moved[f"corner_{side}"]
-        out = np.sign(corner[0] - wing[0]) or 1.0
-        line(dark, wing + out * 0.06 * ax, corner + out * 0.10 * ax, CUE_OPACITY["fold"] * fold)
-        eye_out = at(out * 0.78, 0.0)  # crow's feet at the outer eye corner
+        outward = np.sign(corner[0] - wing[0]) or 1.0
+        line(dark, wing + outward * 0.06 * ax, corner + outward * 0.10 * ax, CUE_OPACITY["fold"] * fold)
+        eye_out = at(outward * 0.78, 0.0)  # crow's feet at the outer eye corner
         for dv in (-0.07, 0.0, 0.07):
-            line(dark, eye_out, eye_out + out * 0.14 * ax + dv * 1.5 * ay, CUE_OPACITY["crow"] * a(6, side))
-        dimple = corner + out * 0.08 * ax
+            line(dark, eye_out, eye_out + outward * 0.14 * ax + dv * 1.5 * ay, CUE_OPACITY["crow"] * a(6, side))
+        dimple = corner + outward * 0.08 * ax
         cv2.circle(dark, (int(dimple[0]), int(dimple[1])), thick + 1, CUE_OPACITY["dimple"] * a(14, side), -1)
-        line(dark, corner + 0.04 * ay, corner + out * 0.04 * ax + 0.32 * ay, CUE_OPACITY["marionette"] * a(15, side))
+        line(dark, corner + 0.04 * ay, corner + outward * 0.04 * ax + 0.32 * ay,
+             CUE_OPACITY["marionette"] * a(15, side))
     chin = moved["chin"]
     for du in (-0.12, 0.0, 0.12):
         spot = chin + du * ax - 0.12 * ay
@@ -405,7 +406,7 @@ def shade_aus(patch: np.ndarray, aus: Mapping[int | str, float], moved: Mapping[
     dark = cv2.GaussianBlur(dark, (0, 0), IOD / 60)[..., None]
     light = cv2.GaussianBlur(light, (0, 0), IOD / 80)[..., None]
     out = patch.astype(np.float32)
-    out = out * (1 - dark) + np.asarray(_CAVITY_BGR, np.float32) * dark * (dark > 0)
+    out = out * (1 - dark) + np.asarray(_CAVITY_BGR, np.float32) * dark  # folds and cavity: dark, reddish
     out = out * (1 - light) + np.asarray(_TEETH_BGR, np.float32) * light
     return np.clip(out, 0, 255).astype(patch.dtype)
 
