@@ -148,13 +148,14 @@ def test_feature_stream_input_for_chao2016() -> None:
     assert model.hidden.in_features == 2048 and model.lstm.hidden_size == 64 and model.out.out_features == 7
 
 
-def test_mo_cnn_table1_shapes() -> None:
-    model = create_model("mo-cnn-lstm", 6)
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_mo_cnn_table1_shapes(batch_norm: bool) -> None:
+    model = create_model("mo-cnn-lstm", 6, batch_norm=batch_norm).eval()
     shapes = []
     h = torch.rand(1, 3, 64, 64)
     for layer in model.cnn.conv:
         h = layer(h)
-        if not isinstance(layer, torch.nn.ReLU):
+        if not isinstance(layer, (torch.nn.ReLU, torch.nn.BatchNorm2d)):
             shapes.append(tuple(h.shape[1:]))
     # Table 1: C1 62x62x32, S1 31x31x32, C2 29x29x64, S2 14x14x64, C3 12x12x64, S3 6x6x64.
     assert shapes == [(32, 62, 62), (32, 31, 31), (64, 29, 29), (64, 14, 14), (64, 12, 12), (64, 6, 6)]
@@ -162,9 +163,22 @@ def test_mo_cnn_table1_shapes() -> None:
     assert model.lstm.num_layers == 3 and model.lstm.hidden_size == 512  # Table 2 L6-L8
 
 
-def test_mo_cnn_two_stages_train_different_parameters() -> None:
+def test_mo_cnn_stage_two_fine_tunes_the_cnn_by_default() -> None:
     size, cfg = SMALL["mo-cnn-lstm"]
     model = create_model("mo-cnn-lstm", 2, **cfg)
+    model.set_stage(2)
+    assert {id(p) for p in model.cnn.parameters()} <= {id(p) for p in model.stage_parameters(2)}
+    before = [p.detach().clone() for p in model.cnn.parameters()]
+    opt = torch.optim.SGD(model.stage_parameters(2), lr=0.1)
+    model(torch.rand(2, 8, 3, size, size)).sum().backward()
+    opt.step()
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.cnn.parameters()))
+
+
+def test_mo_cnn_two_stages_train_different_parameters() -> None:
+    """The paper's network (freeze_cnn=True): stage 2 leaves the CNN exactly as stage 1 left it."""
+    size, cfg = SMALL["mo-cnn-lstm"]
+    model = create_model("mo-cnn-lstm", 2, **cfg, freeze_cnn=True)
     model.set_stage(1)
     assert {id(p) for p in model.stage_parameters(1)} == {id(p) for p in model.cnn.parameters()}
     model.set_stage(2)
@@ -175,3 +189,22 @@ def test_mo_cnn_two_stages_train_different_parameters() -> None:
     opt.step()
     assert all(torch.equal(a, b) for a, b in zip(before, model.cnn.parameters()))
     assert all(p.grad is None for p in model.cnn.parameters())
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_mo_cnn_batch_norm_statistics_stay_fixed_only_while_the_cnn_is_frozen(freeze: bool) -> None:
+    size, cfg = SMALL["mo-cnn-lstm"]
+    model = create_model("mo-cnn-lstm", 2, **cfg, batch_norm=True, freeze_cnn=freeze)
+    bn = [m for m in model.cnn.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bn) == 3
+    model.set_stage(1)
+    model.train()
+    model.stage1_loss(torch.rand(6, 3, size, size), torch.tensor([0, 1] * 3), torch.arange(6) % 5)
+    stage1 = [m.running_mean.clone() for m in bn]
+    assert not torch.equal(stage1[0], torch.zeros_like(stage1[0]))  # stage 1 trains the statistics
+    model.set_stage(2)
+    model.train()
+    model(torch.rand(2, 8, 3, size, size))
+    moved = [not torch.equal(a, m.running_mean) for a, m in zip(stage1, bn)]
+    assert moved == [not freeze] * 3
+    assert model.lstm.training and model.cnn.training is not freeze

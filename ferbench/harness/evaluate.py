@@ -211,8 +211,6 @@ def evaluate(
         classes = tuple(plan.classes) if plan.classes else tuple(au_name(a) for a in au_names)
         for m in members:
             opts = {k: dict(v) for k, v in model_options.items()}
-            if proto.task == "au-detection" and m == "mo-cnn-lstm":
-                opts.setdefault(m, {}).setdefault("freeze_cnn", False)
             for spec in make_specs(plan, m, stages_of[m], opts, _card_index(m)[0], classes, ctx, frac):
                 path = record_path(outdir, run_dataset, proto.name, m, spec.repeat, spec.fold)
                 existing = read_record(path)
