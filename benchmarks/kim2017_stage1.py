@@ -10,10 +10,11 @@ subject-disjoint folds and prints the held-out apex accuracy (through Fc) per ob
 The objective is the model's own (`MultiObjectiveLoss`): `--terms` keeps some of E1..E5 (the others weigh 0, as
 the model's `loss_weights` option does), `--states` the state frames stage 1 trains on (0-4, eq. 1 order; 2 is
 the apex), `--order` adds the terms in the paper's order (section 3.4: E1+E2, then E3+E4, then E5, a third of the
-steps each). `static` trains on the same frames with cross entropy. Network knobs (ablations, not options of the
-model): `--bn` (batch norm after each conv), `--pad` ('same' padding), `--pool N` (average pooling to an N x N grid
-before F4). `--stage2 N` then trains mo-cnn-lstm's LSTM for N steps on the frozen, centred F5 features of every
-frame and scores the clips. The training loop is the harness's in miniature (Adam, batch 16 clips, horizontal
+steps each). `static` trains on the same frames with cross entropy. Network knobs: `--bn` (batch norm after each
+conv: the model's `batch_norm` option; without it the Table 1 CNN is built as written), and two ablations that are
+not options of the model, `--pad` ('same' padding) and `--pool N` (average pooling to an N x N grid before F4).
+`--stage2 N` then trains mo-cnn-lstm's LSTM for N steps on the frozen (`freeze_cnn=True`, the paper's stage 2),
+centred F5 features of every frame and scores the clips. The training loop is the harness's in miniature (Adam, batch 16 clips, horizontal
 flips), kept here so that each variant is a flag; the figures are in docs/models.md ("Why the kim2017 pair
 trails").
 """
@@ -51,7 +52,7 @@ def load(path: str) -> dict:
         }
 
 
-def ablate(cnn: nn.Module, size: int, bn: bool, pad: bool, pool: int) -> None:
+def ablate(cnn: nn.Module, size: int, pad: bool, pool: int) -> None:
     """Rebuild the Table 1 CNN's conv stack with the requested changes; F4 is resized to the new flat width and
     initialised as the model initialises it (He)."""
     from ferbench.models._common import kaiming_init_
@@ -61,8 +62,6 @@ def ablate(cnn: nn.Module, size: int, bn: bool, pad: bool, pool: int) -> None:
         if isinstance(layer, nn.Conv2d) and pad:
             layer.padding = (1, 1)
         layers.append(layer)
-        if isinstance(layer, nn.Conv2d) and bn:
-            layers.append(nn.BatchNorm2d(layer.out_channels))
     if pool:
         layers.append(nn.AdaptiveAvgPool2d(pool))
     cnn.conv = nn.Sequential(*layers)
@@ -86,14 +85,16 @@ def run_fold(d: dict, train: np.ndarray, test: np.ndarray, seed: int, a: argpars
     states, y = d["states"], d["y"]
     size = states.shape[-1]
     torch.manual_seed(seed)
-    opts = compact_options(a.model) | ({} if a.model == "static" else {"image_size": size})
+    opts = compact_options(a.model)
+    if a.model != "static":
+        opts |= {"image_size": size, "batch_norm": a.bn} | ({"freeze_cnn": True} if a.model == "mo-cnn-lstm" else {})
     model = create_model(a.model, d["classes"], **opts)
     if a.model == "static":
         logits = lambda z: model(z[:, None])  # noqa: E731
         params = list(model.parameters())
     else:
-        if a.bn or a.pad or a.pool:
-            ablate(model.cnn, size, a.bn, a.pad, a.pool)
+        if a.pad or a.pool:
+            ablate(model.cnn, size, a.pad, a.pool)
         logits = lambda z: model.cnn(z)[1]  # noqa: E731
         params = list(model.cnn.parameters())
     opt = torch.optim.Adam(params, lr=a.lr)
