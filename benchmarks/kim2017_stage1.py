@@ -13,10 +13,10 @@ the apex), `--order` adds the terms in the paper's order (section 3.4: E1+E2, th
 steps each). `static` trains on the same frames with cross entropy. Network knobs: `--bn` (batch norm after each
 conv: the model's `batch_norm` option; without it the Table 1 CNN is built as written), and two ablations that are
 not options of the model, `--pad` ('same' padding) and `--pool N` (average pooling to an N x N grid before F4).
-`--stage2 N` then trains mo-cnn-lstm's LSTM for N steps on the frozen (`freeze_cnn=True`, the paper's stage 2),
-centred F5 features of every frame and scores the clips. The training loop is the harness's in miniature (Adam, batch 16 clips, horizontal
-flips), kept here so that each variant is a flag; the figures are in docs/models.md ("Why the kim2017 pair
-trails").
+`--stage2 N` then trains mo-cnn-lstm's LSTM for N steps on the frozen (`freeze_cnn=True`, the paper's stage
+2), centred F5 features of every frame and scores the clips. The training loop is the harness's in miniature
+(Adam, batch 16 clips, horizontal flips), kept here so that each variant is a flag; the figures are in
+docs/models.md ("Why the kim2017 pair trails").
 """
 
 from __future__ import annotations

@@ -92,12 +92,14 @@ def test_open_mouth_shows_a_dark_cavity_and_a_smile_shows_teeth(monkeypatch: pyt
     assert (change["apart"] > 60).sum() == 0  # ... and none without it
 
 
-def test_cues_scale_with_intensity_and_vanish_at_zero() -> None:
-    still = warp_patch(0, {}).astype(int)
-    assert np.array_equal(warp_patch(0, {4: 0.0, 26: 0.0}), still)
-    weak = np.abs(warp_patch(0, {4: 0.3, 9: 0.3}).astype(int) - still).mean()
-    strong = np.abs(warp_patch(0, {4: 1.0, 9: 1.0}).astype(int) - still).mean()
-    assert strong > 2 * weak > 0
+def test_cues_scale_with_intensity_and_vanish_at_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    levels = {"zero": {12: 1.0, 4: 0.0, 9: 0.0}, "weak": {12: 1.0, 4: 0.3, 9: 0.3}, "strong": {12: 1.0, 4: 1.0, 9: 1.0}}
+    cued = {k: warp_patch(0, aus).astype(int) for k, aus in levels.items()}
+    assert np.array_equal(cued["zero"], warp_patch(0, {12: 1.0}))  # an AU at 0 draws nothing
+    _no_cues(monkeypatch)
+    cue = {k: np.abs(cued[k] - warp_patch(0, aus).astype(int)).mean() for k, aus in levels.items()}  # cues alone
+    strong_only, weak_only = cue["strong"] - cue["zero"], cue["weak"] - cue["zero"]  # AU4 and AU9's cues
+    assert strong_only > 2 * weak_only > 0
 
 
 def _apex_crops(anim: FaceAnimator, subjects: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

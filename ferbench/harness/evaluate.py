@@ -210,8 +210,7 @@ def evaluate(
         result.warnings.extend(w for w in plan.warnings if w not in result.warnings)
         classes = tuple(plan.classes) if plan.classes else tuple(au_name(a) for a in au_names)
         for m in members:
-            opts = {k: dict(v) for k, v in model_options.items()}
-            for spec in make_specs(plan, m, stages_of[m], opts, _card_index(m)[0], classes, ctx, frac):
+            for spec in make_specs(plan, m, stages_of[m], model_options, _card_index(m)[0], classes, ctx, frac):
                 path = record_path(outdir, run_dataset, proto.name, m, spec.repeat, spec.fold)
                 existing = read_record(path)
                 reason = ("--force" if existing else "no record") if force else stale_reason(existing, spec.fingerprints)
