@@ -20,7 +20,6 @@ missing). `--markdown` prints the table for docs/models.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -95,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ferbench.harness import evaluate
     from ferbench.metrics import summarize
+    from ferbench.records import read_record
     from ferbench.models import compact_options, list_models
     from ferbench.store import Store
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             if res.failed:
                 print(f"{m} on {ds} failed: {next(iter(res.failed.values()))}", file=sys.stderr)
                 continue
-            recs = [json.loads(Path(p).read_text()) for p in res.records]
+            recs = [read_record(p) for p in res.records]
             summ = summarize(recs)
             rows[m][ds] = {"acc": summ["scores"]["accuracy"]["mean"], "std": summ["scores"]["accuracy"]["std"],
                            "modes": {k: v["mean"] for k, v in summ.get("per_mode", {}).items()},

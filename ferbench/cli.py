@@ -303,14 +303,15 @@ def folds(
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="override the protocol's repeats"),
     validation: Optional[float] = typer.Option(
         None, "--validation", min=0.0, max=1.0, help="share of training subjects held out for validation"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file that is not a fold list"),
 ) -> None:
     """Generate a protocol's folds on a file, check them for leakage, print each fold's class counts."""
-    from ferbench.protocols import make_plan, write_folds
+    from ferbench.protocols import check_folds_target, make_plan, write_folds
 
     if validation is not None and not 0 < validation < 1:
         raise FerbenchError(f"--validation must be a fraction between 0 and 1 (exclusive), got {validation}")
-    if out is not None and out.is_dir():
-        raise FerbenchError(f"{out}: is a folder (expected the path of a .csv file to write)")
+    if out is not None:
+        check_folds_target(out, [data, data_test], force)
     plan = make_plan(protocol, data, data_test, repeats=repeats, validation=validation)
     p = plan.protocol
     console.print(f"protocol {p.name} ({p.path}); {p.paper} {p.table}", highlight=False)
@@ -327,7 +328,7 @@ def folds(
                       " ".join(f"{c} {n}" for c, n in counts.items()) or "-")
     console.print(table)
     if out is not None:
-        console.print(f"fold list: {write_folds(plan, out)}", highlight=False)
+        console.print(f"fold list: {write_folds(plan, out, force=force)}", highlight=False)
     else:
         console.print("(add --out FILE.csv to write the fold list)", highlight=False)
 
@@ -417,6 +418,29 @@ def evaluate(
         for task_id, message in result.failed.items():
             err_console.print(f"[bold red]failed:[/] {task_id}: {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+runs_app = typer.Typer(no_args_is_help=True, help="Look after a runs folder (the task records of evaluate).")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("prune")
+@user_errors
+def runs_prune(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="folder of task records written by ferbench evaluate"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed, remove nothing"),
+) -> None:
+    """Keep only the latest run of each model (per dataset and protocol); remove older runs' records and
+    record files the leaderboard refuses."""
+    from ferbench.records import prune
+
+    removed = prune(runs, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for kind in ("older", "refused"):
+        for p in removed[kind]:
+            console.print(f"{verb} ({kind}): {p}", highlight=False)
+    console.print(f"{verb} {len(removed['older'])} record(s) of older runs and {len(removed['refused'])} refused "
+                  f"file(s) under {runs}", highlight=False)
 
 
 def main() -> None:

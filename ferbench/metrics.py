@@ -26,11 +26,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_s
 
 from ferbench.errors import FerbenchError
 
-SCHEMA = "ferbench.record/1"
 STD_DDOF = 1  # sample std over trials; documented in docs/leaderboard.md
 CLASSIFICATION_METRICS = ("accuracy", "uf1", "uar")
-REQUIRED = ("schema", "model", "protocol", "dataset", "task", "repeat", "fold", "classes", "metric",
-            "sample_ids", "labels", "predictions")
 GROUP_KEYS = ("model", "protocol", "dataset", "dataset_test", "task")
 
 
@@ -38,35 +35,9 @@ def _where(record: dict, source: str | None) -> str:
     return source or str(record.get("task_id") or "record")
 
 
-def check_record(record: Any, source: str | None = None) -> dict:
-    """Raise FerbenchError (naming `source`) unless `record` is a readable ferbench.record/1; return it."""
-    where = source or "record"
-    if not isinstance(record, dict):
-        raise FerbenchError(f"{where}: expected a JSON object (a ferbench task record)")
-    where = _where(record, source)
-    if record.get("schema") != SCHEMA:
-        raise FerbenchError(f"{where}: expected schema {SCHEMA!r}, found {record.get('schema')!r}")
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        raise FerbenchError(f"{where}: task record lacks field(s) {', '.join(missing)}")
-    for key in ("repeat", "fold"):
-        if not isinstance(record[key], int) or isinstance(record[key], bool):
-            raise FerbenchError(f"{where}: {key} must be an integer, found {record[key]!r}")
-    if not isinstance(record["sample_ids"], list):
-        raise FerbenchError(f"{where}: sample_ids must be a list")
-    n = len(record["sample_ids"])
-    if not isinstance(record["labels"], list) or len(record["labels"]) != n:
-        raise FerbenchError(f"{where}: labels must be a list with one entry per sample id ({n})")
-    for key in ("modes", "subjects"):
-        if key in record and record[key] and len(record[key]) != n:
-            raise FerbenchError(f"{where}: {key} must have one entry per sample id ({n})")
-    check_lists(record, where)
-    return record
-
-
 def check_lists(record: dict, where: str = "record") -> None:
-    """What scoring needs: task, classes, and labels / predictions of matching shape and range. A harness
-    may call trial_scores on a record it is still assembling; only these fields are required there."""
+    """What scoring needs: task, classes, and labels / predictions of matching shape and range (the whole
+    record is checked by `ferbench.records.check_record`, which calls this)."""
     for key in ("task", "classes", "labels", "predictions"):
         if key not in record:
             raise FerbenchError(f"{where}: task record lacks field {key}")
@@ -194,7 +165,7 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     if not records:
         raise FerbenchError("no task records to summarize")
     for r in records:
-        check_record(r)
+        check_lists(r, _where(r, None))
     _check_group(records)
     records = sorted(records, key=lambda r: (r["repeat"], r["fold"]))
     first = records[0]

@@ -3,10 +3,18 @@ need no training: predictions are drawn at a chosen accuracy from a seeded gener
 
 from __future__ import annotations
 
-import json
+import hashlib
 from pathlib import Path
 
 import numpy as np
+
+from ferbench import records
+from ferbench.metrics import trial_scores
+
+
+def fake_fingerprint(*parts: object) -> str:
+    """A sha256 hex standing in for a real fingerprint (same parts -> same value)."""
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 EMOTIONS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
 AUS = ["AU1", "AU2", "AU4", "AU6"]
@@ -33,7 +41,7 @@ def make_record(model: str, protocol: str, dataset: str, repeat: int, fold: int,
         ids = [f"{i}@{j}" for i, j in zip(ids, range(n))]
         metric = metric or "f1"
         metrics = ["f1"]
-    return {
+    rec = {
         "schema": "ferbench.record/1",
         "task_id": f"{model}/{protocol}/r{repeat}/f{fold}",
         "model": model, "protocol": protocol, "dataset": dataset, "dataset_test": dataset, "task": task,
@@ -45,18 +53,23 @@ def make_record(model: str, protocol: str, dataset: str, repeat: int, fold: int,
         "labels": labels, "predictions": preds, "probabilities": probs,
         "selection": selection, "selected_epoch": 3,
         "curve": [{"epoch": 1, "stage": "end-to-end", "loss": 1.0, "val_metric": None}],
-        "recipe": {"name": "quick", "stages": []}, "config": {}, "fingerprints": {}, "versions": {},
-        "device": "cpu", "threads": 1,
+        "recipe": {"name": "quick", "stages": []}, "config": {},
+        "fingerprints": {"data": fake_fingerprint(dataset), "data_test": fake_fingerprint(dataset),
+                         "protocol": fake_fingerprint(protocol), "folds": fake_fingerprint(repeat, fold),
+                         "model": fake_fingerprint(model), "code": fake_fingerprint("code")},
+        "versions": {}, "device": "cpu", "threads": 1,
         "timings": {"load_s": 0.1, "train_s": train_s, "predict_s": 0.05},
-        "scores": {}, "created": "2026-11-30T08:00:00+00:00",
+        "created": "2026-11-30T08:00:00+00:00",
     }
+    return rescore(rec)
+
+
+def rescore(record: dict) -> dict:
+    """Store the scores the record's own predictions give (what the harness does); returns the record."""
+    record["scores"] = records.finite_or_none(trial_scores(record))
+    return record
 
 
 def write_record(runs: Path, record: dict) -> Path:
-    """Write `record` where `ferbench evaluate` would: <runs>/<dataset>/<protocol>/<model>/rRR-fFF.json."""
-    folder = record["model"].replace("/", "_")  # a hostile model name still needs a legal folder
-    path = (runs / record["dataset"] / record["protocol"] / folder
-            / f"r{record['repeat']:02d}-f{record['fold']:02d}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
+    """Write `record` where `ferbench evaluate` would, through the one record writer."""
+    return records.write_record(runs, record)

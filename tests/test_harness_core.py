@@ -33,6 +33,13 @@ def _records(out: Path) -> dict[str, dict]:
     return {str(p.relative_to(out)): json.loads(p.read_text()) for p in sorted(out.rglob("r*-f*.json"))}
 
 
+def _by_task(out: Path) -> dict[str, dict]:
+    """The records of a runs folder holding one run, by task id (the key folder differs between data files)."""
+    recs = {r["task_id"]: r for r in _records(out).values()}
+    assert len(recs) == len(_records(out))
+    return recs
+
+
 def test_dask_two_workers_give_the_in_process_predictions(files, tmp_path):
     kw = dict(models="static,mo-cnn-lstm,fusion-svm", recipe="quick", model_options=TINY, threads=1, **TWO_EPOCHS)
     evaluate(files["data"], files["loso"], out=tmp_path / "a", **kw)
@@ -56,14 +63,24 @@ def test_resume_skips_only_matching_records_and_says_why_it_reruns(files, tmp_pa
     assert again.ran == [] and len(again.skipped) == 4
     assert {p: p.read_bytes() for p in out.rglob("*.json")} == before
     changed = evaluate(files["data"], files["loso"], **{**kw, "epochs": 3})
-    assert len(changed.ran) == 4
-    assert set(changed.rerun_reasons.values()) == {"model/recipe changed"}
-    assert all(len(r["curve"]) == 3 for r in _records(out).values())
+    # another recipe is another key: the first run's records are kept beside the new ones, and the run says so
+    assert len(changed.ran) == 4 and changed.rerun_reasons == {}
+    assert sorted(len(r["curve"]) for r in _records(out).values()) == [2] * 4 + [3] * 4
+    assert {p: p.read_bytes() for p in before} == before
+    assert any("4 record(s) of other runs" in w and "ferbench runs prune" in w for w in changed.warnings)
     forced = evaluate(files["data"], files["loso"], **{**kw, "epochs": 3, "force": True})
-    assert len(forced.ran) == 4
-    other = make_store(tmp_path / "other.h5", seed=1)  # same ids, other pixels
+    assert len(forced.ran) == 4 and set(forced.rerun_reasons.values()) == {"--force"}
+    other = make_store(tmp_path / "other.h5", seed=1)  # same ids, other pixels: another data fingerprint
     moved = evaluate(other, files["loso"], **{**kw, "epochs": 3})
-    assert len(moved.ran) == 4 and set(moved.rerun_reasons.values()) == {"data file, test data file changed"}
+    assert len(moved.ran) == 4 and len(_records(out)) == 12
+    # a record edited by hand is refused and its task rerun; the others are reused
+    victim = sorted(p for p in out.rglob("r*-f*.json") if p not in before)[0]
+    rec = json.loads(victim.read_text())
+    rec["predictions"] = [(v + 1) % 3 for v in rec["predictions"]]
+    victim.write_text(json.dumps(rec))
+    healed = evaluate(other, files["loso"], **{**kw, "epochs": 3})
+    assert len(healed.ran) == 1 and len(healed.skipped) == 3
+    assert "record refused" in next(iter(healed.rerun_reasons.values()))
 
 
 def test_permuting_one_subjects_labels_leaves_its_test_predictions_unchanged(files, tmp_path):
@@ -77,7 +94,7 @@ def test_permuting_one_subjects_labels_leaves_its_test_predictions_unchanged(fil
     kw = dict(models="lstm-mean", recipe="paper", epochs=3, model_options=TINY, threads=1)
     evaluate(files["data"], files["loso"], out=tmp_path / "a", **kw)
     evaluate(permuted, files["loso"], out=tmp_path / "b", **kw)
-    a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
+    a, b = _by_task(tmp_path / "a"), _by_task(tmp_path / "b")
     tested = [k for k, r in a.items() if set(r["subjects"]) == {"S01"}]
     assert len(tested) == 1
     ra, rb = a[tested[0]], b[tested[0]]

@@ -1,5 +1,5 @@
 """The HTML leaderboard opened in a real headless Chromium: the tables and heatmap images are in the rendered DOM,
-and a hostile model name (`<script>...`) is shown as text and runs nothing."""
+and a hostile class name (`<script>...`, from a dataset's folder names) is shown as text and runs nothing."""
 
 import base64
 import re
@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from _leaderboard_records import make_record, write_record
+from _leaderboard_records import EMOTIONS, make_record, write_record
 from ferbench.leaderboard import build_board, write_leaderboard
 
 HOSTILE = ("<script>document.title='pwned';"
@@ -40,12 +40,12 @@ class _Dom(HTMLParser):
         self.tags.append((tag, dict(attrs)))
         if tag == "img":
             self.imgs.append(dict(attrs))
-        if tag in ("td", "title"):
+        if tag in ("td", "th", "title"):
             self._in, self._text = tag, ""
 
     def handle_endtag(self, tag):
         if tag == self._in:
-            if tag == "td":
+            if tag in ("td", "th"):
                 self.cells.append(self._text)
             else:
                 self.title = self._text
@@ -60,9 +60,11 @@ class _Dom(HTMLParser):
 def page(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("html")
     rng = np.random.default_rng(5)
-    for model, hit in (("stc-nlstm", 0.9), ("static", 0.7), (HOSTILE, 0.5)):
+    classes = EMOTIONS[:5] + [HOSTILE]
+    for model, hit in (("stc-nlstm", 0.9), ("static", 0.7), ("mv-lstm", 0.5)):
         for fold in range(3):
-            write_record(tmp / "runs", make_record(model, "10fold", "mmi", 0, fold, rng=rng, hit=hit, n=18))
+            write_record(tmp / "runs", make_record(model, "10fold", "mmi", 0, fold, rng=rng, hit=hit, n=18,
+                                                   classes=classes))
     for model in ("stc-nlstm", "static"):
         for fold in range(2):
             write_record(tmp / "runs", make_record(model, "3fold", "bp4d", 0, fold, rng=rng, n=20,
@@ -92,12 +94,12 @@ def test_tables_and_heatmaps_in_the_rendered_dom(page):
     assert any(c.startswith("84.53") for c in dom.cells)  # yu2018 Table 7 STC-NLSTM beside ours
 
 
-def test_hostile_model_name_is_text_and_runs_nothing(page):
+def test_hostile_class_name_is_text_and_runs_nothing(page):
     dom = page["dom"]
     assert dom.title == "ferbench leaderboard"  # the script would have renamed the document
     assert not [t for t, _ in dom.tags if t in ("script", "blink")]
     assert not [i for i in dom.imgs if i.get("src") == "x" or "onerror" in i]
-    assert any(c.startswith(HOSTILE) for c in dom.cells)  # shown verbatim as the model's name
+    assert any(c.startswith(HOSTILE) for c in dom.cells)  # shown verbatim as the class's name
     assert "&lt;script&gt;" in page["source"]
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from _leaderboard_records import make_record
 from ferbench.errors import FerbenchError
-from ferbench.metrics import STD_DDOF, check_record, summarize, trial_scores
+from ferbench.metrics import STD_DDOF, summarize, trial_scores
+from ferbench.records import check_record
 
 
 def _by_hand(y, p):
@@ -138,7 +139,7 @@ def test_au_f1_masks_unknown_and_means_over_aus_then_folds():
 def test_bad_records_name_the_source(cls_records):
     rec = dict(cls_records[0])
     rec["predictions"] = rec["predictions"][:-1]
-    with pytest.raises(FerbenchError, match="somefile.json: predictions"):
+    with pytest.raises(FerbenchError, match="somefile.json: field 'predictions' has 14 entries for 15"):
         check_record(rec, "somefile.json")
     rec = dict(cls_records[0], labels=[99] * len(cls_records[0]["labels"]))
     with pytest.raises(FerbenchError, match="class index 99"):

@@ -5,24 +5,27 @@ checked before the first task starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferbench import records as RC
 from ferbench.errors import DatasetError, FerbenchError
 from ferbench.harness import recipes as R
 from ferbench.harness.data import au_name
 from ferbench.harness.fingerprint import code_fingerprint, data_fingerprint
-from ferbench.harness.records import build_record, read_record, record_path, stale_reason, test_labels_of, write_record
+from ferbench.harness.records import build_record, test_labels_of
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
 from ferbench.harness.tasks import RunContext, make_specs
 
 Progress = Callable[[dict[str, Any]], None]
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_VAL_FRACTION = 0.2
+MAX_VAL_FRACTION = 0.5  # more than half the training subjects held out leaves too little to train on
 
 
 @dataclass
@@ -57,6 +60,8 @@ def resolve_models(models: str | list[str] | tuple[str, ...], task: str) -> list
     """`all`, a comma list or a list of names -> checked registry names (+ harness fusion entries)."""
     from ferbench.models import list_models
 
+    if not isinstance(models, (str, list, tuple)) or not all(isinstance(m, str) for m in models):
+        raise FerbenchError(f"models must be 'all', a comma-separated string or a list of names; got {models!r}")
     known = list(list_models())
     items = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m and m.strip()]
     if not items:
@@ -101,6 +106,189 @@ def _au_stages(stages: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]
     return (last,)
 
 
+def _check_arguments(*, recipe: Any, workers: Any, scheduler: Any, repeats: Any, threads: Any, val_fraction: Any,
+                     out: Any, force: Any) -> None:
+    """Every option's type and range, before any file is read (the Python API gets the CLI's checks)."""
+    from ferbench.protocols.schema import MAX_REPEATS
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not isinstance(recipe, str) or recipe not in R.RECIPE_KINDS:
+        raise FerbenchError(f"unknown recipe {recipe!r}; choose one of {', '.join(R.RECIPE_KINDS)}")
+    if workers is not None and scheduler is not None:
+        raise FerbenchError("pass either --workers or --scheduler, not both")
+    cores = os.cpu_count() or 1
+    if workers is not None and (not whole(workers) or not 1 <= workers <= cores):
+        raise FerbenchError(f"--workers must be a whole number from 1 to {cores} (the CPU cores here); got {workers!r}"
+                            " (for more workers, start a dask cluster and pass --scheduler)")
+    if repeats is not None and (not whole(repeats) or not 1 <= repeats <= MAX_REPEATS):
+        raise FerbenchError(f"--repeats must be a whole number from 1 to {MAX_REPEATS}; got {repeats!r}")
+    if threads is not None and (not whole(threads) or threads < 1):
+        raise FerbenchError(f"--threads must be a whole number >= 1; got {threads!r}")
+    if (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))
+            or not 0 < val_fraction <= MAX_VAL_FRACTION):
+        raise FerbenchError(f"--val-fraction must be a fraction in (0, {MAX_VAL_FRACTION}] of the training subjects; "
+                            f"got {val_fraction!r}")
+    if not isinstance(force, bool):
+        raise FerbenchError(f"force must be True or False; got {force!r}")
+    if not isinstance(out, (str, Path)) or not str(out).strip():
+        raise FerbenchError(f"--out must be the path of a folder for the task records; got {out!r}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise FerbenchError(f"{out}: is a file; --out must be a folder for the task records")
+
+
+def _check_model_options(options: dict[str, Any], names: list[str]) -> None:
+    """Options for unknown models, unknown option names, or values a model refuses: found by building each
+    selected model that has options once, before any training."""
+    from ferbench.models import create_model, list_models, model_options
+
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise FerbenchError('model options must map a model name to its options: {"model": {"option": value}}')
+    for m, opts in options.items():
+        if m not in list_models():
+            raise FerbenchError(f"model options given for {m!r}, which is not a registered model")
+        allowed = model_options(m)
+        bad = sorted(set(opts) - set(allowed)) if allowed is not None else []
+        if bad:
+            raise FerbenchError(f"--model-options: model {m!r} has no option(s) {', '.join(bad)}; "
+                                f"options: {', '.join(allowed or ())}")
+        if m in names:
+            try:
+                create_model(m, 2, **opts)
+            except (TypeError, ValueError) as e:
+                raise FerbenchError(f"--model-options for {m!r}: {e}") from None
+
+
+@contextlib.contextmanager
+def _runs_lock(out: Path) -> Iterator[None]:
+    """Hold the runs folder's lock; an unwritable --out is one line, found before any training."""
+    lock = RC.RunsLock(out)
+    try:
+        lock.acquire()
+    except OSError as e:
+        raise FerbenchError(f"{e.filename or out}: cannot write the runs folder ({e.strerror or e})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@dataclass
+class _Setup:
+    """A run, resolved before the runs folder is touched: protocol, data, models and their stages."""
+
+    proto: Any
+    data: Path
+    data_test: Path
+    dataset: str
+    dataset_test: str
+    names: list[str]
+    stages_of: dict[str, tuple[dict[str, Any], ...]]
+    plans_needed: dict[float | None, list[str]]
+    au_names: list[Any]
+    ctx: RunContext
+
+
+def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | None, models: Any, recipe: str,
+             ov: R.Overrides, dev: str, threads: int, model_options: dict[str, Any], val_fraction: float) -> _Setup:
+    """Open the data, load the protocol, resolve models and recipes; refuse mismatches in one line."""
+    from ferbench.protocols import load_protocol
+
+    if not isinstance(data, (str, Path)) or not str(data).strip():
+        raise FerbenchError(f"--data must be the path of a prepared .h5 file; got {data!r}")
+    proto = load_protocol(protocol)
+    RC.check_slug(proto.name, "protocol")
+    with _open_checked(data, "data file") as st:
+        dataset, size, au_names = st.dataset, int(st.frame_shape[0]), list(st.au_names)
+    RC.check_slug(dataset, "dataset")
+    if dataset not in proto.datasets:
+        raise FerbenchError(
+            f"protocol {proto.name!r} is for {', '.join(proto.datasets)}, but {data} holds {dataset} "
+            f"(see `ferbench protocols` for the protocols of {dataset})"
+        )
+    test_path = Path(data_test) if data_test is not None else Path(data)
+    if data_test is not None:
+        with _open_checked(data_test, "test data file") as st2:
+            dataset_test = st2.dataset
+    else:
+        dataset_test = proto.test_dataset or dataset
+        if proto.test_dataset and proto.test_dataset != dataset:
+            raise FerbenchError(f"protocol {proto.name!r} tests on {proto.test_dataset}; pass its file with --data-test")
+    names = resolve_models(models, proto.task)
+    _check_model_options(model_options, names)
+    plans_needed: dict[float | None, list[str]] = {}
+    stages_of: dict[str, tuple[dict[str, Any], ...]] = {}
+    for m in names:
+        min_size = _card_index(m)[1]
+        if size < min_size:
+            raise FerbenchError(f"model {m!r} needs frames of at least {min_size}x{min_size}; {data} has {size}x{size}")
+        stages = R.resolve(m, recipe, dataset, ov, "cuda" if dev.startswith("cuda") else "cpu")
+        if proto.task == "au-detection":
+            stages = _au_stages(stages)
+        stages_of[m] = stages
+        needs_val = R.selection_of(stages) == "validation" and not proto.validation
+        plans_needed.setdefault(float(val_fraction) if needs_val else None, []).append(m)
+    ctx = RunContext(
+        recipe=recipe, dataset=dataset, dataset_test=dataset_test, data=Path(data).resolve(),
+        data_test=test_path.resolve(), device=dev, threads=threads,
+        fingerprints={"data": data_fingerprint(data), "data_test": data_fingerprint(test_path),
+                      "protocol": proto.fingerprint, "code": code_fingerprint()},
+    )
+    return _Setup(proto, Path(data), test_path, dataset, dataset_test, names, stages_of, plans_needed, au_names, ctx)
+
+
+def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], outdir: Path, force: bool,
+          result: EvaluateResult) -> tuple[list[tuple[TaskSpec, Path]], dict[float | None, Any]]:
+    """Every task, split into reusable records (added to `result`) and pending tasks (spec, record path)."""
+    from ferbench.protocols import make_plan
+
+    pending: list[tuple[TaskSpec, Path]] = []
+    plans = {}
+    keys: dict[str, str] = {}
+    for frac, members in setup.plans_needed.items():
+        plan = make_plan(setup.proto, setup.data, setup.data_test if setup.data_test != setup.data else None,
+                         repeats=repeats, validation=frac)
+        plans[frac] = plan
+        result.warnings.extend(w for w in plan.warnings if w not in result.warnings)
+        classes = tuple(plan.classes) if plan.classes else tuple(au_name(a) for a in setup.au_names)
+        for m in members:
+            for spec in make_specs(plan, m, setup.stages_of[m], model_options, _card_index(m)[0], classes,
+                                   setup.ctx, frac):
+                path = RC.record_path(outdir, dataset=spec.dataset, dataset_test=spec.dataset_test,
+                                      protocol=spec.protocol, model=m, repeat=spec.repeat, fold=spec.fold,
+                                      fingerprints=spec.fingerprints)
+                keys[m] = path.parent.name
+                reason = _rerun_reason(path, outdir, spec, force)
+                if reason is None:
+                    result.skipped.append(spec.task_id)
+                    result.records.append(path)
+                else:
+                    if reason != "no record":
+                        result.rerun_reasons[spec.task_id] = reason
+                    pending.append((spec, path))
+    older = sum(1 for m, key in keys.items()
+                for p in (outdir / RC.run_label(setup.dataset, setup.dataset_test) / setup.proto.name / m).glob("*/r*-f*.json")
+                if p.parent.name != key)
+    if older:
+        result.warnings.append(
+            f"{outdir} also holds {older} record(s) of other runs of these models (another data file, protocol "
+            f"version or recipe); they are kept and shown as rows of their own by `ferbench leaderboard`; "
+            f"`ferbench runs prune --runs {outdir}` keeps only the latest run of each model")
+    return pending, plans
+
+
+def _rerun_reason(path: Path, outdir: Path, spec: TaskSpec, force: bool) -> str | None:
+    """None when the record at `path` is valid and matches every fingerprint of `spec`; else why to run."""
+    if not path.exists():
+        return "no record"
+    try:
+        existing = RC.read_record(path, outdir)
+    except RC.RecordError as e:
+        return f"record refused ({e.reason})"
+    return "--force" if force else RC.stale_reason(existing, spec.fingerprints)
+
+
 # -- the run -------------------------------------------------------------------------------------------------
 def evaluate(
     data: str | Path,
@@ -128,114 +316,47 @@ def evaluate(
 
     `workers` N runs a local dask cluster (N processes, 1 thread each); `scheduler` uses an existing one.
     `threads` (torch threads per task) defaults to cores / workers; predictions are reproducible for the same
-    seed, device and thread count. `model_options` maps a model name to create_model overrides.
+    seed, device and thread count. `model_options` maps a model name to create_model overrides. One run
+    writes a runs folder at a time (`ferbench.records.RunsLock`).
     """
-    from ferbench.protocols import load_protocol, make_plan
-
     started = time.perf_counter()
-    # ---- options
     ov = R.Overrides(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment)
     ov.check()
-    if recipe not in R.RECIPE_KINDS:
-        raise FerbenchError(f"unknown recipe {recipe!r}; choose one of {', '.join(R.RECIPE_KINDS)}")
-    if workers is not None and scheduler is not None:
-        raise FerbenchError("pass either --workers or --scheduler, not both")
-    if workers is not None and workers < 1:
-        raise FerbenchError(f"--workers must be >= 1; got {workers}")
-    if repeats is not None and repeats < 1:
-        raise FerbenchError(f"--repeats must be >= 1; got {repeats}")
-    if threads is not None and threads < 1:
-        raise FerbenchError(f"--threads must be >= 1; got {threads}")
-    if not 0 < float(val_fraction) < 1:
-        raise FerbenchError(f"the validation fraction must lie between 0 and 1; got {val_fraction}")
+    _check_arguments(recipe=recipe, workers=workers, scheduler=scheduler, repeats=repeats, threads=threads,
+                     val_fraction=val_fraction, out=out, force=force)
     dev = resolve_device(device)
     if scheduler is not None:
         from ferbench.harness.execute import check_scheduler
 
         check_scheduler(scheduler)
-    n_par = workers or 1
-    threads = threads or max(1, (os.cpu_count() or 1) // n_par)
+    threads = threads or max(1, (os.cpu_count() or 1) // (workers or 1))
     model_options = dict(model_options or {})
-    # ---- data, protocol, models
-    proto = load_protocol(protocol)
-    with _open_checked(data, "data file") as st:
-        dataset, size, length = st.dataset, int(st.frame_shape[0]), st.length
-        au_names = list(st.au_names)
-    if dataset not in proto.datasets:
-        raise FerbenchError(
-            f"protocol {proto.name!r} is for {', '.join(proto.datasets)}, but {data} holds {dataset} "
-            f"(see `ferbench protocols` for the protocols of {dataset})"
-        )
-    test_path = Path(data_test) if data_test is not None else Path(data)
-    if data_test is not None:
-        with _open_checked(data_test, "test data file") as st2:
-            dataset_test = st2.dataset
-    else:
-        dataset_test = proto.test_dataset or dataset
-        if proto.test_dataset and proto.test_dataset != dataset:
-            raise FerbenchError(f"protocol {proto.name!r} tests on {proto.test_dataset}; pass its file with --data-test")
-    names = resolve_models(models, proto.task)
-    from ferbench.models import list_models
-
-    unknown_opts = [m for m in model_options if m not in list_models()]
-    if unknown_opts:
-        raise FerbenchError(f"model options given for {unknown_opts[0]!r}, which is not a registered model")
-    plans_needed: dict[float | None, list[str]] = {}
-    stages_of: dict[str, tuple[dict[str, Any], ...]] = {}
-    for m in names:
-        index, min_size = _card_index(m)
-        if size < min_size:
-            raise FerbenchError(f"model {m!r} needs frames of at least {min_size}x{min_size}; {data} has {size}x{size}")
-        stages = R.resolve(m, recipe, dataset, ov, "cuda" if dev.startswith("cuda") else "cpu")
-        if proto.task == "au-detection":
-            stages = _au_stages(stages)
-        stages_of[m] = stages
-        needs_val = R.selection_of(stages) == "validation" and not proto.validation
-        plans_needed.setdefault(float(val_fraction) if needs_val else None, []).append(m)
-    # ---- plans and tasks
-    ctx = RunContext(
-        recipe=recipe, dataset=dataset, dataset_test=dataset_test, data=Path(data).resolve(),
-        data_test=test_path.resolve(), device=dev, threads=threads,
-        fingerprints={"data": data_fingerprint(data), "data_test": data_fingerprint(test_path),
-                      "protocol": proto.fingerprint, "code": code_fingerprint()},
-    )
+    setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction)
     outdir = Path(out)
-    run_dataset = dataset if dataset_test == dataset else f"{dataset}-to-{dataset_test}"
     result = EvaluateResult(out=outdir)
-    pending: list[tuple[TaskSpec, Path]] = []
-    plans = {}
-    for frac, members in plans_needed.items():
-        plan = make_plan(proto, data, data_test, repeats=repeats, validation=frac)
-        plans[frac] = plan
-        result.warnings.extend(w for w in plan.warnings if w not in result.warnings)
-        classes = tuple(plan.classes) if plan.classes else tuple(au_name(a) for a in au_names)
-        for m in members:
-            for spec in make_specs(plan, m, stages_of[m], model_options, _card_index(m)[0], classes, ctx, frac):
-                path = record_path(outdir, run_dataset, proto.name, m, spec.repeat, spec.fold)
-                existing = read_record(path)
-                reason = ("--force" if existing else "no record") if force else stale_reason(existing, spec.fingerprints)
-                if reason is None:
-                    result.skipped.append(spec.task_id)
-                    result.records.append(path)
-                else:
-                    if reason != "no record":
-                        result.rerun_reasons[spec.task_id] = reason
-                    pending.append((spec, path))
-    if progress:
-        progress({"event": "plan", "total": len(pending) + len(result.skipped), "skipped": len(result.skipped),
-                  "pending": len(pending), "rerun": dict(result.rerun_reasons), "warnings": list(result.warnings)})
-    if not pending:
-        result.seconds = time.perf_counter() - started
-        return result
-    # ---- run
+    with _runs_lock(outdir):
+        pending, plans = _plan(setup, repeats, model_options, outdir, force, result)
+        if progress:
+            progress({"event": "plan", "total": len(pending) + len(result.skipped), "skipped": len(result.skipped),
+                      "pending": len(pending), "rerun": dict(result.rerun_reasons), "warnings": list(result.warnings),
+                      "protocol": str(setup.proto.path)})
+        if pending:
+            config_common = {"overrides": ov.as_dict(), "device": dev, "threads": threads,
+                             "val_fraction": float(val_fraction), "data": str(setup.ctx.data),
+                             "data_test": str(setup.ctx.data_test), "workers": workers, "scheduler": scheduler}
+            _run(pending, plans, setup, config_common, result, workers, scheduler, dev, progress)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], setup: _Setup,
+         config_common: dict[str, Any], result: EvaluateResult, workers: int | None, scheduler: str | None,
+         dev: str, progress: Progress | None) -> None:
+    """Run the pending tasks; write each record (through `ferbench.records`) as its task ends."""
     from ferbench.harness.execute import run_tasks
 
-    test_labels = test_labels_of(plans.values(), test_path)
-    protocol_meta = {"metric": proto.metric, "metrics": list(proto.metrics)}
-    config_common = {"overrides": ov.as_dict(), "device": dev, "threads": threads, "val_fraction": float(val_fraction),
-                     "data": str(Path(data).resolve()), "data_test": str(test_path.resolve()),
-                     "workers": workers, "scheduler": scheduler}
-    specs = {spec.task_id: (spec, path) for spec, path in pending}
+    test_labels = test_labels_of(plans.values(), setup.data_test)
+    protocol_meta = {"metric": setup.proto.metric, "metrics": list(setup.proto.metrics)}
 
     def on_result(spec: TaskSpec, res: dict[str, Any] | None, error: str | None) -> None:
         if error is not None:
@@ -243,9 +364,8 @@ def evaluate(
             if progress:
                 progress({"event": "task-failed", "task_id": spec.task_id, "error": error})
             return
-        path = specs[spec.task_id][1]
         rec = build_record(spec, res, test_labels, protocol_meta, config_common)
-        write_record(path, rec)
+        path = RC.write_record(result.out, rec)
         result.ran.append(spec.task_id)
         result.records.append(path)
         if progress:
@@ -254,5 +374,3 @@ def evaluate(
 
     run_tasks([s for s, _ in pending], on_result, workers=workers, scheduler=scheduler, progress=progress,
               gpu=dev.startswith("cuda"))
-    result.seconds = time.perf_counter() - started
-    return result

@@ -35,6 +35,8 @@ class ProgressView:
             self.bar.__enter__()
             self.started = True
             self.task = self.bar.add_task("tasks", total=ev["pending"], status=f"{ev['skipped']} reused")
+            if ev.get("protocol"):
+                self.bar.console.print(f"protocol file: {ev['protocol']}", highlight=False)
             reasons: dict[str, int] = {}
             for why in ev.get("rerun", {}).values():
                 reasons[why] = reasons.get(why, 0) + 1

@@ -29,11 +29,14 @@ class Overrides:
 
     def check(self) -> None:
         """Refuse impossible values before any data is read."""
-        if self.epochs is not None and (isinstance(self.epochs, bool) or int(self.epochs) != self.epochs or self.epochs < 1):
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float))
+                                        or int(self.epochs) != self.epochs or self.epochs < 1):
             raise FerbenchError(f"--epochs must be a whole number >= 1; got {self.epochs!r}")
-        if self.batch_size is not None and (int(self.batch_size) != self.batch_size or self.batch_size < 1):
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, float))
+                                            or int(self.batch_size) != self.batch_size or self.batch_size < 1):
             raise FerbenchError(f"--batch-size must be a whole number >= 1; got {self.batch_size!r}")
-        if self.lr is not None and not (float(self.lr) > 0 and float(self.lr) < float("inf")):
+        if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                                    or not 0 < float(self.lr) < float("inf")):
             raise FerbenchError(f"--lr must be a positive number; got {self.lr!r}")
         if self.augment is not None:
             from ferbench.preprocess.augment import get_preset

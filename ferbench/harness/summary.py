@@ -3,7 +3,6 @@ computed by `ferbench.metrics.summarize` from the records alone."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,11 @@ from typing import Any
 def summary_rows(paths: list[Path]) -> list[dict[str, Any]]:
     """Per model x protocol x dataset: metric, mean, std, trials, pooled value, total train seconds."""
     from ferbench.metrics import summarize
+    from ferbench.records import read_record
 
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for p in paths:
-        rec = json.loads(Path(p).read_text(encoding="utf-8"))
+        rec = read_record(p)
         groups[(rec["dataset"], rec.get("dataset_test"), rec["protocol"], rec["model"])].append(rec)
     rows = []
     for key in sorted(groups):

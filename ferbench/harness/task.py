@@ -5,7 +5,6 @@ module never sees (the client attaches them once the predictions are final).
 
 from __future__ import annotations
 
-import inspect
 import os
 import platform
 import time
@@ -60,11 +59,10 @@ def mode_text(mode: dict[str, Any]) -> str:
 
 def build_model(name: str, num_classes: int, options: dict[str, Any], size: int, length: int, seed: int) -> tuple[nn.Module, dict[str, Any]]:
     """create_model with the user's options plus the frame size / clip length where the model takes them."""
-    from ferbench.models import create_model
-    from ferbench.models._registry import _FACTORIES
+    from ferbench.models import create_model, model_options
 
     cfg = dict(options)
-    params = inspect.signature(_FACTORIES[name]).parameters if name in _FACTORIES else {}
+    params = model_options(name) or ()
     if "image_size" in params and "image_size" not in cfg:
         cfg["image_size"] = size
     if "num_frames" in params and "num_frames" not in cfg:

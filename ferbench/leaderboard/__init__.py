@@ -6,11 +6,11 @@ the models. `build_board` assembles the numbers, `write_leaderboard` renders the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rich.console import Console
 
+from ferbench.atomic import atomic_write
 from ferbench.errors import FerbenchError
 from ferbench.leaderboard.board import BASELINES, Board, Section, build_board
 from ferbench.leaderboard.reported import load_reported
@@ -21,6 +21,8 @@ FILES = {"md": "leaderboard.md", "html": "leaderboard.html", "csv": "leaderboard
 
 def parse_formats(text: str) -> list[str]:
     """'rich,md' -> ['rich', 'md']; an unknown name is a one-line error listing the valid ones."""
+    if not isinstance(text, str):
+        raise FerbenchError(f"formats must be given as a comma-separated string such as 'md,html'; got {text!r}")
     names = [t.strip().lower() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in FORMATS]
     if bad or not names:
@@ -36,24 +38,14 @@ def check_out(out: str | Path, formats: list[str]) -> None:
         raise FerbenchError(f"{out}: is a file; --out must be a folder for the leaderboard files")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """tmp file + os.replace, so a reader never sees half a page (mode follows the umask, like open())."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_leaderboard(board: Board, formats: list[str], out: str | Path = "leaderboards", per_fold: bool = False,
                       console: Console | None = None) -> dict[str, Path]:
     """Render `formats`; file formats go under `out` (atomic writes), `rich` prints to `console`."""
     from ferbench.leaderboard import text
 
+    if isinstance(formats, str) or not all(isinstance(f, str) and f in FORMATS for f in formats):
+        raise FerbenchError(f"formats must be a list of names from {', '.join(FORMATS)} (parse_formats('md,html') "
+                            f"makes one from text); got {formats!r}")
     out = Path(out)
     written: dict[str, Path] = {}
     for fmt in formats:
@@ -71,10 +63,10 @@ def write_leaderboard(board: Board, formats: list[str], out: str | Path = "leade
 
             content = render_html(board, per_fold=per_fold)
         written[fmt] = out / FILES[fmt]
-        _atomic_write(written[fmt], content)
+        atomic_write(written[fmt], content)
     if per_fold and ("csv" in formats):
         written["folds-csv"] = out / "leaderboard-folds.csv"
-        _atomic_write(written["folds-csv"], text.render_fold_csv(board))
+        atomic_write(written["folds-csv"], text.render_fold_csv(board))
     return written
 
 

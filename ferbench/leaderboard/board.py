@@ -85,9 +85,18 @@ class Board:
     runs: Path
     reported_path: Path
     sections: list[Section]
+    refused: list[tuple[Path, str]] = field(default_factory=list)  # record files not used, with the reason
 
     def rows(self) -> list[dict[str, Any]]:
         return [row for s in self.sections for row in s.rows]
+
+    def refused_lines(self) -> list[str]:
+        """One line per record file the board did not use, with the reason (empty when none)."""
+        if not self.refused:
+            return []
+        head = (f"{len(self.refused)} record file(s) refused and left out of every table (fix or delete them; "
+                "`ferbench evaluate` reruns their tasks, `ferbench runs prune` removes them):")
+        return [head] + [f"{path}: {reason}" for path, reason in self.refused]
 
 
 def _paired(best: dict, other: dict, metric: str) -> tuple[float | None, int, str | None]:
@@ -115,11 +124,12 @@ def _reported_for(entries: list[Reported], model: str, metric: str) -> Reported 
     return next((e for e in mine if e.metric == metric), mine[0] if mine else None)
 
 
-def _model_row(s: dict, label: str) -> dict[str, Any]:
+def _model_row(s: dict, label: str, name: str, key: str) -> dict[str, Any]:
     metric = s["metric"]
     main = s["scores"].get(metric) or {"mean": None, "std": None, "trials": 0}
     row: dict[str, Any] = {
-        "dataset": label, "dataset_test": s["dataset_test"], "protocol": s["protocol"], "model": s["model"],
+        "dataset": label, "dataset_test": s["dataset_test"], "protocol": s["protocol"], "model": name,
+        "registry_model": s["model"], "run_key": key,
         "metric": metric, "mean": main["mean"], "std": main["std"], "trials": s["trials"],
         "pooled": s["pooled"].get(metric), "reported": None, "delta": None, "p_value": None,
         "reported_only": False, "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None,
@@ -152,7 +162,7 @@ def _attach_reported(row: dict, entry: Reported, summary: dict) -> None:
 def _reported_row(entry: Reported, label: str) -> dict[str, Any]:
     return {
         "dataset": label, "dataset_test": entry.dataset_test, "protocol": entry.protocol,
-        "model": entry.model or entry.method, "metric": entry.metric, "mean": None, "std": None, "trials": 0,
+        "model": entry.model or entry.method, "registry_model": entry.model, "run_key": None, "metric": entry.metric, "mean": None, "std": None, "trials": 0,
         "pooled": None, "reported": entry.value, "delta": None, "p_value": None, "reported_only": True,
         "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None, "selection": None,
         "train_s": None, "train_s_total": None, "std_ddof": STD_DDOF, "repeats": None,
@@ -162,8 +172,26 @@ def _reported_row(entry: Reported, label: str) -> dict[str, Any]:
     }
 
 
+def _row_names(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(model, key) -> the row's name: the model, or `model [d…]` naming the key parts (data d, protocol p,
+    model/recipe m) that differ between that model's rows when its records come from several runs."""
+    by_model: dict[str, list[str]] = defaultdict(list)
+    for model, key in keys:
+        by_model[model].append(key)
+    names = {}
+    for model, key in keys:
+        others = by_model[model]
+        if len(others) == 1:
+            names[(model, key)] = model
+            continue
+        parts = key.split("-")
+        differ = [i for i in range(3) if len({k.split("-")[i] for k in others}) > 1]
+        names[(model, key)] = f"{model} [{' '.join(parts[i][:7] for i in differ)}]"
+    return names
+
+
 def _check_groups(groups: dict[tuple, list[tuple[Path, dict]]]) -> None:
-    """Two records of one model for the same trial, or with other class lists, cannot be summarised."""
+    """Two records of one row for the same trial, or with other class lists, cannot be summarised."""
     for items in groups.values():
         first_path, first = items[0]
         seen: dict[tuple[int, int], Path] = {}
@@ -179,17 +207,19 @@ def _check_groups(groups: dict[tuple, list[tuple[Path, dict]]]) -> None:
 def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tuple[Path, dict]],
                   reported: ReportedSet) -> Section:
     """Summaries, rows, ranking, paired tests, baseline verdicts and reported rows for one table."""
-    by_model: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
+    by_run: dict[tuple[str, str], list[tuple[Path, dict]]] = defaultdict(list)
     for path, r in items:
-        by_model[r["model"]].append((path, r))
-    _check_groups(by_model)
-    summaries = {m: summarize([r for _, r in recs]) for m, recs in sorted(by_model.items())}
+        by_run[(r["model"], path.parent.name)].append((path, r))
+    _check_groups(by_run)
+    names = _row_names(sorted(by_run))
+    summaries = {names[k]: summarize([r for _, r in recs]) for k, recs in sorted(by_run.items())}
     metrics = {s["metric"] for s in summaries.values()}
     if len(metrics) > 1:
         raise FerbenchError(f"{dataset}/{protocol}: records disagree on the main metric ({', '.join(sorted(metrics))})")
     metric = metrics.pop()
     label = dataset if dataset == dataset_test else f"{dataset}-to-{dataset_test}"
-    rows = [_model_row(s, label) for s in summaries.values()]
+    keys = {names[k]: k[1] for k in by_run}
+    rows = [_model_row(s, label, name, keys[name]) for name, s in summaries.items()]
     rows.sort(key=lambda r: (-(r["mean"] if r["mean"] is not None else -1.0), r["model"]))
     best = rows[0]["model"] if rows and rows[0]["mean"] is not None else None
     notes = []
@@ -199,7 +229,7 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
         if best and not row["best"]:
             p, n, why = _paired(summaries[best], summaries[row["model"]], metric)
             row.update({"p_value": p, "paired_trials": n, "paired_note": why})
-    baseline = next((b for b in BASELINES if b in summaries), None)
+    baseline = next((name for b in BASELINES for name in summaries if summaries[name]["model"] == b), None)
     if baseline:
         floor = summaries[baseline]["scores"][metric]["mean"]
         for row in rows:
@@ -207,15 +237,22 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
                 row["beats_baseline"] = bool(row["mean"] > floor)
     else:
         notes.append(f"no {'/'.join(BASELINES)} baseline among these records: the floor is unknown")
+    split = sorted({m for m, _ in by_run if sum(1 for mm, _ in by_run if mm == m) > 1})
+    if split:
+        notes.append(f"{', '.join(split)}: records of several runs (in brackets: the differing key part, d = data "
+                     "file, p = protocol, m = model/recipe); each is its own row. `ferbench runs prune` keeps only "
+                     "the latest run of each model")
 
     entries = reported.for_section(dataset, dataset_test, protocol)
     for row in rows:
-        entry = _reported_for(entries, row["model"], metric)
+        entry = _reported_for(entries, row["registry_model"], metric)
         if entry:
             _attach_reported(row, entry, summaries[row["model"]])
-    ref_rows = [_reported_row(e, label) for e in entries if e.model not in summaries]
+    ran = {s["model"] for s in summaries.values()}
+    ref_rows = [_reported_row(e, label) for e in entries if e.model not in ran]
     ref_rows.sort(key=lambda r: (r["reported_metric"] != metric, -r["reported"], r["model"]))
-    confusions = {m: c for m in summaries if (c := reported.confusion_for(dataset, protocol, m)) is not None}
+    confusions = {m: c for m, sm in summaries.items()
+                  if (c := reported.confusion_for(dataset, protocol, sm["model"])) is not None}
     task = next(iter(summaries.values()))["task"]
     return Section(dataset=dataset, dataset_test=dataset_test, protocol=protocol, metric=metric, task=task,
                    rows=rows + ref_rows, summaries=summaries, best=best, baseline=baseline,
@@ -226,12 +263,12 @@ def build_board(runs: str | Path = "runs", dataset: str | None = None, protocol:
                 reported: str | Path | None = None) -> Board:
     """Read the records under `runs` (filtered) and the reported numbers; build every section."""
     ref = load_reported(reported)
-    items = load_records(runs, dataset, protocol)
+    scan = load_records(runs, dataset, protocol)
     groups: dict[tuple[str, str, str], list[tuple[Path, dict]]] = defaultdict(list)
-    for path, r in items:
+    for path, r in scan.records:
         groups[(r["dataset"], r.get("dataset_test") or r["dataset"], r["protocol"])].append((path, r))
     sections = [build_section(d, dt, p, recs, ref) for (d, dt, p), recs in sorted(groups.items())]
-    return Board(runs=Path(runs), reported_path=ref.path, sections=sections)
+    return Board(runs=Path(runs), reported_path=ref.path, sections=sections, refused=scan.refused)
 
 
 __all__ = ["BASELINES", "Board", "SCHEMA", "Section", "build_board", "build_section"]

@@ -1,5 +1,5 @@
 """One self-contained static HTML page: inline CSS, confusion-matrix heatmaps embedded as PNG data URIs
-(matplotlib's Agg canvas, no pyplot state), every piece of text through html.escape, and a
+(matplotlib's Agg canvas, no pyplot state), every piece of text made plain and escaped (`safe.html_text`), and a
 Content-Security-Policy that forbids scripts and any request off the page."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from __future__ import annotations
 import base64
 import io
 from datetime import datetime, timezone
-from html import escape
 from typing import Sequence
 
 import numpy as np
 
+from ferbench.leaderboard.safe import html_text as escape
 from ferbench.leaderboard.board import Board, Section
 from ferbench.leaderboard.reported import ReportedConfusion
 from ferbench.leaderboard.text import COLUMNS, cells, fold_cells, pct, title
@@ -162,6 +162,10 @@ def render_html(board: Board, per_fold: bool = False) -> str:
     toc = "".join(f'<li><a href="#{escape(f"{s.label}-{s.protocol}")}">{escape(s.label)} · '
                   f"{escape(s.protocol)}</a></li>" for s in board.sections)
     body = "\n".join(_section_html(s, per_fold) for s in board.sections)
+    refused = board.refused_lines()
+    if refused:
+        body += (f'\n<section id="refused"><h2>Refused records</h2><p>{escape(refused[0])}</p><ul class="notes">'
+                 + "".join(f"<li>{escape(x)}</li>" for x in refused[1:]) + "</ul></section>")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{escape(CSP)}">'

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import math
-import re
 from typing import Any
 
 from rich.console import Console
@@ -15,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ferbench.leaderboard.board import SCHEMA, Board, Section
+from ferbench.leaderboard.safe import csv_cell, json_value, md_text, plain
 from ferbench.metrics import STD_DDOF
 
 CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "metric", "mean", "std", "trials", "pooled",
@@ -117,43 +117,40 @@ def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
 def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
     """Print one rich table per section (text is passed as Text, so markup in names is shown, not parsed)."""
     for section in board.sections:
-        table = Table(title=Text(title(section)), show_lines=False, expand=False)
+        table = Table(title=Text(plain(title(section))), show_lines=False, expand=False)
         for col in SHORT:
             table.add_column(col.format(metric=section.metric), overflow="fold")
         for row in section.rows:
             style = "dim italic" if row["reported_only"] else ("bold green" if row["best"] else
                                                               ("red" if row["beats_baseline"] is False else None))
-            table.add_row(*(Text(c) for c in cells(row, section, short=True)), style=style)
+            table.add_row(*(Text(plain(c)) for c in cells(row, section, short=True)), style=style)
         console.print(table)
         what, names, prow = section.per_class()
-        pc = Table(title=Text(f"{section.label} · {section.protocol} · {what} (%)"))
+        pc = Table(title=Text(plain(f"{section.label} · {section.protocol} · {what} (%)")))
         for col in ["model", *names]:
-            pc.add_column(col)
+            pc.add_column(Text(plain(col)))
         for name, vals in prow:
-            pc.add_row(*(Text(c) for c in [name, *(pct(v) for v in vals)]))
+            pc.add_row(*(Text(plain(c)) for c in [name, *(pct(v) for v in vals)]))
         console.print(pc)
         for note in section.notes:
-            console.print(Text(f"note: {note}"))
+            console.print(Text(plain(f"note: {note}")))
         if per_fold:
             head, body = fold_cells(section)
-            ft = Table(title=Text(f"{section.label} · {section.protocol} · per fold (%)"))
+            ft = Table(title=Text(plain(f"{section.label} · {section.protocol} · per fold (%)")))
             for h in head:
-                ft.add_column(h)
+                ft.add_column(Text(plain(h)))
             for r in body:
-                ft.add_row(*(Text(c) for c in r))
+                ft.add_row(*(Text(plain(c)) for c in r))
             console.print(ft)
+    for line in board.refused_lines():
+        console.print(Text(plain(line), style="yellow"))
 
 
-def _md_escape(text: str) -> str:
-    """Table-safe Markdown: pipes and emphasis escaped, and no raw HTML tag can open (`<script>` stays text)."""
-    out = text.replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;")
-    out = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", out)
-    return out.replace("*", "\\*").replace("_", "\\_").replace("`", "\\`").replace("\n", " ")
 
 
 def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in body]
+    lines = ["| " + " | ".join(md_text(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in body]
     return lines
 
 
@@ -164,11 +161,11 @@ def render_markdown(board: Board, per_fold: bool = False) -> str:
              "`ttest_rel`) between the best model and each other one over matched trials (same repeat, fold and "
              "test units). Rows marked *reported only* are the papers' numbers, not run here.", ""]
     for section in board.sections:
-        lines += [f"## {_md_escape(title(section))}", ""]
+        lines += [f"## {md_text(title(section))}", ""]
         head = [c.format(metric=section.metric) for c in COLUMNS]
         lines += _md_table(head, [cells(r, section) for r in section.rows]) + [""]
-        lines += [f"- note: {_md_escape(n)}" for n in section.notes]
-        lines += [f"- {_md_escape(r['reported_method'])}: {_md_escape(r['note'])}" for r in section.rows
+        lines += [f"- note: {md_text(n)}" for n in section.notes]
+        lines += [f"- {md_text(r['reported_method'])}: {md_text(r['note'])}" for r in section.rows
                   if r.get("note")]
         lines.append("")
         what, names, prow = section.per_class()
@@ -177,6 +174,9 @@ def render_markdown(board: Board, per_fold: bool = False) -> str:
         if per_fold:
             head, body = fold_cells(section)
             lines += [f"### per fold (%)", ""] + _md_table(head, body) + [""]
+    refused = board.refused_lines()
+    if refused:
+        lines += ["## Refused records", "", md_text(refused[0]), ""] + [f"- {md_text(x)}" for x in refused[1:]] + [""]
     return "\n".join(lines)
 
 
@@ -197,7 +197,7 @@ def render_csv(board: Board) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: _flat(r.get(k)) for k in fields})
+        writer.writerow({k: csv_cell(_flat(r.get(k))) for k in fields})
     return buf.getvalue()
 
 
@@ -208,7 +208,7 @@ def render_fold_csv(board: Board) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: _flat(r.get(k)) for k in fields})
+        writer.writerow({k: csv_cell(_flat(r.get(k))) for k in fields})
     return buf.getvalue()
 
 
@@ -224,6 +224,7 @@ def board_dict(board: Board, per_fold: bool = False) -> dict[str, Any]:
                       "per_class": _per_class_dict(s),
                       "confusion": {m: sm.get("confusion") for m, sm in s.summaries.items() if sm.get("confusion")}}
                      for s in board.sections],
+        "refused": [{"path": str(p), "reason": why} for p, why in board.refused],
     }
     if per_fold:
         doc["per_fold"] = [r for s in board.sections for r in s.per_fold()]
@@ -247,7 +248,7 @@ def _clean(value: Any) -> Any:
 
 
 def render_json(board: Board, per_fold: bool = False) -> str:
-    return json.dumps(_clean(board_dict(board, per_fold)), indent=1, allow_nan=False, default=_nan_safe)
+    return json.dumps(json_value(_clean(board_dict(board, per_fold))), indent=1, allow_nan=False, default=_nan_safe)
 
 
 def _nan_safe(value: Any) -> Any:  # numpy scalars, if any slip through

@@ -23,13 +23,14 @@ Each registered model has a :class:`ModelCard` (``model_card(name)``): paper key
 consumes, variable-length support, minimum size, departures, and training recipes ("default", "paper",
 "quick", optionally "paper:<dataset>"; ``card.recipe_for(kind, dataset)``). Registry: ``register_model``,
 ``create_model(name, num_classes, **cfg)``, ``list_models(filter, paper, variable_length)``,
-``model_info(name)``. Unknown names raise ``FerbenchError``.
+``model_info(name)``, ``model_options(name)``. Unknown names raise ``FerbenchError``.
 """
 
 from __future__ import annotations
 
 from ferbench.models._common import ModelCard, Recipe
-from ferbench.models._registry import create_model, list_models, model_card, model_info, register_model
+from ferbench.models._registry import (create_model, list_models, model_card, model_info, model_options,
+                                       register_model)
 from ferbench.models.sizes import COMPACT, compact_options
 
 # Importing the model files registers them.
@@ -39,4 +40,5 @@ from ferbench.models import mo_cnn_lstm as _mo_cnn_lstm  # noqa: E402,F401
 from ferbench.models import lstm_encoding as _lstm_encoding  # noqa: E402,F401
 from ferbench.models import static as _static  # noqa: E402,F401
 
-__all__ = ["COMPACT", "ModelCard", "Recipe", "compact_options", "create_model", "list_models", "model_card", "model_info", "register_model"]
+__all__ = ["COMPACT", "ModelCard", "Recipe", "compact_options", "create_model", "list_models", "model_card", "model_info", "model_options",
+           "register_model"]

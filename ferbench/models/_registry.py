@@ -79,17 +79,24 @@ def model_info(name: str) -> dict:
     }
 
 
+def model_options(name: str) -> tuple[str, ...] | None:
+    """The options (`cfg` keys) model `name` accepts, in signature order; None when its factory takes any."""
+    if name not in _FACTORIES:
+        raise FerbenchError(f"unknown model {name!r}; known models: {_known()}")
+    params = inspect.signature(_FACTORIES[name]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(k for k in params if k not in ("self", "num_classes"))
+
+
 def create_model(name: str, num_classes: int, **cfg) -> nn.Module:
     """Build model `name` for `num_classes` classes; `cfg` overrides its paper-sized defaults."""
     if name not in _FACTORIES:
         raise FerbenchError(f"unknown model {name!r}; known models: {_known()}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise FerbenchError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    fn = _FACTORIES[name]
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        allowed = [k for k in params if k not in ("self", "num_classes")]
-        bad = sorted(set(cfg) - set(allowed))
-        if bad:
-            raise FerbenchError(f"model {name!r} has no option(s) {', '.join(bad)}; options: {', '.join(allowed)}")
-    return fn(num_classes, **cfg)
+    allowed = model_options(name)
+    bad = sorted(set(cfg) - set(allowed)) if allowed is not None else []
+    if bad:
+        raise FerbenchError(f"model {name!r} has no option(s) {', '.join(bad)}; options: {', '.join(allowed or ())}")
+    return _FACTORIES[name](num_classes, **cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ferbench.atomic import atomic_write
 from ferbench.datasets import get_dataset, scan
 from ferbench.datasets._media import frame_number
 from ferbench.datasets.base import DatasetAdapter, Sample
@@ -641,33 +643,15 @@ def _sidecar(h5_path: Path, suffix: str) -> Path:
     return h5_path.with_name(h5_path.stem + suffix)
 
 
-def _atomic_text(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write `path` through `<path>.part` and a rename: a reader sees the old file or the whole new one."""
-    part = path.with_name(path.name + ".part")
-    try:
-        write(part)
-        os.replace(part, path)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_failures_csv(h5_path: Path, failures: list[Issue], warnings: list[Issue], source: Path | None = None) -> Path:
     """`<name>.failures.csv`: every excluded sample and every warning, one record a row (sample, kind, reason).
     `source` (unused but for symmetry with `write_contact_sheet`) is the merged file it describes."""
     path = _sidecar(Path(h5_path), ".failures.csv")
-
-    def write(part: Path) -> None:
-        with open(part, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["sample", "kind", "reason"])
-            w.writerows([i.sample, i.kind, i.reason] for i in [*failures, *warnings])
-        with open(part, newline="") as fh:  # checked before the output goes live
-            if sum(1 for _ in csv.reader(fh)) != 1 + len(failures) + len(warnings):
-                raise FerbenchError(f"{path}: the failures list did not read back complete")
-
-    return _atomic_text(path, write)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["sample", "kind", "reason"])
+    w.writerows([i.sample, i.kind, i.reason] for i in [*failures, *warnings])
+    return atomic_write(path, buf.getvalue())
 
 
 def write_contact_sheet(h5_path: Path, columns: int = 10, max_samples: int = 60, source: Path | None = None) -> Path:
@@ -693,4 +677,4 @@ def write_contact_sheet(h5_path: Path, columns: int = 10, max_samples: int = 60,
     ok, png = cv2.imencode(".png", sheet)
     if not ok:
         raise FerbenchError(f"{path}: could not encode the QC contact sheet")
-    return _atomic_text(path, lambda part: part.write_bytes(png.tobytes()))
+    return atomic_write(path, png.tobytes())

@@ -12,6 +12,7 @@ import hashlib
 import json
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit
 
+from ferbench.atomic import atomic_open
 from ferbench.errors import FerbenchError
-from ferbench.protocols.schema import Protocol, load_protocol
+from ferbench.protocols.schema import MAX_REPEATS, Protocol, load_protocol
 from ferbench.protocols.splitters import build_splitter, splitter_key
 from ferbench.protocols.table import SampleTable
 
@@ -153,8 +155,9 @@ def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None,
     SeedSequence([seed, r, k]), which also draws its validation subjects.
     """
     p = load_protocol(protocol)
-    if repeats is not None and (not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1):
-        raise FerbenchError(f"repeats must be a positive integer, got {repeats!r}")
+    if repeats is not None and (not isinstance(repeats, int) or isinstance(repeats, bool)
+                                or not 1 <= repeats <= MAX_REPEATS):
+        raise FerbenchError(f"repeats must be a whole number from 1 to {MAX_REPEATS}, got {repeats!r}")
     if validation is not None and (isinstance(validation, bool) or not isinstance(validation, (int, float))
                                    or not 0 < validation < 1):
         raise FerbenchError(f"validation must be a fraction of the training subjects in (0, 1), got {validation!r}")
@@ -341,13 +344,36 @@ def check_leakage(plan: Plan) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- export
-def write_folds(plan: Plan, path: str | Path) -> Path:
-    """The fold list as CSV: comment lines (fingerprint first) then one row per (repeat, fold, role, sample)."""
+FOLD_LIST_HEAD = "# fingerprint: "
+
+
+def check_folds_target(path: str | Path, inputs: Sequence[str | Path | None] = (), force: bool = False) -> Path:
+    """Refuse a fold-list path that is one of the `inputs` (the prepared data files: never, even with `force`)
+    or an existing file that is not a fold list ferbench wrote (unless `force`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        fh.write(f"# fingerprint: {plan.fingerprint}\n")
+    if path.is_dir():
+        raise FerbenchError(f"{path}: is a folder (expected the path of a .csv file to write)")
+    for given in inputs:
+        if given is not None and Path(given).exists() and path.exists() and path.samefile(given):
+            raise FerbenchError(f"{path}: is the data file this command reads; write the fold list elsewhere")
+    if path.exists() and not force:
+        try:
+            with path.open(encoding="utf-8") as fh:
+                first = fh.readline()
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        if not first.startswith(FOLD_LIST_HEAD):
+            raise FerbenchError(f"{path}: exists and is not a fold list ferbench wrote; choose another path "
+                                "(or pass --force to replace it)")
+    return path
+
+
+def write_folds(plan: Plan, path: str | Path, force: bool = False) -> Path:
+    """The fold list as CSV: comment lines (fingerprint first) then one row per (repeat, fold, role, sample),
+    written atomically; never over the plan's data files, nor over another file unless `force`."""
+    path = check_folds_target(path, [plan.train_table.path, plan.test_table.path], force)
+    with atomic_open(path, newline="") as fh:
+        fh.write(f"{FOLD_LIST_HEAD}{plan.fingerprint}\n")
         fh.write(f"# protocol: {plan.protocol.name} ({plan.protocol.path.name}, sha256 {plan.protocol.fingerprint}), "
                  f"seed {plan.protocol.seed}, {len({f.repeat for f in plan.folds})} repeat(s), {len(plan.folds)} fold(s)\n")
         fh.write(f"# train data: {plan.train_table.dataset} {_where(plan.train_table)} (table {plan.train_table.fingerprint})\n")
@@ -356,13 +382,12 @@ def write_folds(plan: Plan, path: str | Path) -> Path:
         w = csv.DictWriter(fh, fieldnames=["repeat", "fold", "role", "dataset", "sample_id", "subject", "label"])
         w.writeheader()
         w.writerows(plan.fold_rows())
-    tmp.replace(path)
     return path
 
 
 def read_folds_fingerprint(path: str | Path) -> str:
     """The fingerprint written on the first line of a fold list."""
     first = Path(path).read_text(encoding="utf-8").splitlines()[0]
-    if not first.startswith("# fingerprint: "):
+    if not first.startswith(FOLD_LIST_HEAD):
         raise FerbenchError(f"{path}: not a ferbench fold list (expected '# fingerprint: ...' on the first line)")
     return first.split(": ", 1)[1].strip()

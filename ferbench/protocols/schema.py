@@ -9,6 +9,7 @@ sees exactly what to fix.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,13 @@ def load_protocol(name_or_path: str | Path | Protocol) -> Protocol:
     """A bundled protocol by name (`10fold`) or any protocol file by path (`my/10fold-small.yaml`)."""
     if isinstance(name_or_path, Protocol):
         return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise FerbenchError(f"protocol must be a bundled name or the path of a .yaml file; got {name_or_path!r}")
     text = str(name_or_path)
     as_path = Path(text).expanduser()
-    if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text or as_path.is_file():
+    # A path must look like one (a folder part or a .yaml suffix): a file named `10fold` in the current folder
+    # never shadows the bundled protocol of that name.
+    if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or os.sep in text or "/" in text:
         if not as_path.is_file():
             raise FerbenchError(f"{as_path}: protocol file not found (expected a YAML protocol file or a bundled name)")
         return _load_file(as_path)
@@ -102,10 +107,15 @@ def load_protocol(name_or_path: str | Path | Protocol) -> Protocol:
         if p.stem == text:
             return _load_file(p)
     names = ", ".join(p.stem for p in _bundled_files())
-    raise FerbenchError(f"unknown protocol '{text}'; choose one of: {names} (or give the path of a .yaml file)")
+    local = f"; to use the file {text!r} here, write ./{text}" if as_path.is_file() else ""
+    raise FerbenchError(f"unknown protocol '{text}'; choose one of: {names} (or give the path of a .yaml file){local}")
 
 
 # ------------------------------------------------------------------------------------------------ checking
+#: Repeats of a whole protocol, at most (kim2017 reran its protocol 20 times; 100 leaves room, 100000 is a typo).
+MAX_REPEATS = 100
+
+
 class _Fields:
     """Field readers that raise one line naming the file and the field."""
 
@@ -137,10 +147,10 @@ class _Fields:
             raise self.fail(key, "names without repeats")
         return out
 
-    def integer(self, key: str, minimum: int) -> int:
+    def integer(self, key: str, minimum: int, maximum: int | None = None) -> int:
         v = self.raw.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-            raise self.fail(key, f"an integer >= {minimum}")
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum or (maximum is not None and v > maximum):
+            raise self.fail(key, f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
         return v
 
 
@@ -230,7 +240,7 @@ def _check(path: Path, raw: Any, digest: str) -> Protocol:
     return Protocol(
         name=f.text("name"), path=path, description=f.text("description"), datasets=datasets, task=task,
         classes=classes, filter=_check_filter(f, datasets + ((test_dataset,) if test_dataset else ())),
-        splitter=splitter, params=dict(params), repeats=f.integer("repeats", 1), seed=f.integer("seed", 0),
+        splitter=splitter, params=dict(params), repeats=f.integer("repeats", 1, MAX_REPEATS), seed=f.integer("seed", 0),
         validation=validation, metric=metric, metrics=tuple(metrics), paper=f.text("paper"), table=f.text("table"),
         test_dataset=test_dataset, class_map=class_map, fingerprint=digest,
     )

@@ -57,6 +57,14 @@ class SampleTable:
     def from_store(cls, store: Any) -> SampleTable:
         """The table of an open `ferbench.store.Store`."""
         rows = store.samples
+        seen: set[str] = set()
+        for r in rows:
+            if r.id in seen:
+                from ferbench.errors import DatasetError
+
+                raise DatasetError(store.path, f"sample id {r.id!r} appears more than once in the sample table; "
+                                               "each sample needs its own id (prepare the file again)")
+            seen.add(r.id)
         return cls(
             path=Path(store.path), dataset=store.dataset, classes=tuple(store.classes),
             ids=[r.id for r in rows], subjects=[str(r.subject) for r in rows],

@@ -47,7 +47,7 @@ inside `/frames` and its indices inside its frames; a damaged file is one Datase
 
 The package, one job a module: `schema` (versions, the per-sample column table and per-frame arrays that
 writer and reader both walk, the records), `flags` (the per-frame flag codes), `writer` (`StoreWriter`),
-`_lock` (the write lock), `_io` (write errors as one line), `reader` (`Store`, `open_store`, `Loaded`) and
+`_io` (write errors as one line), `reader` (`Store`, `open_store`, `Loaded`) and
 `inspection` (`inspect`). Everything public is importable from `ferbench.store`.
 """
 

@@ -29,7 +29,7 @@ from ferbench.errors import FerbenchError
 from ferbench.issues import REPAIRED, RESUME, Issue, failure
 
 from ._io import fsync_path, io_errors
-from ._lock import WriteLock
+from ferbench.lock import WriteLock
 from .flags import FLAG_NAMES, coverage
 from .schema import (
     COLUMN,

@@ -1,7 +1,7 @@
-"""`<output>.lock`: one writer per output file, across processes and hosts sharing a disk.
+"""One writer per output (a prepared HDF5 file, a runs folder), across processes and hosts sharing a disk.
 
-Created with O_CREAT|O_EXCL, holds "pid host", and is flock'ed while held, so a lock left by a dead writer
-is recognised as stale without trusting the pid alone.
+The lock file is created with O_CREAT|O_EXCL, holds "pid host" and the holder's command line, and is flock'ed
+while held, so a lock left by a dead writer (kill -9) is recognised as stale without trusting the pid alone.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shlex
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -45,22 +47,26 @@ class WriteLock:
     without trusting the pid alone; a lock whose pid is alive on this host is never taken over.
     """
 
-    def __init__(self, path: Path, target: Path):
-        self.path, self.target = path, target
+    def __init__(self, path: Path, target: Path, what: str = "ferbench prepare"):
+        self.path, self.target, self.what = Path(path), Path(target), what
         self.fd: int | None = None
 
-    def _refuse(self, pid: str, host: str) -> FerbenchError:
+    def _refuse(self, pid: str, host: str, command: str = "") -> FerbenchError:
         where = f"pid {pid}" if host in ("", socket.gethostname()) else f"pid {pid} on {host}"
+        running = f" running `{command}`" if command else ""
         return FerbenchError(
-            f"another ferbench prepare is writing {self.target} ({where}); wait for it to finish "
+            f"another {self.what} is writing {self.target} ({where}){running}; wait for it to finish "
             f"(if no such process exists, delete {self.path})"
         )
 
     @staticmethod
-    def _read(fd: int) -> tuple[str, str]:
+    def _read(fd: int) -> tuple[str, str, str]:
+        """(pid, host, command) as the holder wrote them: "pid host" on line 1, its command on line 2."""
         os.lseek(fd, 0, os.SEEK_SET)
-        parts = os.read(fd, 4096).decode("utf-8", "replace").split()
-        return (parts[0] if parts else ""), (parts[1] if len(parts) > 1 else "")
+        lines = os.read(fd, 8192).decode("utf-8", "replace").splitlines()
+        parts = lines[0].split() if lines else []
+        command = lines[1].strip() if len(lines) > 1 else ""
+        return (parts[0] if parts else ""), (parts[1] if len(parts) > 1 else ""), command
 
     def _take_over(self) -> int | None:
         """An existing lock file: return its fd (flock'ed) if stale, None to retry creating, else raise."""
@@ -85,13 +91,13 @@ class WriteLock:
             if (st.st_ino, st.st_dev) != (cur.st_ino, cur.st_dev):  # replaced meanwhile
                 os.close(fd)
                 return None
-            pid, host = self._read(fd)
+            pid, host, command = self._read(fd)
             if not pid and time.time() - st.st_mtime < 10:  # its creator has not written its pid yet
                 raise self._refuse("?", "")
             if host and host != socket.gethostname():
-                raise self._refuse(pid, host)
+                raise self._refuse(pid, host, command)
             if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
-                raise self._refuse(pid, host)
+                raise self._refuse(pid, host, command)
             return fd  # stale (holder dead): ours now
         except BaseException:
             with contextlib.suppress(OSError):
@@ -110,11 +116,19 @@ class WriteLock:
                     continue
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n{command}\n".encode())
             os.fsync(fd)
             self.fd = fd
             return
         raise FerbenchError(f"could not take the lock {self.path}; another process keeps replacing it")
+
+    def __enter__(self) -> "WriteLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def release(self) -> None:
         if self.fd is None:

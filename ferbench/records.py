@@ -1,0 +1,322 @@
+"""Task records: the one contract between `evaluate`, resume, the leaderboard and any outside program.
+
+One schema (`SCHEMA`, fields in docs/records.md), one key (`record_path`), one writer (`write_record`), one
+validating reader (`read_record` / `scan_records`), one lock per runs folder (`RunsLock`). Nothing else in
+ferbench reads or writes a record file.
+
+- **Key.** `<runs>/<dataset>/<protocol>/<model>/<key>/r<repeat:02d>-f<fold:02d>.json`, where `<key>` is short
+  hashes of the data file(s), the protocol and the model + recipe configuration. Two prepared files, an edited
+  protocol or another recipe evaluated into one runs folder keep their records side by side; a rerun of the
+  same configuration finds exactly its own. (The code fingerprint is not in the key: a newer ferbench redoes a
+  task in place and says why.)
+- **Reader.** A record is used only when it is strict JSON of this schema, every field has its type, the lists
+  agree in length, its predictions follow from its probabilities, the scores it stores equal what its own
+  labels and predictions give, no test unit is also a training id, and the path it lies at is the key of what
+  it holds (a record copied from another run is refused). Anything else is a `RecordError` naming the file and
+  the reason, never a silent repair.
+
+>>> from ferbench.records import record_key
+>>> record_key({"data": "a" * 64, "data_test": "a" * 64, "protocol": "b" * 64, "model": "c" * 64})
+'daaaaaaaaaa-pbbbbbbbbbb-mcccccccccc'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ferbench.atomic import dumps_strict, loads_strict, atomic_write
+from ferbench.errors import FerbenchError
+from ferbench.lock import WriteLock
+
+SCHEMA = "ferbench.record/1"
+FINGERPRINT_KEYS = ("data", "data_test", "protocol", "folds", "model", "code")
+_FINGERPRINT_NAMES = {"data": "data file", "data_test": "test data file", "protocol": "protocol",
+                      "folds": "fold list", "model": "model/recipe", "code": "ferbench code"}
+RECORD_NAME = re.compile(r"^r(\d{2,})-f(\d{2,})\.json$")
+KEY_NAME = re.compile(r"^d[0-9a-f]{10}-p[0-9a-f]{10}-m[0-9a-f]{10}$")
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]{0,79}$")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+LOCK_NAME = ".ferbench.lock"
+#: Scores are recomputed and must agree with the stored ones to this relative tolerance (float round trips).
+SCORE_TOLERANCE = 1e-9
+
+_STR, _INT, _LIST, _DICT = "a string", "an integer", "a list", "an object"
+#: field -> what it must be (the reader's type check; docs/records.md is the prose version).
+FIELDS: dict[str, str] = {
+    "schema": _STR, "task_id": _STR, "model": _STR, "protocol": _STR, "dataset": _STR, "dataset_test": _STR,
+    "task": _STR, "repeat": _INT, "fold": _INT, "seed": _INT, "classes": _LIST, "metric": _STR, "metrics": _LIST,
+    "train_ids": _LIST, "val_ids": _LIST, "sample_ids": _LIST, "subjects": _LIST, "modes": _LIST, "labels": _LIST,
+    "predictions": _LIST, "probabilities": _LIST, "selection": _STR, "selected_epoch": _INT, "curve": _LIST,
+    "recipe": _DICT, "config": _DICT, "fingerprints": _DICT, "versions": _DICT, "device": _STR, "threads": _INT,
+    "timings": _DICT, "scores": _DICT, "created": _STR,
+}
+
+
+class RecordError(FerbenchError):
+    """A record file that cannot be used, with the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+# -- names and keys -----------------------------------------------------------------------------------------
+def check_slug(value: Any, what: str) -> str:
+    """A dataset, protocol or model name that becomes a folder name: letters, digits, `+ . _ -`, starting
+    with a letter or digit (so never `..`, `/x` or an empty string)."""
+    if not isinstance(value, str) or not _SLUG.match(value):
+        raise FerbenchError(f"{what} name {value!r} cannot name a folder of the runs: use 1-80 letters, digits, "
+                            "'+', '.', '_' or '-', starting with a letter or digit")
+    return value
+
+
+def run_label(dataset: str, dataset_test: str | None) -> str:
+    """`ck+`, or `casme2-to-mmi` for a record trained on one dataset and tested on another."""
+    return dataset if not dataset_test or dataset_test == dataset else f"{dataset}-to-{dataset_test}"
+
+
+def record_key(fingerprints: dict[str, str]) -> str:
+    """`d<data>-p<protocol>-m<model>`: 10 hex digits of each (the data part covers the test file too)."""
+    data, test = fingerprints["data"], fingerprints.get("data_test") or fingerprints["data"]
+    d = data if test == data else hashlib.sha256(f"{data}|{test}".encode()).hexdigest()
+    return f"d{d[:10]}-p{fingerprints['protocol'][:10]}-m{fingerprints['model'][:10]}"
+
+
+def record_path(out: str | Path, *, dataset: str, dataset_test: str | None, protocol: str, model: str, repeat: int,
+                fold: int, fingerprints: dict[str, str]) -> Path:
+    """Where the record of this task lives under `out`; refuses names that would leave `out`."""
+    for value, what in ((dataset, "dataset"), (dataset_test or dataset, "test dataset"), (protocol, "protocol"),
+                        (model, "model")):
+        check_slug(value, what)
+    root = Path(out)
+    path = (root / run_label(dataset, dataset_test) / protocol / model / record_key(fingerprints)
+            / f"r{int(repeat):02d}-f{int(fold):02d}.json")
+    if not path.resolve().is_relative_to(root.resolve()):  # a symlinked folder pointing elsewhere
+        raise FerbenchError(f"{path}: resolves outside the runs folder {root}; refusing to write there")
+    return path
+
+
+def path_of(out: str | Path, record: dict[str, Any]) -> Path:
+    return record_path(out, dataset=record["dataset"], dataset_test=record.get("dataset_test"),
+                       protocol=record["protocol"], model=record["model"], repeat=record["repeat"],
+                       fold=record["fold"], fingerprints=record["fingerprints"])
+
+
+def stale_reason(existing: dict[str, Any] | None, fingerprints: dict[str, str]) -> str | None:
+    """None when the record may be reused; else why the task must run again ("no record", "code changed")."""
+    if existing is None:
+        return "no record"
+    old = existing.get("fingerprints") or {}
+    changed = [k for k in FINGERPRINT_KEYS if old.get(k) != fingerprints.get(k)]
+    if not changed:
+        return None
+    return ", ".join(_FINGERPRINT_NAMES[k] for k in changed) + " changed"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- writing ------------------------------------------------------------------------------------------------
+def finite_or_none(value: Any) -> Any:
+    """NaN / inf -> None, recursively (an undefined score is null in strict JSON, never a bare NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def write_record(out: str | Path, record: dict[str, Any]) -> Path:
+    """Check `record` as a reader would, then write it atomically at its key under `out`."""
+    path = path_of(out, record)
+    check_record(record, path)
+    text = dumps_strict(record) + "\n"
+    try:
+        atomic_write(path, text)
+    except OSError as e:  # disk full, quota, file-size limit: the earlier records are intact (atomic writes)
+        raise FerbenchError(f"{path}: could not write the task record ({e.strerror or e}); the records written "
+                            "before it are intact: free space and run the same command again to resume") from None
+    return path
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+def read_record(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """The record at `path`, validated (see the module docstring); RecordError otherwise. With `out` (the runs
+    folder it was found in) the path must also be the record's own key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RecordError(path, "not UTF-8 text (expected a ferbench task record)") from None
+    except OSError as e:
+        raise RecordError(path, f"unreadable ({e.strerror or e})") from None
+    try:
+        record = loads_strict(text)
+    except ValueError as e:
+        raise RecordError(path, f"not valid strict JSON ({e}); expected a ferbench task record") from None
+    check_record(record, path)
+    if out is not None:
+        expected = path_of(out, record)
+        if expected.resolve() != path.resolve():
+            raise RecordError(path, f"holds the task {record['task_id']} of another key or folder (its own path is "
+                                    f"{expected}); a record copied from another run is not used")
+    return record
+
+
+def check_record(record: Any, path: str | Path) -> dict[str, Any]:
+    """Raise RecordError naming `path` unless `record` is a complete, self-consistent record."""
+    from ferbench.metrics import check_lists, trial_scores
+
+    def refuse(reason: str) -> RecordError:
+        return RecordError(path, reason)
+
+    if not isinstance(record, dict):
+        raise refuse("expected a JSON object (a ferbench task record)")
+    if record.get("schema") != SCHEMA:
+        raise refuse(f"expected schema {SCHEMA!r}, found {record.get('schema')!r}")
+    missing = [k for k in FIELDS if k not in record]
+    if missing:
+        raise refuse(f"lacks field(s) {', '.join(missing)}")
+    for key, kind in FIELDS.items():
+        if not _is(record[key], kind):
+            raise refuse(f"field {key!r} must be {kind}, found {type(record[key]).__name__} {_short(record[key])}")
+    for key in ("classes", "metrics", "train_ids", "val_ids", "sample_ids", "subjects", "modes"):
+        if not all(isinstance(v, str) for v in record[key]):
+            raise refuse(f"field {key!r} must be a list of strings")
+    fps = record["fingerprints"]
+    bad = [k for k in FINGERPRINT_KEYS if not (isinstance(fps.get(k), str) and _HEX.match(fps[k]))]
+    if bad:
+        raise refuse(f"fingerprint(s) {', '.join(bad)} missing or not sha256 hex")
+    n = len(record["sample_ids"])
+    for key in ("labels", "predictions", "probabilities", "subjects", "modes"):
+        if len(record[key]) != n:
+            raise refuse(f"field {key!r} has {len(record[key])} entries for {n} test units")
+    if record["task_id"] != f"{record['model']}/{record['protocol']}/r{record['repeat']}/f{record['fold']}":
+        raise refuse(f"task_id {record['task_id']!r} does not match its model, protocol, repeat and fold")
+    if record["dataset_test"] == record["dataset"]:  # one file: a test sample may never be trained on
+        tested = {u.rsplit("@", 1)[0] if record["task"] == "au-detection" else u for u in record["sample_ids"]}
+        leaked = tested & (set(record["train_ids"]) | set(record["val_ids"]))
+        if leaked:
+            raise refuse(f"test sample {sorted(leaked)[0]!r} is also a training/validation id")
+    try:
+        check_lists(record, str(path))
+    except FerbenchError as e:
+        raise refuse(str(e).removeprefix(f"{path}: ")) from None
+    _check_probabilities(record, refuse)
+    recomputed = finite_or_none(trial_scores(record))
+    stored = record["scores"]
+    for name, value in recomputed.items():
+        if not _same(stored.get(name, "missing"), value):
+            raise refuse(f"stored score {name}={_short(stored.get(name, 'missing'))} disagrees with its own "
+                         f"predictions ({_short(value)}); the record was edited or damaged")
+    return record
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, {_STR: str, _LIST: list, _DICT: dict}[kind])
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if not isinstance(a, (int, float)) or isinstance(a, bool):
+        return False
+    return math.isclose(float(a), float(b), rel_tol=SCORE_TOLERANCE, abs_tol=1e-12)
+
+
+def _check_probabilities(record: dict[str, Any], refuse: Any) -> None:
+    """Each unit's probabilities: one finite number in [0, 1] per class, and the prediction follows from them
+    (argmax for classes, >= 0.5 per AU)."""
+    k = len(record["classes"])
+    for i, (row, pred) in enumerate(zip(record["probabilities"], record["predictions"])):
+        if not isinstance(row, list) or len(row) != k or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in row):
+            raise refuse(f"probabilities of unit {i} must be {k} numbers in [0, 1]")
+        if record["task"] == "classification":
+            if row[pred] < max(row):
+                raise refuse(f"prediction of unit {i} ({pred}) is not the argmax of its probabilities")
+        elif [int(v >= 0.5) for v in row] != list(pred):
+            raise refuse(f"AU predictions of unit {i} do not follow from its probabilities (threshold 0.5)")
+
+
+# -- a runs folder ------------------------------------------------------------------------------------------
+@dataclass
+class RecordScan:
+    """What a runs folder holds: usable records (path, record) and refused files (path, reason)."""
+
+    runs: Path
+    records: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    refused: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def record_files(runs: str | Path) -> list[Path]:
+    """Every file named like a record under `runs` (temp files, fold lists and other JSON are not)."""
+    runs = Path(runs)
+    if not runs.is_dir():
+        raise FerbenchError(f"{runs}: no such folder (expected the task records written by ferbench evaluate)")
+    return sorted(p for p in runs.rglob("r*-f*.json") if RECORD_NAME.match(p.name) and p.is_file())
+
+
+def scan_records(runs: str | Path) -> RecordScan:
+    """Read every record under `runs`; a bad one is refused with its reason and the others are still used."""
+    scan = RecordScan(Path(runs))
+    for p in record_files(runs):
+        try:
+            scan.records.append((p, read_record(p, runs)))
+        except RecordError as e:
+            scan.refused.append((p, e.reason))
+    return scan
+
+
+class RunsLock(WriteLock):
+    """`<runs>/.ferbench.lock`: one `ferbench evaluate` (or prune) writes a runs folder at a time; a lock
+    left by a killed run is taken over (see `ferbench.lock`)."""
+
+    def __init__(self, runs: str | Path, what: str = "ferbench evaluate"):
+        runs = Path(runs)
+        super().__init__(runs / LOCK_NAME, runs, what)
+
+    def acquire(self) -> None:
+        self.target.mkdir(parents=True, exist_ok=True)
+        super().acquire()
+
+
+def prune(runs: str | Path, dry_run: bool = False) -> dict[str, list[Path]]:
+    """Remove what a leaderboard would not use from `runs`: records of older keys (for each dataset, protocol
+    and model, every key but the one written last) and refused record files. Returns what was (or, with
+    `dry_run`, would be) removed, as {"older": [...], "refused": [...]}."""
+    with RunsLock(runs, "ferbench runs prune"):
+        scan = scan_records(runs)
+        latest: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for p, r in scan.records:
+            group = (run_label(r["dataset"], r["dataset_test"]), r["protocol"], r["model"])
+            stamp = (r["created"], p.parent.name)
+            if group not in latest or stamp > latest[group]:
+                latest[group] = stamp
+        keep = {(g, s[1]) for g, s in latest.items()}
+        older = [p for p, r in scan.records
+                 if ((run_label(r["dataset"], r["dataset_test"]), r["protocol"], r["model"]), p.parent.name) not in keep]
+        refused = [p for p, _ in scan.refused]
+        if not dry_run:
+            for p in older + refused:
+                p.unlink()
+                for folder in (p.parent, p.parent.parent):
+                    if folder != Path(runs) and not any(folder.iterdir()):
+                        folder.rmdir()
+        return {"older": older, "refused": refused}
