@@ -199,8 +199,11 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
         raise FerbenchError(f"--data must be the path of a prepared .h5 file; got {data!r}")
     proto = load_protocol(protocol)
     RC.check_slug(proto.name, "protocol")
+    from ferbench.protocols import SampleTable
+
     with _open_checked(data, "data file") as st:
         dataset, size, au_names = st.dataset, int(st.frame_shape[0]), list(st.au_names)
+        SampleTable.from_store(st)  # duplicate sample ids and bad labels are named now, before the runs folder
     RC.check_slug(dataset, "dataset")
     if dataset not in proto.datasets:
         raise FerbenchError(
@@ -211,6 +214,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
     if data_test is not None:
         with _open_checked(data_test, "test data file") as st2:
             dataset_test = st2.dataset
+            SampleTable.from_store(st2)
     else:
         dataset_test = proto.test_dataset or dataset
         if proto.test_dataset and proto.test_dataset != dataset:
@@ -330,7 +334,9 @@ def evaluate(
 
         check_scheduler(scheduler)
     threads = threads or max(1, (os.cpu_count() or 1) // (workers or 1))
-    model_options = dict(model_options or {})
+    model_options = {} if model_options is None else model_options
+    _check_model_options(model_options, [])  # the shape, before any file is read; values once models are known
+    model_options = dict(model_options)
     setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction)
     outdir = Path(out)
     result = EvaluateResult(out=outdir)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ferbench.harness.fingerprint import hash_json
 from ferbench.harness.recipes import selection_of
-from ferbench.harness.spec import TaskSpec
+from ferbench.harness.spec import FUSION_ENTRIES, FUSION_MEMBERS, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], option
                classes: tuple[str, ...], ctx: RunContext, val_fraction: float | None) -> list[TaskSpec]:
     """The tasks of one model over every fold of `plan`."""
     proto, tr, te = plan.protocol, plan.train_table, plan.test_table
+    members = FUSION_MEMBERS if model in FUSION_ENTRIES else (model,)
+    options = {m: options[m] for m in members if m in options}  # another model's options never rerun this one
     fp_model = model_fingerprint(model, ctx, stages, options, classes, proto.task, index, val_fraction)
     specs = []
     for fold in plan.folds:
