@@ -172,3 +172,19 @@ def test_iteration_budget_and_schedule_follow_the_recipe():
     res = train_stage(model, stage, 0, 10, batcher, forward, device=torch.device("cpu"), seed=0)
     assert len(seen) == 7 and seen[:3] == [4, 4, 2]  # 10 units in batches of 4: three steps an epoch
     assert [p["epoch"] for p in res.curve] == [1, 2, 3] and res.selected_epoch == 3
+
+
+def test_every_epoch_presents_every_training_sample_exactly_once():
+    """Property over n in 1..200 and batch sizes 1..64: the batches of an epoch are a partition of range(n), and
+    no batch holds a single sample when n > 1 and the batch size is above 1 (batch norm cannot train on one)."""
+    import torch
+
+    from ferbench.harness.train import batches
+
+    gen = torch.Generator().manual_seed(0)
+    for n in range(1, 201):
+        for bs in range(1, 65):
+            got = batches(n, min(bs, n), gen)
+            flat = torch.cat(got).tolist()
+            assert sorted(flat) == list(range(n)), (n, bs)
+            assert n == 1 or bs == 1 or min(len(b) for b in got) >= 2, (n, bs)

@@ -71,7 +71,8 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
     order = torch.randperm(n, generator=generator)
     out = list(order.split(batch_size))
     if len(out) > 1 and len(out[-1]) == 1:
-        out[-2] = torch.cat([out[-2], out.pop()])
+        last = out.pop()  # popped first: `out[-2] = cat([out[-2], out.pop()])` would write to the wrong batch
+        out[-1] = torch.cat([out[-1], last])
     return out
 
 

@@ -16,6 +16,7 @@ from rich.text import Text
 from ferbench.leaderboard.board import SCHEMA, Board, Section
 from ferbench.leaderboard.safe import csv_cell, json_value, md_text, plain
 from ferbench.metrics import STD_DDOF
+from ferbench.records import finite_or_none
 
 CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "metric", "mean", "std", "trials", "pooled",
               "reported", "delta", "p_value", "reported_only", "rank", "best", "beats_baseline", "paired_trials",
@@ -236,19 +237,8 @@ def _per_class_dict(section: Section) -> dict[str, Any]:
     return {"what": what, "classes": names, "rows": {n: vals for n, vals in rows}}
 
 
-def _clean(value: Any) -> Any:
-    """NaN (an AU never coded in a fold) becomes null: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def render_json(board: Board, per_fold: bool = False) -> str:
-    return json.dumps(json_value(_clean(board_dict(board, per_fold))), indent=1, allow_nan=False, default=_nan_safe)
+    return json.dumps(json_value(finite_or_none(board_dict(board, per_fold))), indent=1, allow_nan=False, default=_nan_safe)
 
 
 def _nan_safe(value: Any) -> Any:  # numpy scalars, if any slip through
