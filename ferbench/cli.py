@@ -402,7 +402,8 @@ def evaluate(
     rows = summary_rows(result.records)
     if as_json:
         print(json.dumps({"out": str(result.out), "ran": result.ran, "skipped": result.skipped,
-                          "rerun": result.rerun_reasons, "failed": result.failed, "warnings": result.warnings,
+                          "rerun": result.rerun_reasons, "failed": result.failed, "diverged": result.diverged,
+                          "warnings": result.warnings,
                           "seconds": result.seconds, "summary": rows}))
     else:
         table = Table(title=f"{protocol}: {len(result.ran)} tasks run, {len(result.skipped)} reused ({result.out})")
@@ -411,8 +412,9 @@ def evaluate(
         for r in rows:
             pooled = "-" if r["pooled"] is None else f"{100 * r['pooled']:.1f}"
             secs = "-" if r["train_s"] is None else f"{r['train_s']:.1f}"
+            trials = str(r["trials"]) + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")
             table.add_row(r["model"], r["dataset"], r["metric"], format_mean_std(r["mean"], r["std"]),
-                          str(r["trials"]), pooled, str(r["selection"]), secs)
+                          trials, pooled, str(r["selection"]), secs)
         console.print(table)
     if result.failed:
         for task_id, message in result.failed.items():

@@ -28,6 +28,8 @@ from ferbench.errors import FerbenchError
 
 STD_DDOF = 1  # sample std over trials; documented in docs/leaderboard.md
 CLASSIFICATION_METRICS = ("accuracy", "uf1", "uar")
+#: What ferbench computes per task; a protocol naming anything else is refused when it is loaded.
+METRICS = {"classification": CLASSIFICATION_METRICS, "au-detection": ("f1",)}
 GROUP_KEYS = ("model", "protocol", "dataset", "dataset_test", "task")
 
 
@@ -164,10 +166,13 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     """
     if not records:
         raise FerbenchError("no task records to summarize")
+    _check_group(records)
+    diverged = sorted((r for r in records if r.get("status") == "diverged"), key=lambda r: (r["repeat"], r["fold"]))
+    records = sorted((r for r in records if r.get("status", "ok") == "ok"), key=lambda r: (r["repeat"], r["fold"]))
+    if not records:
+        return _all_diverged(diverged)
     for r in records:
         check_lists(r, _where(r, None))
-    _check_group(records)
-    records = sorted(records, key=lambda r: (r["repeat"], r["fold"]))
     first = records[0]
     classes = list(first["classes"])
     task = first["task"]
@@ -208,6 +213,7 @@ def summarize(records: list[dict]) -> dict[str, Any]:
         "selection": "/".join(sorted({str(r.get("selection")) for r in records if r.get("selection")})) or None,
         "train_s": _time_summary(t["train_s"] for t in per_trial),
         "per_trial": per_trial,
+        "diverged": [_divergence_row(r) for r in diverged],
     }
     if task == "classification":
         y_all = np.concatenate([_arrays(r)[0] for r in records])
@@ -221,6 +227,32 @@ def summarize(records: list[dict]) -> dict[str, Any]:
         out["per_mode"] = {m: mean_std(t["modes"][m] for t in per_trial if m in t["modes"]) for m in modes}
     else:
         out["per_au_f1"] = {au: mean_std(t[f"f1_{au}"] for t in per_trial) for au in classes}
+    return out
+
+
+def _divergence_row(record: dict) -> dict[str, Any]:
+    d = record.get("divergence") or {}
+    return {"repeat": record["repeat"], "fold": record["fold"], "what": d.get("what"), "stage": d.get("stage"),
+            "epoch": d.get("epoch"), "last_finite_loss": d.get("last_finite_loss")}
+
+
+def _all_diverged(diverged: list[dict]) -> dict[str, Any]:
+    """The summary of a model whose every trial diverged: no score, the divergences named."""
+    first = diverged[0]
+    task, classes = first["task"], list(first["classes"])
+    names = list(CLASSIFICATION_METRICS) if task == "classification" else ["f1"]
+    out: dict[str, Any] = {
+        "model": first["model"], "protocol": first["protocol"], "dataset": first["dataset"],
+        "dataset_test": first.get("dataset_test", first["dataset"]), "task": task, "classes": classes,
+        "metric": first["metric"], "metrics": list(first.get("metrics") or [first["metric"]]), "trials": 0,
+        "repeats": 0, "std_ddof": STD_DDOF, "scores": {m: mean_std([]) for m in names}, "pooled": {},
+        "pooled_repeats": 0, "selection": first.get("selection"), "train_s": _time_summary([]), "per_trial": [],
+        "diverged": [_divergence_row(r) for r in diverged],
+    }
+    if task == "classification":
+        out.update({"per_class_accuracy": {c: None for c in classes}, "per_mode": {}, "class_units": [0] * len(classes)})
+    else:
+        out["per_au_f1"] = {au: mean_std([]) for au in classes}
     return out
 
 

@@ -192,6 +192,9 @@ def check_record(record: Any, path: str | Path) -> dict[str, Any]:
     for key in ("classes", "metrics", "train_ids", "val_ids", "sample_ids", "subjects", "modes"):
         if not all(isinstance(v, str) for v in record[key]):
             raise refuse(f"field {key!r} must be a list of strings")
+    status = record.get("status", "ok")
+    if status not in ("ok", "diverged"):
+        raise refuse(f"field 'status' must be 'ok' or 'diverged', found {_short(status)}")
     fps = record["fingerprints"]
     bad = [k for k in FINGERPRINT_KEYS if not (isinstance(fps.get(k), str) and _HEX.match(fps[k]))]
     if bad:
@@ -207,6 +210,9 @@ def check_record(record: Any, path: str | Path) -> dict[str, Any]:
         leaked = tested & (set(record["train_ids"]) | set(record["val_ids"]))
         if leaked:
             raise refuse(f"test sample {sorted(leaked)[0]!r} is also a training/validation id")
+    if status == "diverged":
+        _check_divergence(record, refuse)
+        return record
     try:
         check_lists(record, str(path))
     except FerbenchError as e:
@@ -219,6 +225,17 @@ def check_record(record: Any, path: str | Path) -> dict[str, Any]:
             raise refuse(f"stored score {name}={_short(stored.get(name, 'missing'))} disagrees with its own "
                          f"predictions ({_short(value)}); the record was edited or damaged")
     return record
+
+
+def _check_divergence(record: dict[str, Any], refuse: Any) -> None:
+    """A diverged task has no predictions and no scores, and says where it went non-finite."""
+    d = record.get("divergence")
+    if not isinstance(d, dict) or not isinstance(d.get("what"), str) or not isinstance(d.get("stage"), str) \
+            or not _is(d.get("epoch"), _INT) or not (d.get("last_finite_loss") is None
+                                                     or isinstance(d.get("last_finite_loss"), (int, float))):
+        raise refuse("a diverged record needs 'divergence' {what, stage, epoch, last_finite_loss}")
+    if record["sample_ids"] or record["predictions"] or record["scores"]:
+        raise refuse("a diverged record holds no predictions and no scores")
 
 
 def _is(value: Any, kind: str) -> bool:

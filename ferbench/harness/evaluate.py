@@ -38,6 +38,7 @@ class EvaluateResult:
     skipped: list[str] = field(default_factory=list)
     rerun_reasons: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    diverged: dict[str, str] = field(default_factory=dict)  # task id -> where it went non-finite (recorded)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -231,8 +232,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
         if proto.task == "au-detection":
             stages = _au_stages(stages)
         stages_of[m] = stages
-        needs_val = R.selection_of(stages) == "validation" and not proto.validation
-        plans_needed.setdefault(float(val_fraction) if needs_val else None, []).append(m)
+        plans_needed.setdefault(_validation_share(R.selection_of(stages), proto, val_fraction), []).append(m)
     ctx = RunContext(
         recipe=recipe, dataset=dataset, dataset_test=dataset_test, data=Path(data).resolve(),
         data_test=test_path.resolve(), device=dev, threads=threads,
@@ -240,6 +240,14 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
                       "protocol": proto.fingerprint, "code": code_fingerprint()},
     )
     return _Setup(proto, Path(data), test_path, dataset, dataset_test, names, stages_of, plans_needed, au_names, ctx)
+
+
+def _validation_share(selection: str, proto: Any, val_fraction: float) -> float | None:
+    """Training subjects held out for a model: none (0.0) unless its recipe selects on validation; then the
+    protocol's own share (None) where it defines one, else `val_fraction`."""
+    if selection != "validation":
+        return 0.0
+    return None if proto.validation else float(val_fraction)
 
 
 def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], outdir: Path, force: bool,
@@ -258,7 +266,7 @@ def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], out
         classes = tuple(plan.classes) if plan.classes else tuple(au_name(a) for a in setup.au_names)
         for m in members:
             for spec in make_specs(plan, m, setup.stages_of[m], model_options, _card_index(m)[0], classes,
-                                   setup.ctx, frac):
+                                   setup.ctx, frac or None):
                 path = RC.record_path(outdir, dataset=spec.dataset, dataset_test=spec.dataset_test,
                                       protocol=spec.protocol, model=m, repeat=spec.repeat, fold=spec.fold,
                                       fingerprints=spec.fingerprints)
@@ -374,6 +382,10 @@ def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], s
         path = RC.write_record(result.out, rec)
         result.ran.append(spec.task_id)
         result.records.append(path)
+        if rec["status"] == "diverged":
+            result.diverged[spec.task_id] = rec["divergence"]["message"]
+            if progress:
+                progress({"event": "task-diverged", "task_id": spec.task_id, "error": rec["divergence"]["message"]})
         if progress:
             progress({"event": "task-done", "task_id": spec.task_id, "model": spec.model, "path": str(path),
                       "scores": rec.get("scores"), "train_s": rec["timings"]["train_s"]})

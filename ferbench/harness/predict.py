@@ -45,4 +45,4 @@ def selection_score(metric: str, y: np.ndarray, scores: np.ndarray) -> float:
         value = metrics.au_scores(y, (scores >= 0.5).astype(np.int64), [str(i) for i in range(y.shape[1])])["f1"]
         return 0.0 if np.isnan(value) else float(value)
     scored = metrics.classification_scores(y, scores.argmax(1))
-    return float(scored.get(metric, scored["accuracy"]))
+    return float(scored[metric])  # protocols name only metrics ferbench computes (checked when loaded)

@@ -58,6 +58,9 @@ class ProgressView:
             )
         elif kind == "task-done":
             self.bar.advance(self.task)
+        elif kind == "task-diverged":
+            self.bar.console.print(f"[yellow]diverged[/] {ev['task_id']}: {ev['error']} (recorded; left out of the "
+                                   "figures)", highlight=False)
         elif kind == "task-failed":
             self.bar.advance(self.task)
             self.bar.console.print(f"[red]failed[/] {ev['task_id']}: {ev['error']}", highlight=False)

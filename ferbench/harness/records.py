@@ -26,7 +26,10 @@ def test_labels_of(plans: Any, test_path: Path) -> dict[str, Any]:
 def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any], protocol_meta: dict[str, Any],
                  config_common: dict[str, Any]) -> dict[str, Any]:
     """A record per docs/records.md from a task's result plus what only the client holds (test labels)."""
-    if spec.task == "au-detection":
+    diverged = res.get("status") == "diverged"
+    if diverged:
+        labels: list[Any] = []
+    elif spec.task == "au-detection":
         from ferbench.harness.data import open_data
 
         d = open_data(test_labels["path"])
@@ -40,6 +43,7 @@ def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any
         labels = [test_labels["by_id"][sid] for sid in res["sample_ids"]]
     rec: dict[str, Any] = {
         "schema": SCHEMA,
+        "status": "diverged" if diverged else "ok",
         "task_id": spec.task_id,
         "model": spec.model,
         "protocol": spec.protocol,
@@ -75,6 +79,8 @@ def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any
     }
     from ferbench.metrics import trial_scores
 
-    rec["scores"] = finite_or_none(trial_scores(rec))
+    if diverged:
+        rec["divergence"] = finite_or_none(res["divergence"])
+    rec["scores"] = {} if diverged else finite_or_none(trial_scores(rec))
     rec["created"] = now_iso()
     return rec

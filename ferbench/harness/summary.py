@@ -26,6 +26,7 @@ def summary_rows(paths: list[Path]) -> list[dict[str, Any]]:
             "model": s["model"], "protocol": s["protocol"], "dataset": s["dataset"], "metric": metric,
             "mean": stats["mean"], "std": stats["std"], "trials": s["trials"], "pooled": s["pooled"].get(metric),
             "selection": s["selection"], "train_s": (s.get("train_s") or {}).get("total"),
+            "diverged": len(s.get("diverged") or []),
         })
     return rows
 

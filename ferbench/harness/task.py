@@ -19,6 +19,7 @@ from torch import nn
 import ferbench
 from ferbench.errors import FerbenchError
 from ferbench.harness import train as T
+from ferbench.harness.train import Diverged
 from ferbench.harness.data import DataFile, gather_clips, gather_windows, open_data, to_float
 from ferbench.harness.predict import predict, selection_score
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec, stage_seed
@@ -257,6 +258,41 @@ def predict_test(ctx: Context, fitted: Fitted) -> UnitScores:
     return UnitScores(list(spec.test_ids), list(spec.test_ids), None, probs, preds)
 
 
+def _fit_and_predict(ctx: Context) -> tuple[UnitScores, list, int, dict, list, dict, float]:
+    """Train (or fuse) and predict the test units; Diverged when the loss, weights or outputs go non-finite."""
+    spec = ctx.spec
+    extra: dict[str, Any] = {}
+    if spec.model in FUSION_ENTRIES:
+        from ferbench.harness.fusion import run_fusion
+
+        fused = run_fusion(ctx)
+        units = UnitScores(list(spec.test_ids), list(spec.test_ids), None, fused.probabilities, fused.predictions)
+        curve, selected, options, used, extra = fused.curve, fused.selected_epoch, fused.options, fused.stages, fused.extra
+        predict_s = fused.predict_s
+    else:
+        fitted = fit(ctx, spec.model, list(spec.stages), spec.selection)
+        t2 = time.perf_counter()
+        units = predict_test(ctx, fitted)
+        predict_s = time.perf_counter() - t2
+        curve, selected, options, used = fitted.curve, fitted.selected_epoch, {spec.model: fitted.options}, fitted.stages
+    if not np.isfinite(np.asarray(units.probabilities, dtype=np.float64)).all():
+        last = curve[-1] if curve else {}
+        raise Diverged("test outputs", str(last.get("stage", "?")), int(last.get("epoch", 0)), last.get("loss"))
+    return units, curve, selected, options, used, extra, predict_s
+
+
+def _diverged_result(spec: TaskSpec, device: torch.device, e: Diverged, train_s: float, load_s: float) -> dict[str, Any]:
+    """A diverged task's result: no predictions, the divergence (what, stage, epoch, last finite loss)."""
+    return {
+        "status": "diverged", "divergence": e.as_dict(), "sample_ids": [], "subjects": [], "modes": [],
+        "predictions": [], "probabilities": [], "selected_epoch": int(e.epoch), "curve": [], "stages": list(spec.stages),
+        "model_options": {spec.model: spec.model_options.get(spec.model, {})}, "extra": {},
+        "device": device_name(device), "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32",
+        "threads": torch.get_num_threads(), "versions": versions(),
+        "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": 0.0}, "unit_frames": [],
+    }
+
+
 def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]:
     """Run one task; returns the record's fields that a task can know (no test labels, no scores)."""
     device = torch.device(spec.device)
@@ -273,22 +309,12 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
     load_s = time.perf_counter() - t0
     ctx.emit(event="start")
     t1 = time.perf_counter()
-    extra: dict[str, Any] = {}
-    if spec.model in FUSION_ENTRIES:
-        from ferbench.harness.fusion import run_fusion
-
-        fused = run_fusion(ctx)
-        predict_s = fused.predict_s
-        train_s = time.perf_counter() - t1 - predict_s
-        units = UnitScores(list(spec.test_ids), list(spec.test_ids), None, fused.probabilities, fused.predictions)
-        curve, selected, options, used, extra = fused.curve, fused.selected_epoch, fused.options, fused.stages, fused.extra
-    else:
-        fitted = fit(ctx, spec.model, list(spec.stages), spec.selection)
-        train_s = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        units = predict_test(ctx, fitted)
-        predict_s = time.perf_counter() - t2
-        curve, selected, options, used = fitted.curve, fitted.selected_epoch, {spec.model: fitted.options}, fitted.stages
+    try:
+        units, curve, selected, options, used, extra, predict_s = _fit_and_predict(ctx)
+    except Diverged as e:
+        ctx.emit(event="done")
+        return _diverged_result(spec, device, e, time.perf_counter() - t1, load_s)
+    train_s = time.perf_counter() - t1 - predict_s
     rows = [test_data.store.sample(s) for s in units.samples]
     out = {
         "sample_ids": units.names,
@@ -307,6 +333,7 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         "versions": versions(),
         "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": round(predict_s, 4)},
         "unit_frames": units.frames,
+        "status": "ok",
     }
     ctx.emit(event="done")
     return out

@@ -76,6 +76,27 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
     return out
 
 
+class Diverged(Exception):
+    """Training went non-finite (loss, weights or outputs): the task is recorded as diverged, not scored."""
+
+    def __init__(self, what: str, stage: str, epoch: int, last_finite_loss: float | None):
+        self.what, self.stage, self.epoch, self.last_finite_loss = what, stage, epoch, last_finite_loss
+        loss = "none" if last_finite_loss is None else f"{last_finite_loss:.6g}"
+        super().__init__(f"{what} non-finite in stage {stage!r} epoch {epoch} (last finite training loss {loss}); "
+                         "the recipe diverged (lower the learning rate with --lr)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "stage": self.stage, "epoch": self.epoch,
+                "last_finite_loss": self.last_finite_loss, "message": str(self)}
+
+
+def check_finite_weights(model: nn.Module, stage: str, epoch: int, last_loss: float | None) -> None:
+    """Raise Diverged when any parameter or buffer holds NaN or inf."""
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise Diverged("weights", stage, epoch, last_loss)
+
+
 @dataclass
 class StageResult:
     curve: list[dict[str, Any]]
@@ -144,6 +165,7 @@ def train_stage(
     curve: list[dict[str, Any]] = []
     best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, epochs, None)
     step = 0
+    last_finite: float | None = None
     for epoch in range(1, epochs + 1):
         model.train()
         total, count = 0.0, 0
@@ -156,17 +178,17 @@ def train_stage(
             inputs, targets = batcher(idx, gen)
             with autocast(device):
                 loss = loss_fn(model, inputs, targets)
-            if not torch.isfinite(loss):
-                raise FerbenchError(
-                    f"stage {kind!r} epoch {epoch}: the training loss became {float(loss)}; the recipe diverged "
-                    "(lower the learning rate with --lr)"
-                )
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise Diverged("training loss", kind, epoch, last_finite)
+            last_finite = value
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
+            total += value * len(idx)
             count += len(idx)
             step += 1
+        check_finite_weights(model, kind, epoch, last_finite)  # the last update can break the weights
         point: dict[str, Any] = {"epoch": epoch, "stage": kind, "loss": total / max(count, 1), "val_metric": None}
         if validate is not None:
             score = float(validate())

@@ -134,7 +134,7 @@ def _model_row(s: dict, label: str, name: str, key: str) -> dict[str, Any]:
         "pooled": s["pooled"].get(metric), "reported": None, "delta": None, "p_value": None,
         "reported_only": False, "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None,
         "selection": s["selection"], "train_s": s["train_s"]["mean"], "train_s_total": s["train_s"]["total"],
-        "std_ddof": STD_DDOF, "repeats": s["repeats"],
+        "std_ddof": STD_DDOF, "repeats": s["repeats"], "diverged": len(s.get("diverged") or []),
     }
     for name, stats in s["scores"].items():
         if name != metric:
@@ -165,7 +165,7 @@ def _reported_row(entry: Reported, label: str) -> dict[str, Any]:
         "model": entry.model or entry.method, "registry_model": entry.model, "run_key": None, "metric": entry.metric, "mean": None, "std": None, "trials": 0,
         "pooled": None, "reported": entry.value, "delta": None, "p_value": None, "reported_only": True,
         "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None, "selection": None,
-        "train_s": None, "train_s_total": None, "std_ddof": STD_DDOF, "repeats": None,
+        "train_s": None, "train_s_total": None, "std_ddof": STD_DDOF, "repeats": None, "diverged": 0,
         "reported_metric": entry.metric, "reported_std": entry.std, "reported_text": f"{entry.text} ({entry.scale})",
         "reported_source": entry.source, "reported_method": entry.method, "note": entry.note,
         "reported_p_value": entry.p_value,
@@ -233,10 +233,17 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
     if baseline:
         floor = summaries[baseline]["scores"][metric]["mean"]
         for row in rows:
-            if row["model"] != baseline and row["mean"] is not None:
+            if row["model"] != baseline and row["mean"] is not None and floor is not None:
                 row["beats_baseline"] = bool(row["mean"] > floor)
     else:
         notes.append(f"no {'/'.join(BASELINES)} baseline among these records: the floor is unknown")
+    for name, sm in summaries.items():
+        if sm.get("diverged"):
+            first = sm["diverged"][0]
+            notes.append(f"{name}: {len(sm['diverged'])} of {len(sm['diverged']) + sm['trials']} trial(s) diverged "
+                         f"and are left out of its figures (first: repeat {first['repeat']} fold {first['fold']}, "
+                         f"{first['what']} non-finite in stage {first['stage']} epoch {first['epoch']}, last finite "
+                         f"training loss {first['last_finite_loss']})")
     split = sorted({m for m, _ in by_run if sum(1 for mm, _ in by_run if mm == m) > 1})
     if split:
         notes.append(f"{', '.join(split)}: records of several runs (in brackets: the differing key part, d = data "

@@ -20,7 +20,7 @@ from ferbench.records import finite_or_none
 
 CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "metric", "mean", "std", "trials", "pooled",
               "reported", "delta", "p_value", "reported_only", "rank", "best", "beats_baseline", "paired_trials",
-              "selection", "train_s", "train_s_total", "reported_metric", "reported_std", "reported_source",
+              "selection", "train_s", "train_s_total", "diverged", "reported_metric", "reported_std", "reported_source",
               "reported_method", "note")
 COLUMNS = ("#", "model", "{metric} mean ± std", "trials", "pooled", "secondary", "selection", "train s/trial",
            "paper", "Δ vs paper", "p vs best", "verdict")
@@ -76,6 +76,8 @@ def verdict(row: dict, section: Section) -> str:
     if row["reported_only"]:
         return "REPORTED ONLY"
     words = []
+    if row.get("diverged"):
+        words.append("DIVERGED" + (" (every trial)" if not row["trials"] else f" ({row['diverged']} trial(s) left out)"))
     if row["best"]:
         words.append("best")
     if row["model"] == section.baseline:

@@ -150,7 +150,8 @@ def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None,
     `repeats`: override the protocol's repeats (e.g. 1 for a quick run).
     `validation`: share of the training SUBJECTS held out (grouped, seeded) as validation, when the caller's
     recipe selects on validation and the protocol defines none (it overrides the protocol's own share);
-    the test fold is never used for it.
+    0 holds out nothing, for a recipe that does not select (its tasks then train on every training subject);
+    None takes the protocol's own share. The test fold is never used for it.
     Seeds: repeat r splits with SeedSequence([seed, r]); fold k of repeat r gets Fold.seed =
     SeedSequence([seed, r, k]), which also draws its validation subjects.
     """
@@ -159,13 +160,13 @@ def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None,
                                 or not 1 <= repeats <= MAX_REPEATS):
         raise FerbenchError(f"repeats must be a whole number from 1 to {MAX_REPEATS}, got {repeats!r}")
     if validation is not None and (isinstance(validation, bool) or not isinstance(validation, (int, float))
-                                   or not 0 < validation < 1):
-        raise FerbenchError(f"validation must be a fraction of the training subjects in (0, 1), got {validation!r}")
+                                   or not 0 <= validation < 1):
+        raise FerbenchError(f"validation must be a fraction of the training subjects in [0, 1), got {validation!r}")
     train_table, test_table = _tables(p, data, data_test)
     notes: list[str] = []
     classes, y_train, y_test, keep_train, keep_test = _select(p, train_table, test_table, notes)
     n_repeats = repeats or p.repeats
-    frac = validation if validation is not None else p.validation_fraction
+    frac = (validation if validation is not None else p.validation_fraction) or None
     folds = _split(p, train_table, test_table, (y_train, y_test), (keep_train, keep_test), n_repeats, frac, notes)
     guessed = _guessed_subjects(train_table) + (_guessed_subjects(test_table) if test_table is not train_table else 0)
     if guessed:

@@ -220,6 +220,14 @@ def _check(path: Path, raw: Any, digest: str) -> Protocol:
     metrics = f.names("metrics", allow_none=True) or (metric,)
     if metric not in metrics:
         metrics = (metric, *metrics)
+    from ferbench.metrics import METRICS
+
+    computable = METRICS.get(task, ())
+    for key, names in (("metric", (metric,)), ("metrics", metrics)):
+        unknown = [m for m in names if m not in computable]
+        if unknown:
+            raise f.fail(key, f"metric names ferbench computes for {task} ({', '.join(computable)}); "
+                              f"{unknown[0]!r} is not one")
     test_dataset = None if f.raw["test_dataset"] is None else f.text("test_dataset")
     class_map = f.raw["class_map"]
     if class_map is not None:
