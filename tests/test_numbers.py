@@ -69,3 +69,46 @@ def test_validation_is_carved_only_for_recipes_that_select_on_it(files, tmp_path
         else:  # static trains on the last epoch: every training subject trains
             assert r["model"] == "static" and r["val_ids"] == [] and n_subjects == 3
     assert {r["model"] for r in recs if r["selection"] == "validation"} == {"tpool-mean"}
+
+
+def _kim2017_casme2_run(runs: Path, *, recipe: str = "paper", hit: float = 0.6) -> list[dict]:
+    """Records shaped like kim2017 Table 4(a): CASME II, 5 classes, 246 samples, 26 LOSO folds, the bundled loso
+    protocol, the paper recipe (predictions drawn at `hit`)."""
+    import numpy as np
+
+    from _leaderboard_records import make_record, rescore, write_record
+
+    rng = np.random.default_rng(7)
+    sizes = [10] * 12 + [9] * 14
+    ids = [[f"sub{f:02d}_{i}" for i in range(n)] for f, n in enumerate(sizes)]
+    classes = ["disgust", "happiness", "others", "repression", "surprise"]
+    recs = []
+    for f, n in enumerate(sizes):
+        rec = make_record("mo-cnn-lstm", "loso", "casme2", 0, f, rng=rng, classes=classes, n=n, hit=hit)
+        rec["sample_ids"] = ids[f]
+        rec["subjects"] = [f"sub{f:02d}"] * n
+        rec["train_ids"] = [i for g, part in enumerate(ids) if g != f for i in part]
+        rec["recipe"] = {"name": recipe, "stages": []}
+        rec["fingerprints"]["protocol"] = load_protocol("loso").fingerprint
+        recs.append(rescore(rec))
+        write_record(runs, rec)
+    return recs
+
+
+def test_a_number_is_comparable_only_when_the_run_matches_the_papers_design(tmp_path):
+    import numpy as np
+
+    recs = _kim2017_casme2_run(tmp_path / "paper")
+    row = next(r for r in build_board(tmp_path / "paper").rows()
+               if r["model"] == "mo-cnn-lstm" and not r["reported_only"])
+    y = np.concatenate([r["labels"] for r in recs])
+    p = np.concatenate([r["predictions"] for r in recs])
+    pooled = float((y == p).mean())  # kim2017 pools its LOSO predictions (136/173, 150/246)
+    assert row["comparable"] is True and row["reason"] == ""
+    assert row["delta"] == pytest.approx(pooled - 0.6098)
+    per_subject = row["mean"] if row["metric"] == "accuracy" else row["accuracy"]
+    assert row["delta"] != pytest.approx(per_subject - 0.6098)  # not the per-subject mean
+    _kim2017_casme2_run(tmp_path / "quick", recipe="quick")
+    row = next(r for r in build_board(tmp_path / "quick").rows()
+               if r["model"] == "mo-cnn-lstm" and not r["reported_only"])
+    assert row["comparable"] is False and row["delta"] is None and "quick recipe" in row["reason"]

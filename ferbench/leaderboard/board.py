@@ -16,7 +16,8 @@ from scipy.stats import ttest_rel
 
 from ferbench.errors import FerbenchError
 from ferbench.leaderboard.records import load_records
-from ferbench.leaderboard.reported import Reported, ReportedConfusion, ReportedSet, load_reported
+from ferbench.leaderboard.comparable import RunFacts, judge, ours_for, run_facts
+from ferbench.leaderboard.reported import Design, Reported, ReportedConfusion, ReportedSet, load_reported
 from ferbench.metrics import STD_DDOF, summarize
 
 BASELINES = ("static",)  # the single-frame floor every leaderboard is read against (SPEC section 4)
@@ -147,19 +148,24 @@ def _model_row(s: dict, label: str, name: str, key: str) -> dict[str, Any]:
     for mode, stats in (s.get("per_mode") or {}).items():
         row[f"accuracy[{mode}]"] = stats["mean"]
     row.update({"reported_metric": None, "reported_std": None, "reported_text": None, "reported_source": None,
-                "reported_method": None, "note": None})
+                "reported_method": None, "note": None, "comparable": None, "reason": None,
+                "reported_aggregation": None})
     return row
 
 
-def _attach_reported(row: dict, entry: Reported, summary: dict) -> None:
-    ours = summary["scores"].get(entry.metric, {}).get("mean")
+def _attach_reported(row: dict, entry: Reported, summary: dict, design: Design | None, facts: RunFacts) -> None:
+    """The paper's number beside ours; a delta only where the two are comparable (see comparable.py)."""
+    comparable, reason = judge(entry, design, facts)
+    ours = ours_for(entry, design, summary)
     row.update({"reported": entry.value, "reported_metric": entry.metric, "reported_std": entry.std,
                 "reported_text": entry.text + (f" ({entry.scale})"), "reported_source": entry.source,
-                "reported_method": entry.method, "note": entry.note,
-                "delta": (ours - entry.value) if ours is not None else None})
+                "reported_method": entry.method, "note": entry.note, "comparable": comparable, "reason": reason,
+                "reported_aggregation": design.aggregation if design else None,
+                "delta": (ours - entry.value) if comparable and ours is not None else None})
 
 
-def _reported_row(entry: Reported, label: str) -> dict[str, Any]:
+def _reported_row(entry: Reported, label: str, design: Design | None) -> dict[str, Any]:
+    reason = judge(entry, design, None)[1]
     return {
         "dataset": label, "dataset_test": entry.dataset_test, "protocol": entry.protocol,
         "model": entry.model or entry.method, "registry_model": entry.model, "run_key": None, "metric": entry.metric, "mean": None, "std": None, "trials": 0,
@@ -168,7 +174,8 @@ def _reported_row(entry: Reported, label: str) -> dict[str, Any]:
         "train_s": None, "train_s_total": None, "std_ddof": STD_DDOF, "repeats": None, "diverged": 0,
         "reported_metric": entry.metric, "reported_std": entry.std, "reported_text": f"{entry.text} ({entry.scale})",
         "reported_source": entry.source, "reported_method": entry.method, "note": entry.note,
-        "reported_p_value": entry.p_value,
+        "reported_p_value": entry.p_value, "comparable": False, "reason": reason,
+        "reported_aggregation": design.aggregation if design else None,
     }
 
 
@@ -251,12 +258,13 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
                      "the latest run of each model")
 
     entries = reported.for_section(dataset, dataset_test, protocol)
+    facts = {name: run_facts([r for _, r in by_run[(m, key)]]) for (m, key), name in names.items()}
     for row in rows:
         entry = _reported_for(entries, row["registry_model"], metric)
         if entry:
-            _attach_reported(row, entry, summaries[row["model"]])
+            _attach_reported(row, entry, summaries[row["model"]], reported.design_of(entry), facts[row["model"]])
     ran = {s["model"] for s in summaries.values()}
-    ref_rows = [_reported_row(e, label) for e in entries if e.model not in ran]
+    ref_rows = [_reported_row(e, label, reported.design_of(e)) for e in entries if e.model not in ran]
     ref_rows.sort(key=lambda r: (r["reported_metric"] != metric, -r["reported"], r["model"]))
     confusions = {m: c for m, sm in summaries.items()
                   if (c := reported.confusion_for(dataset, protocol, sm["model"])) is not None}

@@ -46,6 +46,22 @@ class Reported:
 
 
 @dataclass(frozen=True)
+class Design:
+    """What a paper's table measured (the `designs` of reported.yaml): the reference for comparability."""
+
+    paper: str
+    table: str
+    classes: int | None = None
+    samples: int | None = None
+    folds: int | str | None = None  # a number per repeat, or "subjects" (leave one subject out)
+    repeats: int | None = None
+    recipe: str | None = None
+    aggregation: str = "trials"  # "trials" (mean over trials) | "pooled" (all test predictions scored at once)
+    not_comparable: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class ReportedConfusion:
     """A paper's row-normalised confusion matrix (fractions), rows/columns in `classes` order."""
 
@@ -68,6 +84,11 @@ class ReportedSet:
     path: Path
     entries: tuple[Reported, ...] = field(default_factory=tuple)
     confusions: tuple[ReportedConfusion, ...] = field(default_factory=tuple)
+    designs: tuple[Design, ...] = field(default_factory=tuple)
+
+    def design_of(self, entry: Reported) -> Design | None:
+        """The design of the table an entry comes from (None when the file gives none)."""
+        return next((d for d in self.designs if d.paper == entry.paper and d.table == entry.table), None)
 
     def for_section(self, dataset: str, dataset_test: str, protocol: str) -> list[Reported]:
         return [e for e in self.entries
@@ -141,6 +162,25 @@ def _confusion(raw: Any, where: str) -> ReportedConfusion:
                              classes=tuple(str(c) for c in raw["classes"]), rows=rows)
 
 
+_DESIGN_FIELDS = {"paper", "table", "classes", "samples", "folds", "repeats", "recipe", "aggregation",
+                  "not_comparable", "note"}
+
+
+def _design(raw: Any, where: str) -> Design:
+    if not isinstance(raw, dict) or not {"paper", "table"} <= set(raw) or set(raw) - _DESIGN_FIELDS:
+        raise FerbenchError(f"{where}: expected a mapping with paper, table and some of "
+                            f"{', '.join(sorted(_DESIGN_FIELDS - {'paper', 'table'}))}")
+    for key in ("classes", "samples", "repeats"):
+        if raw.get(key) is not None and (isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1):
+            raise FerbenchError(f"{where}: {key} must be a positive integer, found {raw[key]!r}")
+    folds = raw.get("folds")
+    if folds is not None and folds != "subjects" and (isinstance(folds, bool) or not isinstance(folds, int)):
+        raise FerbenchError(f"{where}: folds must be a number or 'subjects', found {folds!r}")
+    if raw.get("aggregation", "trials") not in ("trials", "pooled"):
+        raise FerbenchError(f"{where}: aggregation must be 'trials' or 'pooled', found {raw.get('aggregation')!r}")
+    return Design(**{k: (str(v) if k in ("paper", "table") else v) for k, v in raw.items()})
+
+
 def load_reported(path: str | Path | None = None) -> ReportedSet:
     """Read and check a reported-numbers file (default: the bundled one). Errors name the file and entry."""
     path = Path(path) if path is not None else default_path()
@@ -164,4 +204,5 @@ def load_reported(path: str | Path | None = None) -> ReportedSet:
         seen[key] = i
     confusions = tuple(_confusion(raw, f"{path}: confusions[{i}]")
                        for i, raw in enumerate(data.get("confusions") or []))
-    return ReportedSet(path=path, entries=entries, confusions=confusions)
+    designs = tuple(_design(raw, f"{path}: designs[{i}]") for i, raw in enumerate(data.get("designs") or []))
+    return ReportedSet(path=path, entries=entries, confusions=confusions, designs=designs)

@@ -19,7 +19,7 @@ from ferbench.metrics import STD_DDOF
 from ferbench.records import finite_or_none
 
 CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "metric", "mean", "std", "trials", "pooled",
-              "reported", "delta", "p_value", "reported_only", "rank", "best", "beats_baseline", "paired_trials",
+              "reported", "comparable", "reason", "delta", "p_value", "reported_only", "rank", "best", "beats_baseline", "paired_trials",
               "selection", "train_s", "train_s_total", "diverged", "reported_metric", "reported_std", "reported_source",
               "reported_method", "note")
 COLUMNS = ("#", "model", "{metric} mean ± std", "trials", "pooled", "secondary", "selection", "train s/trial",
@@ -63,12 +63,20 @@ def secondary(row: dict, section: Section, short: bool = False) -> str:
 
 
 def paper_cell(row: dict, short: bool = False) -> str:
+    """The paper's number, its source, and whether it is comparable with ours (with the reason when not)."""
     if row["reported"] is None:
         return "–"
     metric = "" if row["reported_metric"] == row["metric"] else f" {row['reported_metric']}"
     std = f" ± {pct(row['reported_std'])}" if row["reported_std"] is not None else ""
     where = row["reported_source"] if short else f"{row['reported_source']}, {row['reported_method']}"
-    return f"{pct(row['reported'])}{std}{metric} ({where})"
+    pooled = " pooled" if row.get("reported_aggregation") == "pooled" and not row["reported_only"] else ""
+    if row.get("comparable"):
+        status = f"; comparable{pooled}"
+    elif short:
+        status = "; reference"
+    else:
+        status = f"; reference, not comparable: {row.get('reason') or 'unknown'}"
+    return f"{pct(row['reported'])}{std}{metric} ({where}{status})"
 
 
 def verdict(row: dict, section: Section) -> str:

@@ -1,0 +1,87 @@
+"""Whether a paper's number may be set beside ours as comparable: only when our run did what the paper's table
+did (the table's `design` in reported.yaml): the same class count and number of samples, the bundled protocol
+file unchanged, the same folds per repeat and repeats, the paper's recipe, and the paper's aggregation (kim2017
+pools its LOSO predictions). Otherwise the number is a reference, with every reason, and no delta is printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ferbench.leaderboard.reported import Design, Reported
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a row's records say about how they were made."""
+
+    protocol: str
+    protocol_fingerprint: str
+    recipes: tuple[str, ...]
+    classes: int
+    samples: int
+    repeats: int
+    folds: int  # per repeat (the largest)
+
+
+def run_facts(records: list[dict[str, Any]]) -> RunFacts:
+    """RunFacts of one row (records of one model, one key)."""
+    first = records[0]
+    reps: dict[int, set[int]] = {}
+    for r in records:
+        reps.setdefault(r["repeat"], set()).add(r["fold"])
+    ids: set[str] = set()
+    for r in records:
+        if r["repeat"] == min(reps):
+            ids.update(r["train_ids"], r["val_ids"], (u.rsplit("@", 1)[0] for u in r["sample_ids"]))
+    return RunFacts(protocol=first["protocol"], protocol_fingerprint=first["fingerprints"]["protocol"],
+                    recipes=tuple(sorted({str((r.get("recipe") or {}).get("name")) for r in records})),
+                    classes=len(first["classes"]), samples=len(ids), repeats=len(reps),
+                    folds=max(len(f) for f in reps.values()))
+
+
+@lru_cache(maxsize=64)
+def _bundled_fingerprint(name: str) -> str | None:
+    from ferbench.errors import FerbenchError
+    from ferbench.protocols import load_protocol
+
+    try:
+        return load_protocol(name).fingerprint
+    except FerbenchError:
+        return None
+
+
+def judge(entry: Reported, design: Design | None, facts: RunFacts | None) -> tuple[bool, str]:
+    """(comparable, reason): the reason lists every difference ('' when comparable)."""
+    if design is None:
+        return False, f"reported.yaml gives no design for {entry.source}"
+    if design.not_comparable:
+        return False, design.not_comparable
+    if facts is None:
+        return False, "reference: ferbench has no run of this method"
+    why = []
+    bundled = _bundled_fingerprint(facts.protocol)
+    if bundled is None:
+        why.append(f"protocol {facts.protocol!r} is not a bundled protocol")
+    elif bundled != facts.protocol_fingerprint:
+        why.append(f"protocol file differs from the bundled {facts.protocol}")
+    if design.classes is not None and facts.classes != design.classes:
+        why.append(f"{facts.classes} classes, the paper used {design.classes}")
+    if design.samples is not None and facts.samples != design.samples:
+        why.append(f"{facts.samples} samples, the paper used {design.samples} (replica or other data)")
+    if isinstance(design.folds, int) and facts.folds != design.folds:
+        why.append(f"{facts.folds} folds per repeat, the paper used {design.folds}")
+    if design.repeats is not None and facts.repeats != design.repeats:
+        why.append(f"{facts.repeats} of {design.repeats} repeats")
+    if design.recipe is not None and facts.recipes != (design.recipe,):
+        why.append(f"{'/'.join(facts.recipes)} recipe (the paper's training is --recipe {design.recipe})")
+    return (not why), "; ".join(why)
+
+
+def ours_for(entry: Reported, design: Design | None, summary: dict[str, Any]) -> float | None:
+    """Our figure on the paper's aggregation: the pooled score where the paper pooled, else the trial mean."""
+    if design is not None and design.aggregation == "pooled":
+        return summary["pooled"].get(entry.metric)
+    return (summary["scores"].get(entry.metric) or {}).get("mean")
