@@ -89,16 +89,20 @@ def classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def _per_au_f1(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
-    """F1 of each AU over the frames where it is coded (-1 masked); NaN when an AU is never coded."""
+    """F1 of each AU over the frames where it is coded (-1 masked). NaN (undefined, left out of means) when the
+    AU is never coded, or coded but never present in these frames: with no positive frame, F1 measures
+    nothing a detector did right, and zero_division=0 would score a perfect detector 0."""
     out = {}
     for j, au in enumerate(classes):
         keep = y[:, j] != -1
-        out[au] = float(f1_score(y[keep, j], p[keep, j], zero_division=0)) if keep.any() else math.nan
+        present = bool((y[keep, j] == 1).any())
+        out[au] = float(f1_score(y[keep, j], p[keep, j], zero_division=0)) if present else math.nan
     return out
 
 
 def au_scores(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
-    """Mean `f1` over AUs (AUs never coded left out) and `f1_<AU>` per AU; y in {-1, 0, 1}, p in {0, 1}."""
+    """Mean `f1` over AUs (AUs never coded or never present left out) and `f1_<AU>` per AU (NaN where
+    undefined); y in {-1, 0, 1}, p in {0, 1}."""
     per = _per_au_f1(y, p, classes)
     vals = [v for v in per.values() if not math.isnan(v)]
     out = {"f1": float(np.mean(vals)) if vals else math.nan}
@@ -203,13 +207,18 @@ def summarize(records: list[dict]) -> dict[str, Any]:
         else:
             pooled_runs.append({"f1": au_scores(y, p, classes)["f1"]})
     pooled = {m: float(np.mean([run[m] for run in pooled_runs])) for m in pooled_runs[0]}
+    # the std of the repeat means (each repeat: the mean of its folds), beside the std over all trials
+    repeat_means = {m: [float(np.nanmean([t[m] for t in per_trial if t["repeat"] == rep] or [np.nan]))
+                        for rep in sorted(by_repeat)] for m in metric_names}
+    over_repeats = {m: mean_std(v) for m, v in repeat_means.items()}
 
     out: dict[str, Any] = {
         "model": first["model"], "protocol": first["protocol"], "dataset": first["dataset"],
         "dataset_test": first.get("dataset_test", first["dataset"]), "task": task, "classes": classes,
         "metric": first["metric"], "metrics": list(first.get("metrics") or [first["metric"]]),
         "trials": len(records), "repeats": len(by_repeat), "std_ddof": STD_DDOF,
-        "scores": scores, "pooled": pooled, "pooled_repeats": len(pooled_runs),
+        "scores": scores, "pooled": pooled, "pooled_repeats": len(pooled_runs), "over_repeats": over_repeats,
+        "pooled_runs": pooled_runs, "ci": subject_bootstrap_ci(records, first["metric"]),
         "selection": "/".join(sorted({str(r.get("selection")) for r in records if r.get("selection")})) or None,
         "train_s": _time_summary(t["train_s"] for t in per_trial),
         "per_trial": per_trial,
@@ -230,6 +239,88 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     return out
 
 
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def subject_bootstrap_ci(records: list[dict], metric: str, n_boot: int = BOOTSTRAP_SAMPLES,
+                         seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> dict[str, Any]:
+    """A percentile interval for the mean of `metric` over trials, by a cluster bootstrap over test subjects.
+
+    Each replicate draws the test subjects with replacement (a subject drawn twice counts twice in whichever
+    fold tests it, in every repeat); every trial is rescored on its drawn units and the replicate's figure is
+    the mean over trials, as the headline. Seeded: the same records give the same interval. Metrics are
+    computed with unit weights as one matrix product per class (scikit-learn takes one weight vector per call:
+    B x trials calls would take minutes); tests check them against scikit-learn's `sample_weight`.
+    """
+    subjects = sorted({str(s) for r in records for s in r["subjects"]})
+    if not subjects or any(len(r.get("subjects") or []) != len(r["labels"]) for r in records):
+        return {"low": None, "high": None, "level": level, "n_boot": 0, "clusters": 0, "seed": seed}
+    pos = {s: i for i, s in enumerate(subjects)}
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_boot, len(subjects)))
+    draws = rng.integers(0, len(subjects), size=(n_boot, len(subjects)))
+    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
+    values = []
+    for r in records:
+        y, p = _arrays(r)
+        values.append(weighted_score(y, p, counts, [pos[str(s)] for s in r["subjects"]], metric, r["task"]))
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            reps = np.nanmean(np.vstack(values), axis=0)
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return {"low": None, "high": None, "level": level, "n_boot": 0, "clusters": len(subjects), "seed": seed}
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(reps, [tail, 100 - tail])
+    return {"low": float(low), "high": float(high), "level": level, "n_boot": int(reps.size),
+            "clusters": len(subjects), "seed": seed}
+
+
+def weighted_score(y: np.ndarray, p: np.ndarray, counts: np.ndarray, groups: list[int] | np.ndarray, metric: str,
+                   task: str) -> np.ndarray:
+    """`metric` of one trial when unit i weighs `counts[b, groups[i]]`, for each row b of `counts` (B, G) -> (B,),
+    NaN where undefined. Sums go through the G groups (subjects), so memory is B x G whatever the number of
+    units. The conventions of `classification_scores` / `au_scores` (classes / AUs absent from the weighted
+    units left out)."""
+    groups = np.asarray(groups, dtype=np.int64)
+
+    def w(v: np.ndarray) -> np.ndarray:  # weighted sum of per-unit values v, for every replicate
+        return counts @ np.bincount(groups, weights=v.astype(float), minlength=counts.shape[1])
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if task != "classification":
+            per_au = []
+            for j in range(y.shape[1]):
+                coded = (y[:, j] != -1).astype(float)
+                pos, pred = (y[:, j] == 1) * coded, (p[:, j] == 1) * coded
+                tp, support, predicted = w(pos * pred), w(pos), w(pred)
+                per_au.append(np.where(support > 0, 2 * tp / (support + predicted), np.nan))
+            return _nanmean_rows(np.vstack(per_au))
+        if metric == "accuracy":
+            total = w(np.ones(len(y)))
+            return np.where(total > 0, w((y == p).astype(float)) / total, np.nan)
+        scores = []
+        for k in np.unique(np.concatenate([y, p])):
+            is_k, pred_k = (y == k).astype(float), (p == k).astype(float)
+            tp, support, predicted = w(is_k * pred_k), w(is_k), w(pred_k)
+            if metric == "uar":
+                scores.append(np.where(support > 0, tp / support, np.nan))
+            else:  # uf1
+                scores.append(np.where(support > 0, 2 * tp / (support + predicted), np.nan))
+        return _nanmean_rows(np.vstack(scores))
+
+
+def _nanmean_rows(m: np.ndarray) -> np.ndarray:
+    """Column means over the finite entries of each column (NaN where a column has none)."""
+    finite = np.isfinite(m)
+    n = finite.sum(0)
+    return np.where(n > 0, np.where(finite, m, 0.0).sum(0) / np.maximum(n, 1), np.nan)
+
+
 def _divergence_row(record: dict) -> dict[str, Any]:
     d = record.get("divergence") or {}
     return {"repeat": record["repeat"], "fold": record["fold"], "what": d.get("what"), "stage": d.get("stage"),
@@ -246,7 +337,8 @@ def _all_diverged(diverged: list[dict]) -> dict[str, Any]:
         "dataset_test": first.get("dataset_test", first["dataset"]), "task": task, "classes": classes,
         "metric": first["metric"], "metrics": list(first.get("metrics") or [first["metric"]]), "trials": 0,
         "repeats": 0, "std_ddof": STD_DDOF, "scores": {m: mean_std([]) for m in names}, "pooled": {},
-        "pooled_repeats": 0, "selection": first.get("selection"), "train_s": _time_summary([]), "per_trial": [],
+        "pooled_repeats": 0, "pooled_runs": [], "over_repeats": {m: mean_std([]) for m in names},
+        "ci": {"low": None, "high": None, "level": 0.95, "n_boot": 0, "clusters": 0, "seed": BOOTSTRAP_SEED}, "selection": first.get("selection"), "train_s": _time_summary([]), "per_trial": [],
         "diverged": [_divergence_row(r) for r in diverged],
     }
     if task == "classification":

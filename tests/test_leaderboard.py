@@ -105,11 +105,14 @@ def _expected(records):
         per = {m: _group(records, dataset, protocol, m) for m in models}
         vals = {m: [_trial(r, metric) for r in recs] for m, recs in per.items()}
         best = max(vals, key=lambda m: statistics.mean(vals[m]))
+        raw = {m: float(ttest_rel(vals[best], v).pvalue) for m, v in vals.items() if m != best}
+        order = sorted(raw, key=raw.get)  # Holm: the i-th smallest p times (comparisons - i), kept monotone
+        holm = {m: min(1.0, max((len(order) - j) * raw[order[j]] for j in range(order.index(m) + 1))) for m in raw}
         for m, v in vals.items():
             out[(dataset, protocol, m)] = {
                 "metric": metric, "mean": statistics.mean(v), "std": statistics.stdev(v), "trials": len(v),
                 "pooled": _pooled(per[m], metric), "best": m == best,
-                "p_value": None if m == best else float(ttest_rel(vals[best], v).pvalue),
+                "p_raw": raw.get(m), "p_value": holm.get(m),
                 "beats_baseline": None if m == "static" else statistics.mean(v) > statistics.mean(vals["static"]),
             }
     return out
@@ -146,7 +149,9 @@ def test_json_numbers_match_sklearn_scipy(rendered):
         if exp["p_value"] is None:
             assert row["p_value"] is None
         else:
-            assert row["p_value"] == pytest.approx(exp["p_value"], rel=1e-9)
+            assert row["p_raw"] == pytest.approx(exp["p_raw"], rel=1e-9)
+            assert row["p_value"] == pytest.approx(exp["p_value"], rel=1e-9)  # Holm-corrected
+            assert row["paired_trials"] == exp["trials"]
     # pooled UAR of the LOSO table (the MEGC convention) and the honesty flag
     casme = _group(rendered["records"], "casme2", "loso", "mo-cnn-lstm")
     assert rows[("casme2", "loso", "mo-cnn-lstm")]["pooled_uar"] == pytest.approx(_pooled(casme, "uar"))
@@ -264,12 +269,12 @@ def test_html_numbers(rendered):
     expected = _expected(rendered["records"])
     nlstm = expected[("ck+", "10fold", "stc-nlstm")]
     row = next(r for r in parser.rows if r["cells"] and r["cells"][1].startswith("stc-nlstm")
-               and f"{_pct(nlstm['mean'])} ± {_pct(nlstm['std'])}" in r["cells"])
+               and r["cells"][2].startswith(f"{_pct(nlstm['mean'])} ± {_pct(nlstm['std'])}"))
     assert row["class"] == "best"
     stc = expected[("ck+", "10fold", "stc")]
     row = next(r for r in parser.rows if r["cells"] and r["cells"][1].startswith("stc")
-               and f"{_pct(stc['mean'])} ± {_pct(stc['std'])}" in r["cells"])
-    assert row["class"] == "below-baseline" and _p(stc["p_value"]) in row["cells"]
+               and r["cells"][2].startswith(f"{_pct(stc['mean'])} ± {_pct(stc['std'])}"))
+    assert row["class"] == "below-baseline" and f"{_p(stc['p_value'])} (n={stc['trials']})" in row["cells"]
 
 
 def _invoke(*args):

@@ -112,3 +112,141 @@ def test_a_number_is_comparable_only_when_the_run_matches_the_papers_design(tmp_
     row = next(r for r in build_board(tmp_path / "quick").rows()
                if r["model"] == "mo-cnn-lstm" and not r["reported_only"])
     assert row["comparable"] is False and row["delta"] is None and "quick recipe" in row["reason"]
+
+
+# -- AU detection: the protocol's AU set, and AUs that are coded but absent ------------------------------------
+def test_an_au_protocol_scores_the_aus_it_names(tmp_path):
+    data = make_store(tmp_path / "au.h5", dataset="bp4d", subjects=3, per=2, au_names=(1, 2, 4, 24))
+    proto = write_protocol(tmp_path, "t-au", datasets=("bp4d",), task="au-detection", metric="f1",
+                           splitter="group-kfold", params={"n_splits": 3}, aus=[1, 2, 4])
+    res = evaluate(data, proto, models="static", recipe="quick", epochs=1, model_options=TINY, threads=1,
+                   out=tmp_path / "runs")
+    assert not res.failed
+    for p in (tmp_path / "runs").rglob("r*-f*.json"):
+        rec = json.loads(p.read_text())
+        assert rec["classes"] == ["AU1", "AU2", "AU4"] and all(len(row) == 3 for row in rec["labels"])
+    bad = write_protocol(tmp_path, "t-au5", datasets=("bp4d",), task="au-detection", metric="f1",
+                         splitter="group-kfold", params={"n_splits": 3}, aus=[1, 5])
+    with pytest.raises(FerbenchError, match="scores AU1, AU5, but .* has no column for AU5"):
+        evaluate(data, bad, models="static", recipe="quick", out=tmp_path / "runs2")
+    assert load_protocol("fera2015").aus == (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23)  # yu2018's 11
+    assert "approximation" in load_protocol("fera2015").caveat
+
+
+def test_an_au_absent_from_a_folds_test_frames_is_left_out_not_scored_zero():
+    import numpy as np
+
+    from ferbench.metrics import au_scores, summarize
+    from _leaderboard_records import make_record, rescore
+
+    y = np.array([[1, 0, -1], [0, 0, 1], [1, 0, 0], [0, 0, -1]])  # AU2 coded in every frame, never present
+    scores = au_scores(y, np.clip(y, 0, 1), ["AU1", "AU2", "AU4"])  # a perfect detector
+    assert scores["f1"] == 1.0 and np.isnan(scores["f1_AU2"])  # not (1 + 0 + 1) / 3
+    recs = []
+    for fold in range(2):
+        rec = make_record("static", "3fold", "bp4d", 0, fold, rng=np.random.default_rng(fold), n=4,
+                          task="au-detection", classes=["AU1", "AU2", "AU4"])
+        rec["labels"] = y.tolist() if fold == 0 else [[1, 1, 0], [0, 0, 1], [1, 1, 0], [0, 0, 1]]
+        rec["predictions"] = np.clip(np.asarray(rec["labels"]), 0, 1).tolist()
+        rec["probabilities"] = [[float(v) for v in row] for row in rec["predictions"]]
+        recs.append(rescore(rec))
+    s = summarize(recs)
+    assert s["per_au_f1"]["AU2"]["trials"] == 1 and s["per_au_f1"]["AU1"]["trials"] == 2  # folds scored
+    assert s["scores"]["f1"]["mean"] == 1.0
+
+
+def test_validation_selection_leaves_absent_aus_out_too():
+    import numpy as np
+
+    from ferbench.harness.predict import selection_score
+
+    y = np.array([[1, 0], [0, 0], [1, 0]])
+    assert selection_score("f1", y, np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.4]])) == 1.0
+
+
+# -- what the leaderboard's uncertainty and tests mean -------------------------------------------------------
+def _runs(tmp_path: Path, hits: dict[str, float], repeats: int, folds: int, n: int = 12, protocol: str = "10fold",
+          dataset: str = "ck+") -> Path:
+    import numpy as np
+
+    from _leaderboard_records import make_record, rescore, write_record
+
+    rng = np.random.default_rng(11)
+    runs = tmp_path / "runs"
+    for model, hit in hits.items():
+        for r in range(repeats):
+            for f in range(folds):
+                rec = make_record(model, protocol, dataset, r, f, rng=rng, hit=hit, n=n)
+                rec["sample_ids"] = [f"s{f}-{i}" for i in range(n)]
+                rec["subjects"] = [f"S{f}-{i % 3}" for i in range(n)]  # three subjects per fold
+                rec["seed"] = 1000 * r + f
+                write_record(runs, rescore(rec))
+    return runs
+
+
+def test_std_over_repeat_means_and_the_subject_bootstrap_interval(tmp_path):
+    import numpy as np
+    from sklearn.metrics import accuracy_score
+
+    from ferbench.metrics import subject_bootstrap_ci
+
+    runs = _runs(tmp_path, {"stc": 0.7, "static": 0.5}, repeats=3, folds=4)
+    board = build_board(runs)
+    row = next(r for r in board.rows() if r["model"] == "stc")
+    recs = [json.loads(p.read_text()) for p in runs.rglob("r*-f*.json") if "/stc/" in str(p)]
+    rep_means = [np.mean([r["scores"]["accuracy"] for r in recs if r["repeat"] == k]) for k in range(3)]
+    assert row["std_repeats"] == pytest.approx(np.std(rep_means, ddof=1))
+    assert row["std"] == pytest.approx(np.std([r["scores"]["accuracy"] for r in recs], ddof=1))
+    assert row["ci_low"] < row["mean"] < row["ci_high"] and row["ci_clusters"] == 12
+    # the same interval from scikit-learn with sample weights, replicate by replicate (the same seeded draws)
+    subjects = sorted({s for r in recs for s in r["subjects"]})
+    draws = np.random.default_rng(0).integers(0, len(subjects), size=(60, len(subjects)))
+    reps = []
+    for d in draws:
+        count = {s: int((d == i).sum()) for i, s in enumerate(subjects)}
+        vals = []
+        for r in recs:
+            w = np.array([count[s] for s in r["subjects"]], dtype=float)
+            if w.sum() > 0:
+                vals.append(accuracy_score(r["labels"], r["predictions"], sample_weight=w))
+        reps.append(np.mean(vals))
+    ci = subject_bootstrap_ci(recs, "accuracy", n_boot=60, seed=0)
+    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+    assert subject_bootstrap_ci(recs, "accuracy", n_boot=60, seed=0) == ci  # seeded
+
+
+def test_holm_mcnemar_and_only_identical_trials_paired(tmp_path):
+    import numpy as np
+    from scipy.stats import binomtest
+
+    from ferbench.leaderboard.significance import holm
+
+    assert holm([0.01, 0.04, None, 0.03]) == [0.03, 0.06, None, 0.06]
+    runs = _runs(tmp_path, {"mv-lstm": 0.9, "stc": 0.6, "static": 0.5}, repeats=1, folds=8, protocol="loso",
+                 dataset="mmi")
+    board = build_board(runs)
+    rows = {r["model"]: r for r in board.rows() if not r["reported_only"]}
+    recs = {m: sorted((json.loads(p.read_text()) for p in runs.rglob("r*-f*.json") if f"/{m}/" in str(p)),
+                      key=lambda r: r["fold"]) for m in rows}
+    right = {m: {u: y == p for r in rs for u, y, p in zip(r["sample_ids"], r["labels"], r["predictions"])}
+             for m, rs in recs.items()}
+    raw = {}
+    for m in ("stc", "static"):
+        b = sum(right["mv-lstm"][u] and not right[m][u] for u in right[m])
+        c = sum(right[m][u] and not right["mv-lstm"][u] for u in right[m])
+        raw[m] = binomtest(b, b + c, 0.5).pvalue
+        assert rows[m]["mcnemar_raw"] == pytest.approx(raw[m]) and rows[m]["mcnemar_units"] == 96
+        assert rows[m]["paired_trials"] == 8
+    low, high = sorted(raw, key=raw.get)
+    assert rows[low]["mcnemar_p"] == pytest.approx(min(1, 2 * raw[low]))  # Holm over the two comparisons
+    assert rows[high]["mcnemar_p"] == pytest.approx(min(1, max(2 * raw[low], raw[high])))
+    # a run on another data file shares no identical trial with the best row: no pairs, no p
+    other = json.loads(next(p for p in runs.rglob("r*-f*.json") if "/stc/" in str(p)).read_text())
+    from _leaderboard_records import write_record
+
+    for f in range(8):
+        rec = dict(other, fold=f, task_id=f"stc/loso/r0/f{f}", fingerprints=dict(other["fingerprints"], data="e" * 64,
+                                                                                data_test="e" * 64))
+        write_record(runs, rec)
+    split = [r for r in build_board(runs).rows() if r["registry_model"] == "stc"]
+    assert len(split) == 2 and {r["paired_trials"] for r in split} == {0, 8}

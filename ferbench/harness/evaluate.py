@@ -263,7 +263,7 @@ def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], out
                          repeats=repeats, validation=frac)
         plans[frac] = plan
         result.warnings.extend(w for w in plan.warnings if w not in result.warnings)
-        classes = tuple(plan.classes) if plan.classes else tuple(au_name(a) for a in setup.au_names)
+        classes = tuple(plan.classes) if plan.classes else _scored_aus(setup.proto, setup.au_names, setup.data)
         for m in members:
             for spec in make_specs(plan, m, setup.stages_of[m], model_options, _card_index(m)[0], classes,
                                    setup.ctx, frac or None):
@@ -288,6 +288,19 @@ def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], out
             f"version or recipe); they are kept and shown as rows of their own by `ferbench leaderboard`; "
             f"`ferbench runs prune --runs {outdir}` keeps only the latest run of each model")
     return pending, plans
+
+
+def _scored_aus(proto: Any, au_names: list[Any], data: Path) -> tuple[str, ...]:
+    """The AU columns an au-detection protocol scores: its `aus` (refused when the file lacks one), else all."""
+    have = [au_name(a) for a in au_names]
+    if proto.aus is None:
+        return tuple(have)
+    wanted = [au_name(a) for a in proto.aus]
+    missing = [a for a in wanted if a not in have]
+    if missing:
+        raise FerbenchError(f"protocol {proto.name!r} scores {', '.join(wanted)}, but {data} has no column for "
+                            f"{', '.join(missing)} (it has {', '.join(have)})")
+    return tuple(wanted)
 
 
 def _rerun_reason(path: Path, outdir: Path, spec: TaskSpec, force: bool) -> str | None:

@@ -6,17 +6,15 @@ All numbers are fractions in [0, 1] here (and in JSON / CSV); the human formats 
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scipy.stats import ttest_rel
-
 from ferbench.errors import FerbenchError
 from ferbench.leaderboard.records import load_records
-from ferbench.leaderboard.comparable import RunFacts, judge, ours_for, run_facts
+from ferbench.leaderboard import significance as stat_tests
+from ferbench.leaderboard.comparable import RunFacts, judge, ours_for, protocol_caveat, run_facts
 from ferbench.leaderboard.reported import Design, Reported, ReportedConfusion, ReportedSet, load_reported
 from ferbench.metrics import STD_DDOF, summarize
 
@@ -100,24 +98,37 @@ class Board:
         return [head] + [f"{path}: {reason}" for path, reason in self.refused]
 
 
-def _paired(best: dict, other: dict, metric: str) -> tuple[float | None, int, str | None]:
-    """scipy's paired t-test on the matched trials of two models: same repeat and fold, and the same test
-    units (a trial scored on other samples, e.g. from another data file, is not a pair)."""
-    a = {(t["repeat"], t["fold"]): t for t in best["per_trial"]}
-    b = {(t["repeat"], t["fold"]): t for t in other["per_trial"]}
-    common = sorted(set(a) & set(b))
-    keys = [k for k in common if a[k].get("test_units") == b[k].get("test_units")]
-    differ = len(common) - len(keys)
-    left_out = f"; {differ} trial(s) with other test units left out" if differ else ""
-    if len(keys) < 2:
-        return None, len(keys), f"{len(keys)} matched trial(s); a paired test needs 2 or more{left_out}"
-    a = {k: t[metric] for k, t in a.items()}
-    b = {k: t[metric] for k, t in b.items()}
-    x, y = [a[k] for k in keys], [b[k] for k in keys]
-    if all(math.isclose(u - v, x[0] - y[0], abs_tol=1e-12) for u, v in zip(x, y)):
-        return None, len(keys), "the per-trial differences are all equal; the t statistic is undefined"
-    p = float(ttest_rel(x, y).pvalue)
-    return (p if math.isfinite(p) else None), len(keys), (left_out[2:] or None)
+def _units_correct(records: list[dict]) -> dict[tuple[int, str], bool]:
+    """(repeat, test unit) -> whether the prediction was right (classification records)."""
+    return {(r["repeat"], u): y == p for r in records if r["task"] == "classification"
+            for u, y, p in zip(r["sample_ids"], r["labels"], r["predictions"])}
+
+
+def _compare_with_best(rows: list[dict], best: str, summaries: dict[str, dict],
+                       by_run: dict[tuple[str, str], list[tuple[Path, dict]]], names: dict[tuple[str, str], str],
+                       metric: str) -> None:
+    """Paired t-test (identical trials), Holm-corrected; exact McNemar for single-run protocols; the
+    repeat-level t-test where a protocol repeats. Fills p_value (Holm), p_raw, paired_trials and the rest."""
+    records = {name: [r for _, r in by_run[k] if r.get("status", "ok") == "ok"] for k, name in names.items()}
+    keys = {name: k[1] for k, name in names.items()}
+    others = [r for r in rows if r["model"] != best and r["mean"] is not None]
+    raw, mc = [], []
+    for row in others:
+        p, n, why = stat_tests.paired_t(summaries[best], summaries[row["model"]], metric, keys[best],
+                                        keys[row["model"]])
+        row.update({"p_raw": p, "paired_trials": n, "paired_note": why})
+        raw.append(p)
+        mp = None
+        if summaries[row["model"]]["repeats"] == 1 and summaries[best]["repeats"] == 1 and \
+                summaries[best]["task"] == "classification":
+            mp, discordant, units = stat_tests.mcnemar(_units_correct(records[best]), _units_correct(records[row["model"]]))
+            row.update({"mcnemar_discordant": discordant, "mcnemar_units": units})
+        row["mcnemar_raw"] = mp
+        mc.append(mp)
+        rp, runs = stat_tests.repeat_level_t(summaries[best], summaries[row["model"]], metric)
+        row.update({"p_repeats": rp, "repeat_runs": runs})
+    for row, p, m in zip(others, stat_tests.holm(raw), stat_tests.holm(mc)):
+        row.update({"p_value": p, "mcnemar_p": m, "comparisons": sum(v is not None for v in raw)})
 
 
 def _reported_for(entries: list[Reported], model: str, metric: str) -> Reported | None:
@@ -136,6 +147,9 @@ def _model_row(s: dict, label: str, name: str, key: str) -> dict[str, Any]:
         "reported_only": False, "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None,
         "selection": s["selection"], "train_s": s["train_s"]["mean"], "train_s_total": s["train_s"]["total"],
         "std_ddof": STD_DDOF, "repeats": s["repeats"], "diverged": len(s.get("diverged") or []),
+        "std_repeats": (s["over_repeats"].get(metric) or {}).get("std"),
+        "ci_low": s["ci"]["low"], "ci_high": s["ci"]["high"], "ci_level": s["ci"]["level"],
+        "ci_clusters": s["ci"]["clusters"],
     }
     for name, stats in s["scores"].items():
         if name != metric:
@@ -172,6 +186,7 @@ def _reported_row(entry: Reported, label: str, design: Design | None) -> dict[st
         "pooled": None, "reported": entry.value, "delta": None, "p_value": None, "reported_only": True,
         "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None, "selection": None,
         "train_s": None, "train_s_total": None, "std_ddof": STD_DDOF, "repeats": None, "diverged": 0,
+        "std_repeats": None, "ci_low": None, "ci_high": None, "ci_level": None, "ci_clusters": None,
         "reported_metric": entry.metric, "reported_std": entry.std, "reported_text": f"{entry.text} ({entry.scale})",
         "reported_source": entry.source, "reported_method": entry.method, "note": entry.note,
         "reported_p_value": entry.p_value, "comparable": False, "reason": reason,
@@ -233,9 +248,8 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
     for i, row in enumerate(rows, 1):
         row["rank"] = i
         row["best"] = row["model"] == best
-        if best and not row["best"]:
-            p, n, why = _paired(summaries[best], summaries[row["model"]], metric)
-            row.update({"p_value": p, "paired_trials": n, "paired_note": why})
+    if best:
+        _compare_with_best(rows, best, summaries, by_run, names, metric)
     baseline = next((name for b in BASELINES for name in summaries if summaries[name]["model"] == b), None)
     if baseline:
         floor = summaries[baseline]["scores"][metric]["mean"]
@@ -251,6 +265,9 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
                          f"and are left out of its figures (first: repeat {first['repeat']} fold {first['fold']}, "
                          f"{first['what']} non-finite in stage {first['stage']} epoch {first['epoch']}, last finite "
                          f"training loss {first['last_finite_loss']})")
+    caveat = protocol_caveat(protocol)
+    if caveat:
+        notes.append(f"protocol {protocol}: {caveat}")
     split = sorted({m for m, _ in by_run if sum(1 for mm, _ in by_run if mm == m) > 1})
     if split:
         notes.append(f"{', '.join(split)}: records of several runs (in brackets: the differing key part, d = data "

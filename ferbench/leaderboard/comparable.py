@@ -43,14 +43,25 @@ def run_facts(records: list[dict[str, Any]]) -> RunFacts:
 
 
 @lru_cache(maxsize=64)
-def _bundled_fingerprint(name: str) -> str | None:
+def _bundled(name: str) -> Any:
     from ferbench.errors import FerbenchError
     from ferbench.protocols import load_protocol
 
     try:
-        return load_protocol(name).fingerprint
+        return load_protocol(name)
     except FerbenchError:
         return None
+
+
+def _bundled_fingerprint(name: str) -> str | None:
+    p = _bundled(name)
+    return None if p is None else p.fingerprint
+
+
+def protocol_caveat(name: str) -> str | None:
+    """The caveat a bundled protocol carries (e.g. fera2015 is an approximation), for the leaderboard."""
+    p = _bundled(name)
+    return None if p is None else p.caveat
 
 
 def judge(entry: Reported, design: Design | None, facts: RunFacts | None) -> tuple[bool, str]:

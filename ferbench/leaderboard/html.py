@@ -14,8 +14,7 @@ import numpy as np
 from ferbench.leaderboard.safe import html_text as escape
 from ferbench.leaderboard.board import Board, Section
 from ferbench.leaderboard.reported import ReportedConfusion
-from ferbench.leaderboard.text import COLUMNS, cells, fold_cells, pct, title
-from ferbench.metrics import STD_DDOF
+from ferbench.leaderboard.text import COLUMNS, LEGEND, P_LEGEND, cells, fold_cells, pct, title
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """
@@ -86,7 +85,7 @@ def _row_html(row: dict, section: Section) -> str:
             elif row["beats_baseline"] is False:
                 tag = f'<span class="tag low">below {escape(section.baseline or "")}</span>'
             inner = f'<span class="model">{name}</span>{tag}'
-        num = i in (0, 2, 3, 4, 7, 9, 10)
+        num = i in (0, 2, 3, 4, 5, 8, 10, 11)  # rank, mean, CI, trials, pooled, s/trial, Δ, p (text.COLUMNS)
         tds.append(f'<td class="num">{inner}</td>' if num else f"<td>{inner}</td>")
     return f'<tr class="{cls}">' + "".join(tds) + "</tr>"
 
@@ -153,12 +152,9 @@ def _per_class_table(section: Section) -> str:
 def render_html(board: Board, per_fold: bool = False) -> str:
     """The whole page as one string."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    legend = (f"Percent. ± is the sample standard deviation (ddof={STD_DDOF}) over trials; pooled scores all "
-              "folds of one repeat together (averaged over repeats). p is a paired t-test (scipy ttest_rel) "
-              "between the best model and each other model over matched trials (same repeat, fold and test "
-              "units); p < 0.05 is printed as a real difference. Rows tagged 'reported only' are the papers' numbers, "
-              "transcribed from their tables, not run here. A red row does not beat the static single-frame "
-              "baseline. Heatmaps: row-normalised confusion matrices over all trials (rows = true class).")
+    legend = (f"Percent. {LEGEND} {P_LEGEND} Rows tagged 'reported only' are the papers' numbers, transcribed "
+              "from their tables, not run here. A red row does not beat the static single-frame baseline. "
+              "Heatmaps: row-normalised confusion matrices over all trials (rows = true class).")
     toc = "".join(f'<li><a href="#{escape(f"{s.label}-{s.protocol}")}">{escape(s.label)} · '
                   f"{escape(s.protocol)}</a></li>" for s in board.sections)
     body = "\n".join(_section_html(s, per_fold) for s in board.sections)

@@ -19,12 +19,18 @@ from ferbench.metrics import STD_DDOF
 from ferbench.records import finite_or_none
 
 CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "metric", "mean", "std", "trials", "pooled",
-              "reported", "comparable", "reason", "delta", "p_value", "reported_only", "rank", "best", "beats_baseline", "paired_trials",
+              "ci_low", "ci_high", "std_repeats", "reported", "comparable", "reason", "delta", "p_value", "reported_only", "rank", "best", "beats_baseline", "paired_trials",
               "selection", "train_s", "train_s_total", "diverged", "reported_metric", "reported_std", "reported_source",
               "reported_method", "note")
-COLUMNS = ("#", "model", "{metric} mean ± std", "trials", "pooled", "secondary", "selection", "train s/trial",
-           "paper", "Δ vs paper", "p vs best", "verdict")
-SHORT = ("#", "model", "{metric}", "n", "pooled", "other", "sel.", "s/trial", "paper", "Δ", "p", "verdict")
+COLUMNS = ("#", "model", "{metric} mean ± std", "95% CI", "trials", "pooled", "secondary", "selection",
+           "train s/trial", "paper", "Δ vs paper", "p vs best", "verdict")
+SHORT = ("#", "model", "{metric}", "95% CI", "n", "pooled", "other", "sel.", "s/trial", "paper", "Δ", "p", "verdict")
+LEGEND = ("± is the sample std (ddof=1) over all trials (repeats x folds); where a protocol repeats, 'rep ±' is "
+          "the std of the repeat means. The papers do not say what their ± is (yu2018 never defines it). 95% CI: "
+          "percentile interval of the trial mean by a cluster bootstrap over test subjects (2000 draws, seed 0). "
+          "Pooled: all test predictions of a repeat scored at once, averaged over repeats (kim2017 and the MEGC "
+          "pool LOSO). A paper's number is 'comparable' only when data, protocol structure, recipe and aggregation "
+          "match its table; otherwise it is a reference with the reason and no Δ.")
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -44,7 +50,16 @@ def p_text(p: float | None) -> str:
 def mean_std(row: dict) -> str:
     if row["mean"] is None:
         return "–"
-    return pct(row["mean"]) + (f" ± {pct(row['std'])}" if row["std"] is not None else " (1 trial)")
+    text = pct(row["mean"]) + (f" ± {pct(row['std'])}" if row["std"] is not None else " (1 trial)")
+    if row.get("std_repeats") is not None:
+        text += f" (rep ± {pct(row['std_repeats'])})"
+    return text
+
+
+def ci_cell(row: dict) -> str:
+    if row.get("ci_low") is None:
+        return "–"
+    return f"{pct(row['ci_low'])}–{pct(row['ci_high'])}"
 
 
 def secondary(row: dict, section: Section, short: bool = False) -> str:
@@ -54,9 +69,10 @@ def secondary(row: dict, section: Section, short: bool = False) -> str:
         return "–"
     parts = [f"{name.upper()} {pct(row[name])}" for name in ("accuracy", "uf1", "uar")
              if name in row and name != row["metric"]]
+    # pooled UF1 / UAR in every format (the MEGC convention for LOSO) beside the per-trial figures
+    parts += [f"pooled {name[7:].upper()} {pct(row[name])}" for name in ("pooled_uf1", "pooled_uar")
+              if name in row and name[7:] != row["metric"]]
     if not short:
-        parts += [f"pooled {name[7:].upper()} {pct(row[name])}" for name in ("pooled_uf1", "pooled_uar")
-                  if name in row and name[7:] != row["metric"]]
         parts += [f"{k[3:]} {pct(v)}" for k, v in row.items() if k.startswith("f1_")]
     parts += [f"{k[9:-1]} {pct(v)}" for k, v in row.items() if k.startswith("accuracy[")]
     return ", ".join(parts) or ("per-AU below" if short and section.task == "au-detection" else "–")
@@ -92,8 +108,9 @@ def verdict(row: dict, section: Section) -> str:
         words.append("baseline")
     if row["beats_baseline"] is False:
         words.append(f"NOT ABOVE {section.baseline}")
-    if row["p_value"] is not None:
-        words.append("below best (p<0.05)" if row["p_value"] < 0.05 else "≈ best (p≥0.05)")
+    p = row["p_value"] if row["p_value"] is not None else row.get("mcnemar_p")
+    if p is not None:
+        words.append("below best (Holm p<0.05)" if p < 0.05 else "≈ best (Holm p≥0.05)")
     elif row["paired_note"]:
         words.append("no paired test")
     return ", ".join(words) or "–"
@@ -102,16 +119,31 @@ def verdict(row: dict, section: Section) -> str:
 def cells(row: dict, section: Section, short: bool = False) -> list[str]:
     rank = "ref" if row["reported_only"] else str(row["rank"])
     name = f"{row['model']} [reported only]" if row["reported_only"] and not short else row["model"]
-    return [rank, name, mean_std(row), str(row["trials"]) if not row["reported_only"] else "–",
+    return [rank, name, mean_std(row), ci_cell(row), str(row["trials"]) if not row["reported_only"] else "–",
             pct(row["pooled"]), secondary(row, section, short), row["selection"] or "–",
             "–" if row["train_s"] is None else f"{row['train_s']:.1f}", paper_cell(row, short),
-            signed_pct(row["delta"]),
-            p_text(row["p_value"]), verdict(row, section)]
+            signed_pct(row["delta"]), p_cell(row), verdict(row, section)]
+
+
+def p_cell(row: dict) -> str:
+    """Holm-corrected paired t-test p with its number of identical-trial pairs; McNemar's exact p (and the
+    paired units) where the protocol ran once."""
+    parts = []
+    if row.get("p_value") is not None or row.get("paired_trials"):
+        parts.append(f"{p_text(row.get('p_value'))} (n={row.get('paired_trials') or 0})")
+    if row.get("mcnemar_p") is not None:
+        parts.append(f"McNemar {p_text(row['mcnemar_p'])} (n={row.get('mcnemar_units')})")
+    return "; ".join(parts) or "–"
 
 
 def title(section: Section) -> str:
     return (f"{section.label} · {section.protocol} · {section.metric} (%, mean ± sample std over trials; "
             f"pooled = all folds of a repeat scored together)")
+
+
+P_LEGEND = ("p vs best: a paired t-test (scipy ttest_rel) over identical trials (same data, protocol, repeat, fold, "
+            "seed and test units; n pairs shown), Holm-corrected over the comparisons of a table; for single-run "
+            "protocols also an exact McNemar test on the paired pooled predictions.")
 
 
 def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
@@ -167,10 +199,9 @@ def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
 
 def render_markdown(board: Board, per_fold: bool = False) -> str:
     lines = ["# ferbench leaderboard", "",
-             f"Records: `{board.runs}`. Reported numbers: `{board.reported_path.name}` (paper key and table per row).",
-             f"Percent; ± is the sample std (ddof={STD_DDOF}) over trials; p is a paired t-test (scipy "
-             "`ttest_rel`) between the best model and each other one over matched trials (same repeat, fold and "
-             "test units). Rows marked *reported only* are the papers' numbers, not run here.", ""]
+             f"Records: `{md_text(board.runs)}`. Reported numbers: `{md_text(board.reported_path.name)}` (paper key "
+             "and table per row).", md_text(f"Percent. {LEGEND} {P_LEGEND} Rows marked 'reported only' are the "
+                                            "papers' numbers, not run here."), ""]
     for section in board.sections:
         lines += [f"## {md_text(title(section))}", ""]
         head = [c.format(metric=section.metric) for c in COLUMNS]

@@ -24,7 +24,8 @@ FILTER_FIELDS = ("split",)
 _REQUIRED = ("name", "description", "datasets", "task", "splitter", "metric", "paper", "table")
 _OPTIONAL: dict[str, Any] = {
     "classes": None, "filter": {}, "params": {}, "repeats": 1, "seed": 0, "validation": None,
-    "metrics": None, "test_dataset": None, "class_map": None,
+    "metrics": None, "test_dataset": None, "class_map": None, "aus": None,
+    "caveat": None,
 }
 
 
@@ -50,6 +51,8 @@ class Protocol:
     table: str
     test_dataset: str | None = None
     class_map: dict[str, str] | None = None
+    aus: tuple[int, ...] | None = None  # au-detection: the AUs scored (None: every AU of the file)
+    caveat: str | None = None  # what a reader of its results must know (shown on the leaderboard)
     fingerprint: str = field(default="", compare=False)
 
     @property
@@ -245,12 +248,17 @@ def _check(path: Path, raw: Any, digest: str) -> Protocol:
         raise f.fail("classes", "null or the class_map's train classes in the same order")
     if task == "au-detection" and (classes or class_map):
         raise f.fail("classes", "null for an au-detection protocol (labels are AUs, not classes)")
+    aus = f.raw["aus"]
+    if aus is not None and (task != "au-detection" or not isinstance(aus, list) or not aus or len(set(aus)) != len(aus)
+                            or not all(isinstance(a, int) and not isinstance(a, bool) and a > 0 for a in aus)):
+        raise f.fail("aus", "null, or for an au-detection protocol a list of distinct AU numbers (e.g. [1, 2, 4])")
     return Protocol(
         name=f.text("name"), path=path, description=f.text("description"), datasets=datasets, task=task,
         classes=classes, filter=_check_filter(f, datasets + ((test_dataset,) if test_dataset else ())),
         splitter=splitter, params=dict(params), repeats=f.integer("repeats", 1, MAX_REPEATS), seed=f.integer("seed", 0),
         validation=validation, metric=metric, metrics=tuple(metrics), paper=f.text("paper"), table=f.text("table"),
-        test_dataset=test_dataset, class_map=class_map, fingerprint=digest,
+        test_dataset=test_dataset, class_map=class_map, aus=None if aus is None else tuple(aus),
+        caveat=None if f.raw["caveat"] is None else f.text("caveat"), fingerprint=digest,
     )
 
 
