@@ -22,7 +22,7 @@ from ferbench.errors import DatasetError
 #: Datasets of a store file whose content decides predictions (everything except landmarks/flags/failures).
 _DATA_PARTS = ("samples", "index", "frames", "aus", "source_frame")
 #: Packages whose source decides predictions; editing anything else (leaderboard, docs) does not rerun tasks.
-_CODE_PARTS = ("harness", "models", "preprocess/augment.py", "protocols", "store")
+_CODE_PARTS = ("harness", "models", "preprocess/augment.py", "protocols", "store", "metrics.py", "records.py")
 _CHUNK = 1 << 24  # bytes read at a time while hashing frames
 
 
