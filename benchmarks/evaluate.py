@@ -24,7 +24,7 @@ import torch
 
 from ferbench.harness.recipes import DEFAULT_BATCH, Overrides, resolve
 from ferbench.harness.spec import FUSION_ENTRIES
-from ferbench.harness.task import build_model
+from ferbench.harness.fit import build_model
 from ferbench.harness.train import clip_loss, stage1_loss, train_stage
 from ferbench.models import list_models, model_card
 from ferbench.preprocess.augment import augment_batch

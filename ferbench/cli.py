@@ -376,6 +376,7 @@ def evaluate(
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="training subjects carved out for validation "
                                        "when a recipe selects on validation and the protocol has no validation set"),
     model_options: Optional[str] = typer.Option(None, "--model-options", help='JSON {"model": {option: value}}'),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32"),
     force: bool = typer.Option(False, "--force", help="redo every task, even those with a valid record"),
     as_json: bool = typer.Option(False, "--json", help="print the run summary as one JSON object"),
 ) -> None:
@@ -397,7 +398,7 @@ def evaluate(
             data, protocol, data_test=data_test, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
             batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
             scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
-            progress=view,
+            precision=precision, progress=view,
         )
     rows = summary_rows(result.records)
     if as_json:

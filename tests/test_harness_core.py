@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from _harness_data import CLASSES, TINY, TWO_EPOCHS, make_store, write_protocol
+from ferbench.errors import FerbenchError
 from ferbench.harness import evaluate
 from ferbench.store import open_store
 
@@ -188,3 +189,21 @@ def test_every_epoch_presents_every_training_sample_exactly_once():
             flat = torch.cat(got).tolist()
             assert sorted(flat) == list(range(n)), (n, bs)
             assert n == 1 or bs == 1 or min(len(b) for b in got) >= 2, (n, bs)
+
+
+def test_bf16_on_the_cpu_runs_the_cuda_code_paths_end_to_end(files, tmp_path):
+    """--precision bf16 puts training, selection and prediction under autocast on the CPU, as on CUDA: the
+    records say so, hold float probabilities that sum to 1, and differ from the float32 run's."""
+    kw = dict(models="static,lstm-mean,mo-cnn-lstm", recipe="quick", model_options=TINY, threads=1, **TWO_EPOCHS)
+    bf = evaluate(files["data"], files["loso"], out=tmp_path / "bf16", precision="bf16", **kw)
+    fp = evaluate(files["data"], files["loso"], out=tmp_path / "fp32", precision="fp32", **kw)
+    assert not bf.failed and not fp.failed and len(bf.ran) == len(fp.ran) == 12
+    a, b = _by_task(tmp_path / "bf16"), _by_task(tmp_path / "fp32")
+    for task, rec in a.items():
+        assert rec["status"] == "ok" and rec["config"]["dtype"] == "bfloat16 autocast"
+        assert rec["config"]["precision"] == "bf16" and b[task]["config"]["dtype"] == "float32"
+        probs = np.asarray(rec["probabilities"])
+        assert probs.dtype == np.float64 and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert any(a[t]["probabilities"] != b[t]["probabilities"] for t in a)  # autocast really ran
+    with pytest.raises(FerbenchError, match="unknown precision"):
+        evaluate(files["data"], files["loso"], out=tmp_path / "x", precision="fp8", **kw)

@@ -89,8 +89,7 @@ class DataFile:
         Whether a frame is coded is public annotation metadata, not a label value.
         """
         if self._coded is None:
-            aus = self.store._f["aus"][...]
-            self._coded = aus
+            self._coded = self.store.per_frame("aus")
         known = self._coded[:, columns] != -1
         coded = known.any(1)
         positions, locals_ = [], []
@@ -105,7 +104,7 @@ class DataFile:
 
     def source_frames(self) -> np.ndarray:
         if self._source_frame is None:
-            self._source_frame = self.store._f["source_frame"][...]
+            self._source_frame = self.store.per_frame("source_frame")
         return self._source_frame
 
 

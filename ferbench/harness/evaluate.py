@@ -18,9 +18,10 @@ from ferbench.errors import DatasetError, FerbenchError
 from ferbench.harness import recipes as R
 from ferbench.harness.data import au_name
 from ferbench.harness.fingerprint import code_fingerprint, data_fingerprint
-from ferbench.harness.records import build_record, test_labels_of
+from ferbench.harness.record import build_record, test_labels_of
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
-from ferbench.harness.tasks import RunContext, make_specs
+from ferbench.harness.plan import RunContext, make_specs
+from ferbench.harness.train import PRECISIONS
 
 Progress = Callable[[dict[str, Any]], None]
 DEVICES = ("auto", "cpu", "cuda")
@@ -192,7 +193,8 @@ class _Setup:
 
 
 def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | None, models: Any, recipe: str,
-             ov: R.Overrides, dev: str, threads: int, model_options: dict[str, Any], val_fraction: float) -> _Setup:
+             ov: R.Overrides, dev: str, threads: int, model_options: dict[str, Any], val_fraction: float,
+             precision: str = "auto") -> _Setup:
     """Open the data, load the protocol, resolve models and recipes; refuse mismatches in one line."""
     from ferbench.protocols import load_protocol
 
@@ -235,7 +237,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
         plans_needed.setdefault(_validation_share(R.selection_of(stages), proto, val_fraction), []).append(m)
     ctx = RunContext(
         recipe=recipe, dataset=dataset, dataset_test=dataset_test, data=Path(data).resolve(),
-        data_test=test_path.resolve(), device=dev, threads=threads,
+        data_test=test_path.resolve(), device=dev, threads=threads, precision=precision,
         fingerprints={"data": data_fingerprint(data), "data_test": data_fingerprint(test_path),
                       "protocol": proto.fingerprint, "code": code_fingerprint()},
     )
@@ -335,20 +337,24 @@ def evaluate(
     threads: int | None = None,
     model_options: dict[str, dict[str, Any]] | None = None,
     val_fraction: float = DEFAULT_VAL_FRACTION,
+    precision: str = "auto",
     progress: Progress | None = None,
 ) -> EvaluateResult:
     """Train and score `models` under `protocol` on a prepared store; one JSON record per task under `out`.
 
     `workers` N runs a local dask cluster (N processes, 1 thread each); `scheduler` uses an existing one.
     `threads` (torch threads per task) defaults to cores / workers; predictions are reproducible for the same
-    seed, device and thread count. `model_options` maps a model name to create_model overrides. One run
-    writes a runs folder at a time (`ferbench.records.RunsLock`).
+    seed, device and thread count. `model_options` maps a model name to create_model overrides. `precision`:
+    `auto` (bf16 autocast on CUDA, float32 on CPU), `bf16` (autocast on any device; on a CPU it runs the code
+    paths a CUDA run takes) or `fp32`. One run writes a runs folder at a time (`ferbench.records.RunsLock`).
     """
     started = time.perf_counter()
     ov = R.Overrides(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment)
     ov.check()
     _check_arguments(recipe=recipe, workers=workers, scheduler=scheduler, repeats=repeats, threads=threads,
                      val_fraction=val_fraction, out=out, force=force)
+    if precision not in PRECISIONS:
+        raise FerbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     dev = resolve_device(device)
     if scheduler is not None:
         from ferbench.harness.execute import check_scheduler
@@ -358,7 +364,8 @@ def evaluate(
     model_options = {} if model_options is None else model_options
     _check_model_options(model_options, [])  # the shape, before any file is read; values once models are known
     model_options = dict(model_options)
-    setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction)
+    setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction,
+                     precision)
     outdir = Path(out)
     result = EvaluateResult(out=outdir)
     with _runs_lock(outdir):
@@ -368,7 +375,7 @@ def evaluate(
                       "pending": len(pending), "rerun": dict(result.rerun_reasons), "warnings": list(result.warnings),
                       "protocol": str(setup.proto.path)})
         if pending:
-            config_common = {"overrides": ov.as_dict(), "device": dev, "threads": threads,
+            config_common = {"overrides": ov.as_dict(), "device": dev, "threads": threads, "precision": precision,
                              "val_fraction": float(val_fraction), "data": str(setup.ctx.data),
                              "data_test": str(setup.ctx.data_test), "workers": workers, "scheduler": scheduler}
             _run(pending, plans, setup, config_common, result, workers, scheduler, dev, progress)

@@ -59,7 +59,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def run_fusion(ctx: Any) -> Fused:
     """Train the four encoders, then fuse them as the entry says."""
     from ferbench.harness.predict import predict
-    from ferbench.harness.task import ClipSource, _index_of, fit
+    from ferbench.harness.fit import index_of, fit
+    from ferbench.harness.inputs import ClipSource
 
     spec, dev = ctx.spec, ctx.device
     level = FUSION_ENTRIES[spec.model]
@@ -73,7 +74,7 @@ def run_fusion(ctx: Any) -> Fused:
     extra: dict[str, Any] = {"members": list(FUSION_MEMBERS), "level": level,
                              "selected_epochs": {m: f.selected_epoch for m, f in fitted.items()}}
     bs = {m: int(f.stages[-1]["batch_size"]) for m, f in fitted.items()}
-    sources = {m: ClipSource(ctx.test, _index_of(m), spec.test_ids, dev) for m in FUSION_MEMBERS}
+    sources = {m: ClipSource(ctx.test, index_of(m), spec.test_ids, dev) for m in FUSION_MEMBERS}
     if level == "decision":
         probs = np.mean([predict(f.model, sources[m].n, sources[m].inputs, bs[m], dev) for m, f in fitted.items()], axis=0)
         preds = probs.argmax(1)
@@ -81,7 +82,7 @@ def run_fusion(ctx: Any) -> Fused:
         from sklearn.model_selection import GridSearchCV, GroupKFold
         from sklearn.svm import LinearSVC
 
-        train_src = {m: ClipSource(ctx.train, _index_of(m), spec.train_ids, dev) for m in FUSION_MEMBERS}
+        train_src = {m: ClipSource(ctx.train, index_of(m), spec.train_ids, dev) for m in FUSION_MEMBERS}
         x_train = np.concatenate([_encodings(f.model, train_src[m], bs[m]) for m, f in fitted.items()], 1)
         x_test = np.concatenate([_encodings(f.model, sources[m], bs[m]) for m, f in fitted.items()], 1)
         y = np.asarray(spec.y_train, dtype=np.int64)

@@ -9,11 +9,8 @@ from typing import Any
 
 from ferbench.errors import FerbenchError
 from ferbench.harness.spec import FUSION_ENTRIES, FUSION_MEMBERS
+from ferbench.models import OPTIMIZERS, RECIPE_KINDS, SELECTIONS, STAGES  # the one recipe vocabulary
 
-RECIPE_KINDS = ("default", "paper", "quick")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-STAGES = ("end-to-end", "stage1", "stage2")
-SELECTIONS = ("last-epoch", "validation")
 #: Batch size where a recipe gives none (the papers mostly do not): small on CPU, large on a GPU.
 DEFAULT_BATCH = {"cpu": 32, "cuda": 128}
 

@@ -47,6 +47,7 @@ class TaskSpec:
     threads: int
     metric: str
     fingerprints: dict[str, str] = field(default_factory=dict)
+    precision: str = "auto"  # harness.train.PRECISIONS
 
     @property
     def task_id(self) -> str:

@@ -1,6 +1,7 @@
-"""One task, start to finish, wherever it runs: load (cached), build the model, train every recipe stage,
-select, predict the test units. Returns everything the record needs except the test labels, which this
-module never sees (the client attaches them once the predictions are final).
+"""One task, start to finish, wherever it runs (in this process or on a dask worker): load the data files
+(cached), fit the model or the fusion (`fit`, `fusion`), predict the test units, and return everything the
+record needs except the test labels, which this module never sees (the client attaches them once the
+predictions are final). A task whose loss, weights or outputs go non-finite returns a diverged result.
 """
 
 from __future__ import annotations
@@ -8,23 +9,16 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 import ferbench
-from ferbench.errors import FerbenchError
-from ferbench.harness import train as T
-from ferbench.harness.train import Diverged
-from ferbench.harness.data import DataFile, gather_clips, gather_windows, open_data, to_float
-from ferbench.harness.predict import predict, selection_score
-from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec, stage_seed
-
-Progress = Callable[[dict[str, Any]], None]
+from ferbench.harness.data import open_data
+from ferbench.harness.fit import Context, Progress, UnitScores, fit, predict_test
+from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
+from ferbench.harness.train import Diverged, dtype_label, set_precision
 
 
 def setup_determinism(threads: int, device: torch.device) -> None:
@@ -58,206 +52,6 @@ def mode_text(mode: dict[str, Any]) -> str:
     return "/".join(str(v) for v in (mode or {}).values())
 
 
-def build_model(name: str, num_classes: int, options: dict[str, Any], size: int, length: int, seed: int) -> tuple[nn.Module, dict[str, Any]]:
-    """create_model with the user's options plus the frame size / clip length where the model takes them."""
-    from ferbench.models import create_model, model_options
-
-    cfg = dict(options)
-    params = model_options(name) or ()
-    if "image_size" in params and "image_size" not in cfg:
-        cfg["image_size"] = size
-    if "num_frames" in params and "num_frames" not in cfg:
-        cfg["num_frames"] = length
-    torch.manual_seed(seed)
-    try:
-        model = create_model(name, num_classes, **cfg)
-    except (TypeError, ValueError) as e:
-        raise FerbenchError(f"model {name!r} with options {cfg}: {e}") from None
-    return model, cfg
-
-
-@dataclass
-class Context:
-    """What a task's parts share: the device, the two data files, labels it may use, its progress hook."""
-
-    spec: TaskSpec
-    device: torch.device
-    train: DataFile
-    test: DataFile
-    labels: dict[str, int]  # train + val labels (never test)
-    progress: Progress | None
-
-    def emit(self, **event: Any) -> None:
-        if self.progress is not None:
-            self.progress({"task_id": self.spec.task_id, "model": self.spec.model, "repeat": self.spec.repeat,
-                           "fold": self.spec.fold, **event})
-
-
-# -- inputs ---------------------------------------------------------------------------------------------------
-def _augment(x: torch.Tensor, preset: str | None, gen: torch.Generator | None) -> torch.Tensor:
-    if not preset or preset == "none" or gen is None:
-        return x
-    from ferbench.preprocess.augment import augment_batch
-
-    return augment_batch(x, preset, generator=gen)
-
-
-class ClipSource:
-    """Classification inputs of one sample list from one data file, in the model's index."""
-
-    def __init__(self, data: DataFile, index: str, ids: tuple[str, ...], device: torch.device):
-        self.loaded, _ = data.loaded(index, str(device))
-        self.pos = data.positions(index, str(device), ids)
-        self.n = len(ids)
-
-    def inputs(self, idx: torch.Tensor, preset: str | None = None, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x, lengths = gather_clips(self.loaded, self.pos[idx])
-        return to_float(_augment(x, preset, gen)), lengths
-
-
-class WindowSource:
-    """AU-detection inputs: fixed-length windows ending at each coded frame of the given samples."""
-
-    def __init__(self, data: DataFile, ids: tuple[str, ...], columns: list[int], device: torch.device):
-        self.data = data
-        self.loaded, _ = data.loaded("native", str(device))
-        rows, local = data.coded_units(ids, columns)
-        self.rows, self.local = torch.from_numpy(rows), torch.from_numpy(local)
-        self.columns = torch.tensor(columns, dtype=torch.int64)
-        self.n = len(rows)
-        self.length = data.length
-
-    def inputs(self, idx: torch.Tensor, preset: str | None = None, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = gather_windows(self.loaded, self.rows[idx], self.local[idx], self.length)
-        return to_float(_augment(x, preset, gen)), torch.full((len(idx),), self.length, dtype=torch.int64, device=x.device)
-
-    def targets(self, idx: torch.Tensor) -> torch.Tensor:
-        starts = self.loaded.offsets[self.rows[idx].to(self.loaded.x.device), 0]
-        frames = starts + self.local[idx].to(starts.device)
-        return self.loaded.aus[frames][:, self.columns.to(starts.device)].long()
-
-    def store_frames(self) -> np.ndarray:
-        """Each unit's absolute frame number in the store (to name it and to look up its labels later)."""
-        starts = np.array([self.data.store.samples[r].frame_start for r in self.rows.tolist()], dtype=np.int64)
-        return starts + self.local.numpy()
-
-
-# -- training one model ---------------------------------------------------------------------------------------
-@dataclass
-class Fitted:
-    model: nn.Module
-    curve: list[dict[str, Any]]
-    selected_epoch: int
-    options: dict[str, Any]
-    stages: list[dict[str, Any]]
-
-
-def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, member: int = 0) -> Fitted:
-    """Build `name` and train it through its stages; with validation selection, keep the best epoch of the
-    final stage as scored on the validation ids (test ids are not even in scope here)."""
-    spec, dev = ctx.spec, ctx.device
-    au = spec.task == "au-detection"
-    num_outputs = len(spec.classes)
-    model, options = build_model(name, num_outputs, spec.model_options.get(name, {}), ctx.train.size,
-                                 ctx.train.length, stage_seed(spec.seed, 0, member))
-    model.to(dev)
-    index = spec.index if name == spec.model else _index_of(name)
-    columns = ctx.train.au_columns(spec.classes) if au else []
-    y_train = torch.tensor([ctx.labels[i] for i in spec.train_ids], dtype=torch.int64, device=dev)
-    train_src = WindowSource(ctx.train, spec.train_ids, columns, dev) if au else ClipSource(ctx.train, index, spec.train_ids, dev)
-    validate = None
-    if selection == "validation" and spec.val_ids:
-        val_src = WindowSource(ctx.train, spec.val_ids, columns, dev) if au else ClipSource(ctx.train, index, spec.val_ids, dev)
-        y_val = (val_src.targets(torch.arange(val_src.n)).cpu().numpy() if au
-                 else np.array([ctx.labels[i] for i in spec.val_ids], dtype=np.int64))
-        bs_eval = int(stages[-1]["batch_size"])
-
-        def validate() -> float:
-            scores = predict(model, val_src.n, val_src.inputs, bs_eval, dev, "sigmoid" if au else "softmax")
-            return selection_score(spec.metric, y_val, scores)
-    elif selection == "validation":
-        raise FerbenchError(f"{spec.task_id}: the recipe selects on validation but the fold has no validation ids")
-    curve: list[dict[str, Any]] = []
-    used: list[dict[str, Any]] = []
-    result = None
-    for si, stage in enumerate(stages):
-        last = si == len(stages) - 1
-        preset = stage.get("augment")
-        if stage["stage"] == "stage1":
-            st_src = ClipSource(ctx.train, "states", _with_states(ctx.train, spec.train_ids), dev)
-            st_y = torch.tensor([ctx.labels[i] for i in _with_states(ctx.train, spec.train_ids)], dtype=torch.int64, device=dev)
-
-            def batcher(idx, gen, st_src=st_src, st_y=st_y, preset=preset):
-                x = st_src.loaded.x[st_src.pos[idx].to(dev)]
-                return to_float(_augment(x, preset, gen)), st_y[idx.to(dev)]
-
-            n, loss_fn = st_src.n, T.stage1_loss
-        elif au:
-            def batcher(idx, gen, preset=preset):
-                return train_src.inputs(idx, preset, gen), train_src.targets(idx)
-
-            n, loss_fn = train_src.n, T.au_loss
-        else:
-            def batcher(idx, gen, preset=preset):
-                return train_src.inputs(idx, preset, gen), y_train[idx.to(dev)]
-
-            n, loss_fn = train_src.n, T.clip_loss
-        used.append({**stage, "batch_size": max(1, min(int(stage["batch_size"]), n)), "units": n})
-        result = T.train_stage(
-            model, stage, si, n, batcher, loss_fn, device=dev, seed=stage_seed(spec.seed, 1, member, si),
-            validate=validate if last else None,
-            on_epoch=lambda p, name=name: ctx.emit(event="epoch", member=name, **p),
-        )
-        curve.extend(result.curve)
-    assert result is not None
-    if result.best_state is not None:
-        model.load_state_dict(result.best_state)
-    return Fitted(model, curve, result.selected_epoch, options, used)
-
-
-def _with_states(data: DataFile, ids: tuple[str, ...]) -> tuple[str, ...]:
-    keep = tuple(i for i in ids if data.store.sample(i).states is not None)
-    if not keep:
-        raise FerbenchError(f"{data.path}: no training sample has an expression-state index (needed by stage 1)")
-    return keep
-
-
-def _index_of(name: str) -> str:
-    from ferbench.models import model_card
-
-    return model_card(name).index
-
-
-# -- the task -------------------------------------------------------------------------------------------------
-@dataclass
-class UnitScores:
-    """Predictions on the test units: names, the sample each belongs to, store frame (AU) and scores."""
-
-    names: list[str]
-    samples: list[str]
-    frames: list[int] | None
-    probabilities: np.ndarray
-    predictions: np.ndarray
-
-
-def predict_test(ctx: Context, fitted: Fitted) -> UnitScores:
-    """Scores for the test ids: one unit per clip, or (AU detection) one per coded frame."""
-    spec, dev, test = ctx.spec, ctx.device, ctx.test
-    bs = int(fitted.stages[-1]["batch_size"])
-    if spec.task == "au-detection":
-        src = WindowSource(test, spec.test_ids, test.au_columns(spec.classes), dev)
-        probs = predict(fitted.model, src.n, src.inputs, bs, dev, "sigmoid")
-        frames = src.store_frames()
-        source = test.source_frames()
-        samples = [test.store.samples[r].id for r in src.rows.tolist()]
-        names = [f"{sid}@{int(source[f])}" for sid, f in zip(samples, frames)]
-        return UnitScores(names, samples, [int(f) for f in frames], probs, (probs >= 0.5).astype(np.int64))
-    src = ClipSource(test, spec.index, spec.test_ids, dev)
-    probs = predict(fitted.model, src.n, src.inputs, bs, dev, "softmax")
-    preds = probs.argmax(1) if probs.size else np.zeros(0, np.int64)
-    return UnitScores(list(spec.test_ids), list(spec.test_ids), None, probs, preds)
-
-
 def _fit_and_predict(ctx: Context) -> tuple[UnitScores, list, int, dict, list, dict, float]:
     """Train (or fuse) and predict the test units; Diverged when the loss, weights or outputs go non-finite."""
     spec = ctx.spec
@@ -287,7 +81,7 @@ def _diverged_result(spec: TaskSpec, device: torch.device, e: Diverged, train_s:
         "status": "diverged", "divergence": e.as_dict(), "sample_ids": [], "subjects": [], "modes": [],
         "predictions": [], "probabilities": [], "selected_epoch": int(e.epoch), "curve": [], "stages": list(spec.stages),
         "model_options": {spec.model: spec.model_options.get(spec.model, {})}, "extra": {},
-        "device": device_name(device), "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32",
+        "device": device_name(device), "dtype": dtype_label(device),
         "threads": torch.get_num_threads(), "versions": versions(),
         "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": 0.0}, "unit_frames": [],
     }
@@ -299,6 +93,7 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", _worker_gpu())
     setup_determinism(spec.threads, device)
+    set_precision(spec.precision)
     t0 = time.perf_counter()
     train_data, test_data = open_data(spec.data), open_data(spec.data_test)
     labels = dict(zip(spec.train_ids, spec.y_train)) | dict(zip(spec.val_ids, spec.y_val))
@@ -328,7 +123,7 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         "model_options": options,
         "extra": extra,
         "device": device_name(device),
-        "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32",
+        "dtype": dtype_label(device),
         "threads": torch.get_num_threads(),
         "versions": versions(),
         "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": round(predict_s, 4)},

@@ -21,10 +21,34 @@ Batcher = Callable[[torch.Tensor, torch.Generator | None], tuple[Any, Any]]
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 
 
+#: Numerics of a task: `auto` (bf16 autocast on CUDA, float32 on CPU), `bf16` (bf16 autocast on any device: on
+#: a CPU it exercises the code paths a CUDA run takes), `fp32` (float32 everywhere).
+PRECISIONS = ("auto", "bf16", "fp32")
+_precision = "auto"
+
+
+def set_precision(precision: str) -> None:
+    """Set this process's precision for the tasks it runs (each task sets its own, like its thread count)."""
+    global _precision
+    if precision not in PRECISIONS:
+        raise FerbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    _precision = precision
+
+
+def uses_bf16(device: torch.device) -> bool:
+    return _precision == "bf16" or (_precision == "auto" and device.type == "cuda")
+
+
+def dtype_label(device: torch.device) -> str:
+    """What a record says about its numerics."""
+    return "bfloat16 autocast" if uses_bf16(device) else "float32"
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing on CPU (CPU results stay float32 and bit-reproducible)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast where the precision asks for it (CUDA by default), else nothing (CPU results stay float32
+    and bit-reproducible)."""
+    if uses_bf16(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -41,10 +41,10 @@ def signed_pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:+.2f}"
 
 
-def p_text(p: float | None) -> str:
+def p_text(p: float | None, digits: int = 4) -> str:
     if p is None:
         return "–"
-    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+    return f"< {10 ** -digits:.{digits}f}" if p < 10 ** -digits else f"{p:.{digits}f}"
 
 
 def mean_std(row: dict) -> str:
@@ -56,10 +56,10 @@ def mean_std(row: dict) -> str:
     return text
 
 
-def ci_cell(row: dict) -> str:
+def ci_cell(row: dict, digits: int = 2) -> str:
     if row.get("ci_low") is None:
         return "–"
-    return f"{pct(row['ci_low'])}–{pct(row['ci_high'])}"
+    return f"{pct(row['ci_low'], digits)}–{pct(row['ci_high'], digits)}"
 
 
 def secondary(row: dict, section: Section, short: bool = False) -> str:
@@ -95,44 +95,67 @@ def paper_cell(row: dict, short: bool = False) -> str:
     return f"{pct(row['reported'])}{std}{metric} ({where}{status})"
 
 
-def verdict(row: dict, section: Section) -> str:
-    """Plain words for what a row is: reported only, best, below the static baseline, vs best."""
+def verdict(row: dict, section: Section, short: bool = False) -> str:
+    """Plain words for what a row is: reported only, best, below the static baseline, vs best (Holm p)."""
     if row["reported_only"]:
-        return "REPORTED ONLY"
+        return "ref" if short else "REPORTED ONLY"
     words = []
     if row.get("diverged"):
-        words.append("DIVERGED" + (" (every trial)" if not row["trials"] else f" ({row['diverged']} trial(s) left out)"))
+        if short:
+            words.append("DIVERGED")
+        else:
+            words.append("DIVERGED" + (" (every trial)" if not row["trials"]
+                                       else f" ({row['diverged']} trial(s) left out)"))
     if row["best"]:
         words.append("best")
     if row["model"] == section.baseline:
         words.append("baseline")
     if row["beats_baseline"] is False:
-        words.append(f"NOT ABOVE {section.baseline}")
+        words.append(f"NOT > {section.baseline}" if short else f"NOT ABOVE {section.baseline}")
     p = row["p_value"] if row["p_value"] is not None else row.get("mcnemar_p")
     if p is not None:
-        words.append("below best (Holm p<0.05)" if p < 0.05 else "≈ best (Holm p≥0.05)")
-    elif row["paired_note"]:
+        if short:
+            words.append("< best" if p < 0.05 else "≈ best")
+        else:
+            words.append("below best (Holm p<0.05)" if p < 0.05 else "≈ best (Holm p≥0.05)")
+    elif row["paired_note"] and not short:
         words.append("no paired test")
     return ", ".join(words) or "–"
 
 
 def cells(row: dict, section: Section, short: bool = False) -> list[str]:
+    """The table's cells of one row; `short` (terminal): one decimal, the p that decides the verdict, terse
+    verdicts (the files keep every figure at two decimals)."""
     rank = "ref" if row["reported_only"] else str(row["rank"])
     name = f"{row['model']} [reported only]" if row["reported_only"] and not short else row["model"]
-    return [rank, name, mean_std(row), ci_cell(row), str(row["trials"]) if not row["reported_only"] else "–",
-            pct(row["pooled"]), secondary(row, section, short), row["selection"] or "–",
+    digits = 1 if short else 2
+    return [rank, name, _short_mean(row) if short else mean_std(row), ci_cell(row, digits),
+            str(row["trials"]) if not row["reported_only"] else "–", pct(row["pooled"], digits),
+            secondary(row, section, short), row["selection"] or "–",
             "–" if row["train_s"] is None else f"{row['train_s']:.1f}", paper_cell(row, short),
-            signed_pct(row["delta"]), p_cell(row), verdict(row, section)]
+            signed_pct(row["delta"]), p_cell(row, short), verdict(row, section, short)]
 
 
-def p_cell(row: dict) -> str:
+def _short_mean(row: dict) -> str:
+    if row["mean"] is None:
+        return "–"
+    return pct(row["mean"], 1) + (f"±{pct(row['std'], 1)}" if row["std"] is not None else "")
+
+
+def p_cell(row: dict, short: bool = False) -> str:
     """Holm-corrected paired t-test p with its number of identical-trial pairs; McNemar's exact p (and the
-    paired units) where the protocol ran once."""
+    paired units) where the protocol ran once. `short`: only the p the verdict uses, with its n."""
+    if short:
+        if row.get("p_value") is not None or (row.get("paired_trials") and row.get("mcnemar_p") is None):
+            return f"{p_text(row.get('p_value'), 3)} n={row.get('paired_trials') or 0}"
+        if row.get("mcnemar_p") is not None:
+            return f"McN {p_text(row['mcnemar_p'], 3)} n={row.get('mcnemar_units')}"
+        return "–"
     parts = []
     if row.get("p_value") is not None or row.get("paired_trials"):
         parts.append(f"{p_text(row.get('p_value'))} (n={row.get('paired_trials') or 0})")
     if row.get("mcnemar_p") is not None:
-        parts.append(f"McNemar {p_text(row['mcnemar_p'])} (n={row.get('mcnemar_units')})")
+        parts.append(f"{'McN' if short else 'McNemar'} {p_text(row['mcnemar_p'])} (n={row.get('mcnemar_units')})")
     return "; ".join(parts) or "–"
 
 
@@ -157,17 +180,56 @@ def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
+#: Terminal columns by priority: the first ones always, the rest while the terminal is wide enough.
+RICH_PRIORITY = (0, 1, 2, 12, 11, 3, 4, 5, 9, 10, 8, 7, 6)
+
+
+#: Terminal columns that never wrap (numbers); the others wrap at spaces.
+RICH_NO_WRAP = (0, 1, 2, 3, 4, 5, 8, 10)
+
+
+def _fit_columns(rows: list[list[str]], heads: list[str], width: int) -> list[int]:
+    """Which columns (indices, in table order) fit in `width` characters, by RICH_PRIORITY: a number column
+    needs its widest cell, a text column its longest word (at least 10 characters)."""
+    def need(i: int) -> int:
+        cells_i = [r[i] for r in rows] + [heads[i]]
+        if i in RICH_NO_WRAP:
+            return max(len(c) for c in cells_i) + 3  # padding and a border
+        return max([10] + [len(w) for c in cells_i for w in c.split()]) + 3
+    chosen, used = [], 1
+    for i in RICH_PRIORITY:
+        if i >= 3 and all(r[i] == "–" for r in rows):  # a column with nothing in it
+            continue
+        if i < 3 or used + need(i) <= width:
+            chosen.append(i)
+            used += need(i)
+    return sorted(chosen)
+
+
 def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
-    """Print one rich table per section (text is passed as Text, so markup in names is shown, not parsed)."""
+    """Print one rich table per section, with the columns that fit the terminal (the most important first;
+    `leaderboard.md` and the other files hold them all). Text is passed as Text: markup in names stays text."""
     for section in board.sections:
+        heads = [c.format(metric=section.metric) for c in SHORT]
+        body = [[plain(c) for c in cells(row, section, short=True)] for row in section.rows]
+        keep = _fit_columns(body, heads, console.width)
         table = Table(title=Text(plain(title(section))), show_lines=False, expand=False)
-        for col in SHORT:
-            table.add_column(col.format(metric=section.metric), overflow="fold")
-        for row in section.rows:
+        for i in keep:
+            table.add_column(heads[i], overflow="fold", no_wrap=i in RICH_NO_WRAP)
+        for row, line in zip(section.rows, body):
             style = "dim italic" if row["reported_only"] else ("bold green" if row["best"] else
                                                               ("red" if row["beats_baseline"] is False else None))
-            table.add_row(*(Text(plain(c)) for c in cells(row, section, short=True)), style=style)
+            table.add_row(*(Text(line[i]) for i in keep), style=style)
         console.print(table)
+        dropped = [heads[i] for i in range(len(heads)) if i not in keep and any(line[i] != "–" for line in body)]
+        if 6 not in keep:  # the secondary metrics (pooled UF1 / UAR among them) as lines instead
+            for row, line in zip(section.rows, body):
+                if not row["reported_only"] and line[6] != "–":
+                    console.print(Text(f"  {line[1]}: {line[6]}"))
+        console.print(Text("  ± sample std over trials; CI: 95% subject bootstrap; p: Holm-corrected, n pairs; "
+                           "≈ / < best: Holm p ≥ / < 0.05"
+                           + (f"; left out at {console.width} columns: {', '.join(dropped)} (leaderboard.md has all)"
+                              if dropped else "")), style="dim")
         what, names, prow = section.per_class()
         pc = Table(title=Text(plain(f"{section.label} · {section.protocol} · {what} (%)")))
         for col in ["model", *names]:

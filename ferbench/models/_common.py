@@ -18,6 +18,8 @@ from ferbench.store.schema import INDEXES  # the frame selections a card's `inde
 STAGES = ("end-to-end", "stage1", "stage2")
 SELECTIONS = ("last-epoch", "validation")
 RECIPE_KINDS = ("default", "paper", "quick")
+#: The recipe vocabulary, defined once: `Recipe` checks it, the harness runs it, the docs list it.
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class Recipe:
             raise ValueError(f"Recipe.stage must be one of {STAGES}, got {self.stage!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"Recipe.selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"Recipe.optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Recipe.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule_unit not in ("epoch", "iteration"):
             raise ValueError(f"Recipe.schedule_unit must be 'epoch' or 'iteration', got {self.schedule_unit!r}")
         if (self.epochs is None) == (self.iterations is None):

@@ -594,7 +594,7 @@ def _count_frames(h5_path: Path, summary: PrepareSummary) -> None:
     from ferbench.store import open_store
 
     with open_store(h5_path) as store:
-        flags = store._f["flags"][...]
+        flags = store.per_frame("flags")
     summary.frames = int(flags.size)
     summary.faces_detected = int((flags == FLAG_DETECTED).sum())
     summary.frames_interpolated = int((flags == FLAG_INTERPOLATED).sum())

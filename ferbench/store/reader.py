@@ -244,6 +244,16 @@ class Store:
     def aus(self, key: int | str) -> np.ndarray | None:
         return self._f["aus"][self._span(key)] if "aus" in self._f else None
 
+    def per_frame(self, name: str, frames: np.ndarray | None = None) -> np.ndarray | None:
+        """A per-frame array of the whole file (`flags`, `source_frame`, `aus`, `landmarks`), or its rows at the
+        increasing absolute frame numbers `frames`; None when the file has no such array (e.g. no AUs)."""
+        names = [a.name for a in FRAME_ARRAYS if a.name != "frames"]
+        if name not in names:
+            raise ValueError(f"unknown per-frame array {name!r}; one of {', '.join(names)}")
+        if name not in self._f:
+            return None
+        return self._f[name][...] if frames is None else self._f[name][frames]
+
     def _positions(self, s: StoredSample, index: str) -> np.ndarray:
         """The sample's frame positions (relative to its first frame) under the clip or states index."""
         _check_index(index)

@@ -27,13 +27,15 @@ class RunContext:
     device: str
     threads: int
     fingerprints: dict[str, str]  # data, data_test, protocol, code
+    precision: str = "auto"
 
 
 def model_fingerprint(model: str, ctx: RunContext, stages: tuple[dict[str, Any], ...], options: dict[str, Any],
                       classes: tuple[str, ...], task: str, index: str, val_fraction: float | None) -> str:
     """Everything about the model and its training that changes predictions."""
     return hash_json({"model": model, "recipe": ctx.recipe, "stages": stages, "options": options, "classes": classes,
-                      "task": task, "index": index, "selection": selection_of(stages), "val_fraction": val_fraction})
+                      "task": task, "index": index, "selection": selection_of(stages), "val_fraction": val_fraction,
+                      "precision": ctx.precision})
 
 
 def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], options: dict[str, Any], index: str,
@@ -56,7 +58,7 @@ def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], option
             y_train=tuple(int(plan.y_train[i]) for i in fold.train), y_val=tuple(int(plan.y_train[i]) for i in fold.val),
             train_subjects=tuple(tr.subjects[i] for i in fold.train), stages=stages, recipe_name=ctx.recipe,
             selection=selection_of(stages), model_options=options, index=index, device=ctx.device,
-            threads=ctx.threads, metric=proto.metric,
+            threads=ctx.threads, metric=proto.metric, precision=ctx.precision,
             fingerprints={**ctx.fingerprints, "folds": folds_fp, "model": fp_model},
         ))
     return specs

@@ -34,9 +34,8 @@ def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any
 
         d = open_data(test_labels["path"])
         cols = d.au_columns(spec.classes)
-        aus = d.store._f["aus"]
         frames = np.asarray(res["unit_frames"], dtype=np.int64)
-        labels = aus[np.sort(frames)][:, cols] if len(frames) else np.zeros((0, len(cols)), np.int8)
+        labels = d.store.per_frame("aus", np.sort(frames))[:, cols] if len(frames) else np.zeros((0, len(cols)), np.int8)
         order = np.argsort(np.argsort(frames))  # h5py wants increasing indices; put rows back in unit order
         labels = np.asarray(labels)[order].astype(int).tolist() if len(frames) else []
     else:

@@ -1,0 +1,171 @@
+"""Fitting one model inside a task: build it, train every recipe stage, select the epoch (on validation ids
+only), and predict the test units. `Context` is what these steps share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferbench.errors import FerbenchError
+from ferbench.harness import train as T
+from ferbench.harness.data import DataFile, to_float
+from ferbench.harness.inputs import ClipSource, WindowSource, augment
+from ferbench.harness.predict import predict, selection_score
+from ferbench.harness.spec import TaskSpec, stage_seed
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def build_model(name: str, num_classes: int, options: dict[str, Any], size: int, length: int, seed: int) -> tuple[nn.Module, dict[str, Any]]:
+    """create_model with the user's options plus the frame size / clip length where the model takes them."""
+    from ferbench.models import create_model, model_options
+
+    cfg = dict(options)
+    params = model_options(name) or ()
+    if "image_size" in params and "image_size" not in cfg:
+        cfg["image_size"] = size
+    if "num_frames" in params and "num_frames" not in cfg:
+        cfg["num_frames"] = length
+    torch.manual_seed(seed)
+    try:
+        model = create_model(name, num_classes, **cfg)
+    except (TypeError, ValueError) as e:
+        raise FerbenchError(f"model {name!r} with options {cfg}: {e}") from None
+    return model, cfg
+
+
+@dataclass
+class Context:
+    """What a task's parts share: the device, the two data files, labels it may use, its progress hook."""
+
+    spec: TaskSpec
+    device: torch.device
+    train: DataFile
+    test: DataFile
+    labels: dict[str, int]  # train + val labels (never test)
+    progress: Progress | None
+
+    def emit(self, **event: Any) -> None:
+        if self.progress is not None:
+            self.progress({"task_id": self.spec.task_id, "model": self.spec.model, "repeat": self.spec.repeat,
+                           "fold": self.spec.fold, **event})
+
+
+@dataclass
+class Fitted:
+    model: nn.Module
+    curve: list[dict[str, Any]]
+    selected_epoch: int
+    options: dict[str, Any]
+    stages: list[dict[str, Any]]
+
+
+def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, member: int = 0) -> Fitted:
+    """Build `name` and train it through its stages; with validation selection, keep the best epoch of the
+    final stage as scored on the validation ids (test ids are not even in scope here)."""
+    spec, dev = ctx.spec, ctx.device
+    au = spec.task == "au-detection"
+    num_outputs = len(spec.classes)
+    model, options = build_model(name, num_outputs, spec.model_options.get(name, {}), ctx.train.size,
+                                 ctx.train.length, stage_seed(spec.seed, 0, member))
+    model.to(dev)
+    index = spec.index if name == spec.model else index_of(name)
+    columns = ctx.train.au_columns(spec.classes) if au else []
+    y_train = torch.tensor([ctx.labels[i] for i in spec.train_ids], dtype=torch.int64, device=dev)
+    train_src = WindowSource(ctx.train, spec.train_ids, columns, dev) if au else ClipSource(ctx.train, index, spec.train_ids, dev)
+    validate = None
+    if selection == "validation" and spec.val_ids:
+        val_src = WindowSource(ctx.train, spec.val_ids, columns, dev) if au else ClipSource(ctx.train, index, spec.val_ids, dev)
+        y_val = (val_src.targets(torch.arange(val_src.n)).cpu().numpy() if au
+                 else np.array([ctx.labels[i] for i in spec.val_ids], dtype=np.int64))
+        bs_eval = int(stages[-1]["batch_size"])
+
+        def validate() -> float:
+            scores = predict(model, val_src.n, val_src.inputs, bs_eval, dev, "sigmoid" if au else "softmax")
+            return selection_score(spec.metric, y_val, scores)
+    elif selection == "validation":
+        raise FerbenchError(f"{spec.task_id}: the recipe selects on validation but the fold has no validation ids")
+    curve: list[dict[str, Any]] = []
+    used: list[dict[str, Any]] = []
+    result = None
+    for si, stage in enumerate(stages):
+        last = si == len(stages) - 1
+        preset = stage.get("augment")
+        if stage["stage"] == "stage1":
+            st_src = ClipSource(ctx.train, "states", _with_states(ctx.train, spec.train_ids), dev)
+            st_y = torch.tensor([ctx.labels[i] for i in _with_states(ctx.train, spec.train_ids)], dtype=torch.int64, device=dev)
+
+            def batcher(idx, gen, st_src=st_src, st_y=st_y, preset=preset):
+                x = st_src.loaded.x[st_src.pos[idx].to(dev)]
+                return to_float(augment(x, preset, gen)), st_y[idx.to(dev)]
+
+            n, loss_fn = st_src.n, T.stage1_loss
+        elif au:
+            def batcher(idx, gen, preset=preset):
+                return train_src.inputs(idx, preset, gen), train_src.targets(idx)
+
+            n, loss_fn = train_src.n, T.au_loss
+        else:
+            def batcher(idx, gen, preset=preset):
+                return train_src.inputs(idx, preset, gen), y_train[idx.to(dev)]
+
+            n, loss_fn = train_src.n, T.clip_loss
+        used.append({**stage, "batch_size": max(1, min(int(stage["batch_size"]), n)), "units": n})
+        result = T.train_stage(
+            model, stage, si, n, batcher, loss_fn, device=dev, seed=stage_seed(spec.seed, 1, member, si),
+            validate=validate if last else None,
+            on_epoch=lambda p, name=name: ctx.emit(event="epoch", member=name, **p),
+        )
+        curve.extend(result.curve)
+    assert result is not None
+    if result.best_state is not None:
+        model.load_state_dict(result.best_state)
+    return Fitted(model, curve, result.selected_epoch, options, used)
+
+
+def _with_states(data: DataFile, ids: tuple[str, ...]) -> tuple[str, ...]:
+    keep = tuple(i for i in ids if data.store.sample(i).states is not None)
+    if not keep:
+        raise FerbenchError(f"{data.path}: no training sample has an expression-state index (needed by stage 1)")
+    return keep
+
+
+def index_of(name: str) -> str:
+    """The frame index (clip, states, native) model `name` reads."""
+    from ferbench.models import model_card
+
+    return model_card(name).index
+
+
+@dataclass
+class UnitScores:
+    """Predictions on the test units: names, the sample each belongs to, store frame (AU) and scores."""
+
+    names: list[str]
+    samples: list[str]
+    frames: list[int] | None
+    probabilities: np.ndarray
+    predictions: np.ndarray
+
+
+def predict_test(ctx: Context, fitted: Fitted) -> UnitScores:
+    """Scores for the test ids: one unit per clip, or (AU detection) one per coded frame."""
+    spec, dev, test = ctx.spec, ctx.device, ctx.test
+    bs = int(fitted.stages[-1]["batch_size"])
+    if spec.task == "au-detection":
+        src = WindowSource(test, spec.test_ids, test.au_columns(spec.classes), dev)
+        probs = predict(fitted.model, src.n, src.inputs, bs, dev, "sigmoid")
+        frames = src.store_frames()
+        source = test.source_frames()
+        samples = [test.store.samples[r].id for r in src.rows.tolist()]
+        names = [f"{sid}@{int(source[f])}" for sid, f in zip(samples, frames)]
+        return UnitScores(names, samples, [int(f) for f in frames], probs, (probs >= 0.5).astype(np.int64))
+    src = ClipSource(test, spec.index, spec.test_ids, dev)
+    probs = predict(fitted.model, src.n, src.inputs, bs, dev, "softmax")
+    preds = probs.argmax(1) if probs.size else np.zeros(0, np.int64)
+    return UnitScores(list(spec.test_ids), list(spec.test_ids), None, probs, preds)
