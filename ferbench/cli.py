@@ -13,6 +13,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ferbench.datasets import builtin_names
 from ferbench.errors import FerbenchError
@@ -20,6 +21,20 @@ from ferbench.errors import FerbenchError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dynamic facial-expression recognition benchmark.")
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        import ferbench
+
+        console.print(f"ferbench {ferbench.__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Dynamic facial-expression recognition benchmark."""
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -42,19 +57,47 @@ def user_errors(fn: Callable) -> Callable:
 
 @app.command()
 @user_errors
-def datasets() -> None:
-    """List the dataset adapters and the native layout each expects."""
+def datasets(
+    layout: bool = typer.Option(False, "--layout", help="show the native layout each adapter expects"),
+    as_json: bool = typer.Option(False, "--json", help="print the status as JSON"),
+) -> None:
+    """Where ferbench looks for each dataset, whether it is there, and what is prepared (the data home)."""
     from ferbench.datasets import get_dataset, list_datasets
+    from ferbench.home import ENV, home, status
 
-    table = Table(title="ferbench datasets", show_lines=True, expand=True)
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("dataset", ratio=1)
-    table.add_column("classes", ratio=1)
-    table.add_column("expected layout", ratio=3, overflow="fold")
-    for name in list_datasets():
-        ds = get_dataset(name)
-        table.add_row(name, ds.title, ", ".join(ds.classes) or "-", ds.layout)
+    if layout:
+        table = Table(title="ferbench datasets: native layouts", show_lines=True)
+        table.add_column("name", style="bold", no_wrap=True)
+        table.add_column("expected layout and where to obtain it", overflow="fold")
+        for name in list_datasets():
+            ds = get_dataset(name)
+            table.add_row(name, f"{ds.title}. Classes: {', '.join(ds.classes) or '-'}. {ds.layout}. "
+                                f"Obtain: {ds.obtain}.")
+        console.print(table)
+        return
+    rows = status()
+    if as_json:
+        print(json.dumps({"home": str(home()), "datasets": rows}))
+        return
+    console.print(f"data home: {home()} (${ENV}); raw data in raw/<name>, prepared files in prepared/<name>.h5",
+                  highlight=False)
+    table = Table(show_lines=False)
+    table.add_column("dataset", style="bold", no_wrap=True)
+    table.add_column("raw", overflow="fold")
+    table.add_column("prepared", overflow="fold")
+    for r in rows:
+        raw = ("found: " if r["raw_present"] else "missing: ") + r["raw"]
+        if r["problem"]:
+            prep = f"unreadable: {r['problem']}"
+        elif r["prepared_present"]:
+            prep = (f"{r['samples']} samples, {r['subjects']} subjects, {r['bytes'] / 2**20:.1f} MiB, "
+                    f"data d{r['fingerprint']}")
+        else:
+            prep = f"none (`ferbench prepare {r['dataset']}`)"
+        table.add_row(r["dataset"], Text(raw), Text(prep))
     console.print(table)
+    console.print("(`ferbench datasets --layout` shows the layout each expects and where to obtain it)",
+                  highlight=False)
 
 
 @app.command()
@@ -140,8 +183,10 @@ def models() -> None:
 @user_errors
 def prepare(
     dataset: str = typer.Argument(..., help=builtin_names()),
-    root: Path = typer.Option(..., "--root", help="the dataset folder exactly as distributed"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output file (default data/<dataset>.h5)"),
+    root: Optional[Path] = typer.Option(None, "--root", help="the dataset folder exactly as distributed "
+                                        "(default: raw/<dataset> in the data home, or its config.toml entry)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output file (default: prepared/<dataset>.h5 in the "
+                                       "data home, $FERBENCH_HOME)"),
     aligner: str = typer.Option("mtcnn", "--aligner", help="mtcnn (default), insightface or none (pre-cropped)"),
     size: int = typer.Option(64, "--size", min=16, help="aligned face size in pixels"),
     template: str = typer.Option("yu2018", "--template", help="yu2018 (eye-based) or arcface"),
@@ -165,21 +210,39 @@ def prepare(
     """Detect, align and index every sample of a native dataset into one HDF5 file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
+    from ferbench.home import missing_raw_message, prepared_path, raw_dir
     from ferbench.preprocess.pipeline import PrepareConfig, check_options
     from ferbench.preprocess.pipeline import prepare as prepare_api
 
+    if root is None:
+        from ferbench.datasets import get_dataset
+
+        get_dataset(dataset)  # an unknown name first, with the known ones
+        root = raw_dir(dataset)[0]
+        if not root.is_dir():
+            raise FerbenchError(missing_raw_message(dataset))
+    out = out if out is not None else prepared_path(dataset)
     config = PrepareConfig(aligner=aligner, size=size, template=template, length=length, detect_every=detect_every,
                            min_face=min_face, min_coverage=min_coverage)
     check_options(dataset, config, out, workers=workers, scheduler=scheduler, overwrite=overwrite,
                   materialize_augmentation=materialize_augmentation)  # before the progress bar appears
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=as_json, disable=as_json) as bar:
-        task = bar.add_task(f"prepare {dataset}", total=None)
+    bar = Progress(*columns, console=err_console, transient=as_json, disable=as_json)
+    task: list = []
+
+    def on_progress(done: int, total: int) -> None:  # the bar appears with the first sample, after the scan
+        if not task:
+            bar.start()
+            task.append(bar.add_task(f"prepare {dataset}", total=None))
+        bar.update(task[0], completed=done, total=total)
+
+    try:
         summary = prepare_api(
             dataset, root, out, config, workers=workers, scheduler=scheduler, overwrite=overwrite, restart=restart,
-            materialize_augmentation=materialize_augmentation,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            materialize_augmentation=materialize_augmentation, progress=on_progress,
         )
+    finally:
+        bar.stop()
     if as_json:
         print(json.dumps(summary.to_dict()))
         return
@@ -336,7 +399,8 @@ def folds(
 @app.command()
 @user_errors
 def leaderboard(
-    runs: Path = typer.Option(Path("runs"), "--runs", help="folder of task records written by ferbench evaluate"),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="folder of task records written by ferbench evaluate "
+                                        "(default: runs/ in the data home)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="only this dataset (e.g. ck+, casme2-to-mmi)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="only this protocol (e.g. 10fold, loso)"),
     fmt: str = typer.Option("rich,md,html,csv,json", "--format", help="comma-separated: rich,md,html,csv,json"),
@@ -347,8 +411,11 @@ def leaderboard(
     """Tables per dataset x protocol from task records, with the papers' numbers and paired t-tests."""
     from ferbench.leaderboard import build_board, check_out, parse_formats, write_leaderboard
 
+    from ferbench.home import runs_dir
+
     formats = parse_formats(fmt)
     check_out(out, formats)
+    runs = runs if runs is not None else runs_dir()
     board = build_board(runs, dataset=dataset, protocol=protocol, reported=reported)
     written = write_leaderboard(board, formats, out, per_fold=per_fold, console=console)
     for kind, path in written.items():
@@ -358,9 +425,10 @@ def leaderboard(
 @app.command()
 @user_errors
 def evaluate(
-    data: Path = typer.Option(..., "--data", help="prepared .h5 file to train (and test) on"),
     protocol: str = typer.Option(..., "--protocol", help="protocol name (10fold, loso, 3fold, val, ...) or YAML path"),
-    data_test: Optional[Path] = typer.Option(None, "--data-test", help="test file (cross-dataset protocols)"),
+    data: Optional[str] = typer.Option(None, "--data", help="prepared .h5 file, or a dataset name (its file in the "
+                                       "data home); default: every dataset of the protocol prepared there"),
+    data_test: Optional[str] = typer.Option(None, "--data-test", help="test file or dataset name (cross-dataset)"),
     model: str = typer.Option("all", "--model", help="all, or a comma list (also fusion-svm, fusion-avg)"),
     repeats: Optional[int] = typer.Option(None, "--repeats", help="repeats of the protocol (default: the protocol's)"),
     recipe: str = typer.Option("default", "--recipe", help="default, paper or quick"),
@@ -369,7 +437,7 @@ def evaluate(
     lr: Optional[float] = typer.Option(None, "--lr", help="override the initial learning rate"),
     augment: Optional[str] = typer.Option(None, "--augment", help="augmentation preset (none, stc-nlstm, kim2017)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
-    out: Path = typer.Option(Path("runs"), "--out", help="folder of the task records"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder of the task records (default: runs/ in the data home)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="run on a local dask cluster of N workers"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a dask scheduler (tcp://HOST:PORT)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per task (default cores / workers)"),
@@ -393,13 +461,30 @@ def evaluate(
             raise FerbenchError(f"--model-options is not valid JSON ({e})") from None
         if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
             raise FerbenchError('--model-options must be a JSON object {"model": {"option": value}}')
-    with ProgressView(err_console, disable=as_json) as view:
-        result = evaluate_api(
-            data, protocol, data_test=data_test, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
-            batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
-            scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
-            precision=precision, progress=view,
-        )
+    from ferbench.home import no_data_message, protocol_data, resolve_data, runs_dir
+
+    out = out if out is not None else runs_dir()
+    if data is None:
+        if data_test is not None:
+            raise FerbenchError("--data-test needs --data (the training file)")
+        targets, missing = protocol_data(protocol)
+        if not targets:
+            raise FerbenchError(no_data_message(protocol, missing))
+        err_console.print(f"prepared in the data home: {', '.join(t[0] for t in targets)}"
+                          + (f"; missing: {', '.join(missing)} (" + "; ".join(f"`ferbench prepare {d}`" for d in missing)
+                             + ")" if missing else ""), highlight=False)
+    else:
+        targets = [("", resolve_data(data), resolve_data(data_test))]
+    results = []
+    for _, data_path, test_path in targets:
+        with ProgressView(err_console, disable=as_json) as view:
+            results.append(evaluate_api(
+                data_path, protocol, data_test=test_path, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
+                batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
+                scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
+                precision=precision, progress=view,
+            ))
+    result = _merge_results(results)
     rows = summary_rows(result.records)
     if as_json:
         print(json.dumps({"out": str(result.out), "ran": result.ran, "skipped": result.skipped,
@@ -407,20 +492,55 @@ def evaluate(
                           "warnings": result.warnings,
                           "seconds": result.seconds, "summary": rows}))
     else:
-        table = Table(title=f"{protocol}: {len(result.ran)} tasks run, {len(result.skipped)} reused ({result.out})")
-        for col in ("model", "dataset", "metric", "mean ± std (%)", "trials", "pooled (%)", "selection", "train s"):
-            table.add_column(col, justify="right" if col in ("trials", "train s") else "left", no_wrap=col == "model")
+        metrics = ", ".join(sorted({r["metric"] for r in rows}))
+        table = Table(title=f"{protocol} ({metrics}, %): {len(result.ran)} tasks run, {len(result.skipped)} reused, "
+                            f"records in {result.out}")
+        for col in ("model", "dataset", "mean ± std", "n", "pooled", "train s"):
+            table.add_column(col, justify="left" if col in ("model", "dataset") else "right", no_wrap=True)
         for r in rows:
             pooled = "-" if r["pooled"] is None else f"{100 * r['pooled']:.1f}"
             secs = "-" if r["train_s"] is None else f"{r['train_s']:.1f}"
             trials = str(r["trials"]) + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")
-            table.add_row(r["model"], r["dataset"], r["metric"], format_mean_std(r["mean"], r["std"]),
-                          trials, pooled, str(r["selection"]), secs)
+            table.add_row(r["model"], r["dataset"], format_mean_std(r["mean"], r["std"]), trials, pooled, secs)
         console.print(table)
+        console.print(f"`ferbench leaderboard{'' if result.out == runs_dir() else f' --runs {result.out}'}` shows "
+                      "them beside the papers' numbers", highlight=False)
     if result.failed:
         for task_id, message in result.failed.items():
             err_console.print(f"[bold red]failed:[/] {task_id}: {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Settings of the data home ($FERBENCH_HOME/config.toml).")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("set")
+@user_errors
+def config_set(
+    key: str = typer.Argument(..., help="raw.<dataset>: where that dataset's raw folder is"),
+    value: Path = typer.Argument(..., help="the folder"),
+) -> None:
+    """Remember a setting, e.g. `ferbench config set raw.ck+ ~/datasets/CK+`."""
+    from ferbench.home import set_raw
+
+    section, _, name = key.partition(".")
+    if section != "raw" or not name:
+        raise FerbenchError(f"unknown setting {key!r}; settings: raw.<dataset> (e.g. raw.ck+)")
+    if not value.expanduser().is_dir():
+        raise FerbenchError(f"{value}: no such folder (expected the {name} dataset as its owners distribute it)")
+    console.print(f"{key} = {value.expanduser().resolve()} ({set_raw(name, value)})", highlight=False)
+
+
+@config_app.command("show")
+@user_errors
+def config_show() -> None:
+    """Print the data home and its settings."""
+    from ferbench.home import config_path, home, read_config
+
+    console.print(f"home: {home()}\nconfig: {config_path()}", highlight=False)
+    for name, path in sorted(read_config().get("raw", {}).items()):
+        console.print(f"raw.{name} = {path}", highlight=False)
 
 
 runs_app = typer.Typer(no_args_is_help=True, help="Look after a runs folder (the task records of evaluate).")
@@ -430,13 +550,15 @@ app.add_typer(runs_app, name="runs")
 @runs_app.command("prune")
 @user_errors
 def runs_prune(
-    runs: Path = typer.Option(Path("runs"), "--runs", help="folder of task records written by ferbench evaluate"),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="folder of task records (default: runs/ in the data home)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed, remove nothing"),
 ) -> None:
     """Keep only the latest run of each model (per dataset and protocol); remove older runs' records and
     record files the leaderboard refuses."""
+    from ferbench.home import runs_dir
     from ferbench.records import prune
 
+    runs = runs if runs is not None else runs_dir()
     removed = prune(runs, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for kind in ("older", "refused"):
@@ -444,6 +566,21 @@ def runs_prune(
             console.print(f"{verb} ({kind}): {p}", highlight=False)
     console.print(f"{verb} {len(removed['older'])} record(s) of older runs and {len(removed['refused'])} refused "
                   f"file(s) under {runs}", highlight=False)
+
+
+def _merge_results(results: list) -> object:
+    """One EvaluateResult for the runs of several datasets (their records, tasks, failures and warnings)."""
+    first = results[0]
+    for r in results[1:]:
+        first.records += r.records
+        first.ran += r.ran
+        first.skipped += r.skipped
+        first.rerun_reasons.update(r.rerun_reasons)
+        first.failed.update(r.failed)
+        first.diverged.update(r.diverged)
+        first.warnings += [w for w in r.warnings if w not in first.warnings]
+        first.seconds += r.seconds
+    return first
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ class AfewAdapter(DatasetAdapter):
 
     name = "afew"
     title = "AFEW (EmotiW, in the wild)"
+    obtain = "the EmotiW challenge organisers (Abhinav Dhall et al.; a licence agreement from the organisers)"
     root_hint = "the AFEW folder"
     classes = CLASSES
     layout = ("Train_AFEW/<Class>/<clipid>.avi, Val_AFEW/<Class>/..., Test_AFEW/<clipid>.avi (unlabelled); "

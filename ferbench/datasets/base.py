@@ -188,6 +188,7 @@ class DatasetAdapter:
     title: ClassVar[str]
     classes: ClassVar[tuple[str, ...]]
     layout: ClassVar[str]  # one-paragraph description of the native layout, shown by `ferbench datasets`
+    obtain: ClassVar[str] = "its owners"  # where the dataset is obtained (its owners' site, as text)
     fps: ClassVar[float]
     # Preprocessing defaults that belong to the dataset (read by `PrepareConfig.resolved` and by the tests).
     #: Fixed clip length T of the temporal normalisation (yu2018: CK+ 18, Oulu-CASIA / MMI 22). Datasets

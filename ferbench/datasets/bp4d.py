@@ -111,6 +111,7 @@ class BP4DAdapter(DatasetAdapter):
 
     name = "bp4d"
     title = "BP4D-Spontaneous (AU occurrence; FERA 2015 subset)"
+    obtain = "Binghamton University (Lijun Yin's BP4D-Spontaneous page at cs.binghamton.edu; a licence agreement)"
     root_hint = "the BP4D folder"
     classes: tuple[str, ...] = ()
     layout = ("[Sequences(2D+3D)/]F001/T1/2440.jpg (3-4 digit frame numbers) + AUCoding/AU_OCC/F001_T1.csv "

@@ -232,6 +232,7 @@ class Casme2Adapter(DatasetAdapter):
 
     name = "casme2"
     title = "CASME II (micro-expressions, 200 fps)"
+    obtain = "the Institute of Psychology, Chinese Academy of Sciences (the CASME II page of Fu Xiaolan's group, fu.psych.ac.cn; a licence agreement)"
     root_hint = "the CASME II folder"
     classes = CLASSES
     layout = ("CASME2-coding-*.xlsx (or .csv) + CASME2_RAW_selected/subNN/<Filename>/imgN.jpg "

@@ -92,6 +92,7 @@ def _one_file(folder: Path, suffix: str, skipped: list[Path]) -> Path | None:
 class CKPlus(DatasetAdapter):
     name = "ck+"
     title = "Extended Cohn-Kanade (CK+)"
+    obtain = "its owners at the University of Pittsburgh / Carnegie Mellon University (the CK+ request form on Jeffrey Cohn's site, jeffcohn.net/Resources; a signed licence agreement)"
     classes = CLASSES
     layout = (
         "cohn-kanade-images/S005/001/S005_001_00000011.png; Emotion/S005/001/S005_001_00000011_emotion.txt "

@@ -93,6 +93,7 @@ class FolderAdapter(DatasetAdapter):
 
     name = "folder"
     title = "Generic class folders (your own data)"
+    obtain = "your own recordings: one folder per class, one video or frame folder per clip"
     root_hint = "a folder of class folders"
     classes: tuple[str, ...] = REPLICA_CLASSES  # replaced per instance by scan(): the class folders found
     layout = ("<root>/<class>/<clip>.avi or <root>/<class>/<clip>/<frames>; optional subjects.csv (clip,subject), "

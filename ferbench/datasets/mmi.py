@@ -204,6 +204,7 @@ def _subject(info: SessionInfo, media: Path, folder: Path, result: ScanResult) -
 class MMI(DatasetAdapter):
     name = "mmi"
     title = "MMI Facial Expression Database"
+    obtain = "the MMI Facial Expression Database site (mmifacedb.eu; registration and an end-user licence agreement)"
     classes = CLASSES
     layout = (
         'Sessions/<n>/<sid>.avi + session.xml + <sid>.xml (<Metatag Name="Emotion" Value="1-6"/>) '

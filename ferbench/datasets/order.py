@@ -52,6 +52,7 @@ class OrderAdapter(FolderAdapter):
 
     name = "order"
     title = "Temporal-order diagnostic replica (class only in the order of AU onsets)"
+    obtain = "ferbench itself: `ferbench synth order DIR` writes it"
     classes: tuple[str, ...] = CLASSES
     layout = "<root>/<class>/<subject>_<class>_<n>/frame_N.png, classes lower-first and upper-first"
     fps = FPS

@@ -64,6 +64,7 @@ def parse_modes(modes: list[str] | None) -> list[tuple[str, str]]:
 class OuluCasia(DatasetAdapter):
     name = "oulu-casia"
     title = "Oulu-CASIA NIR&VIS"
+    obtain = "the University of Oulu, Center for Machine Vision and Signal Analysis (the Oulu-CASIA NIR&VIS request form; a licence agreement)"
     classes = CLASSES
     layout = (
         "OriginalImg/{VL,NI}/{Strong,Weak,Dark}/P001/{Anger,Disgust,Fear,Happiness,Sadness,Surprise}/000.jpeg "

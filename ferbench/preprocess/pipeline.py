@@ -345,8 +345,10 @@ def _fill_unreadable(crops: np.ndarray, points: np.ndarray, flags: np.ndarray, b
 
 
 def default_output(dataset: str) -> Path:
-    """`data/<dataset>.h5` in the current folder (the CLI default)."""
-    return Path("data") / f"{dataset}.h5"
+    """`prepared/<dataset>.h5` in the data home (`ferbench.home`), where `evaluate` finds it by name."""
+    from ferbench.home import prepared_path
+
+    return prepared_path(dataset)
 
 
 def _open_client(workers: int | None, scheduler: str | None):

@@ -1,0 +1,163 @@
+"""The data home: one place where ferbench finds raw datasets and keeps what it prepares and runs, so the three
+commands run as typed (`ferbench prepare ck+`, `ferbench evaluate --protocol loso`, `ferbench leaderboard`).
+
+    $FERBENCH_HOME (default ~/ferbench_data)
+    ├── raw/<dataset>/          the dataset as its owners distribute it (a folder or a symlink)
+    ├── prepared/<dataset>.h5   what `ferbench prepare <dataset>` writes
+    ├── runs/                   what `ferbench evaluate` writes and `ferbench leaderboard` reads
+    └── config.toml             optional: [raw] <dataset> = "/where/it/is" (`ferbench config set raw.ck+ PATH`)
+
+Like TFDS's `data_dir`, MNE's `MNE_DATA` or torchvision's `root`: explicit options (`--root`, `--out`,
+`--data`, `--runs`) still override everything here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from ferbench.atomic import atomic_write
+from ferbench.errors import FerbenchError
+
+ENV = "FERBENCH_HOME"
+DEFAULT = "~/ferbench_data"
+
+
+def home() -> Path:
+    """The data home: $FERBENCH_HOME, else ~/ferbench_data."""
+    return Path(os.environ.get(ENV) or DEFAULT).expanduser()
+
+
+def config_path() -> Path:
+    return home() / "config.toml"
+
+
+def read_config() -> dict[str, dict[str, str]]:
+    """The config file's tables ({} when there is none); a malformed file is one line naming it."""
+    path = config_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise FerbenchError(f"{path}: not a valid TOML file ({e}); fix it or delete it") from None
+    raw = data.get("raw", {})
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise FerbenchError(f"{path}: [raw] must map dataset names to folder paths (strings)")
+    return {"raw": dict(raw)}
+
+
+def set_raw(dataset: str, folder: str | Path) -> Path:
+    """Remember where a dataset's raw folder is (`ferbench config set raw.<dataset> PATH`)."""
+    from ferbench.datasets import get_dataset
+
+    get_dataset(dataset)  # an unknown name is refused with the known ones
+    raw = read_config().get("raw", {})
+    raw[dataset] = str(Path(folder).expanduser().resolve())
+    lines = ["# ferbench data home settings (`ferbench config set raw.<dataset> PATH`)", "[raw]"]
+    lines += [f'"{name}" = "{_escape(path)}"' for name, path in sorted(raw.items())]
+    return atomic_write(config_path(), "\n".join(lines) + "\n")
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def raw_dir(dataset: str) -> tuple[Path, str]:
+    """Where ferbench looks for a dataset's raw folder, and why there ("config.toml" or "data home")."""
+    configured = read_config().get("raw", {}).get(dataset)
+    if configured:
+        return Path(configured).expanduser(), f"{config_path()}"
+    return home() / "raw" / dataset, "the data home"
+
+
+def prepared_path(dataset: str) -> Path:
+    return home() / "prepared" / f"{dataset}.h5"
+
+
+def runs_dir() -> Path:
+    return home() / "runs"
+
+
+def missing_raw_message(dataset: str) -> str:
+    """The one line `ferbench prepare <dataset>` prints when it finds no raw folder."""
+    from ferbench.datasets import get_dataset
+
+    adapter = get_dataset(dataset)
+    where, why = raw_dir(dataset)
+    return (f"no raw {dataset} data at {where} (looked there because of {why}; {ENV}={home()}). Expected layout: "
+            f"{adapter.layout}. Obtain it from {adapter.obtain}. Then put it (or a symlink to it) at {where}, run "
+            f"`ferbench config set raw.{dataset} /path/to/it`, or pass --root /path/to/it.")
+
+
+def status(fingerprints: bool = True) -> list[dict]:
+    """Per dataset adapter: where ferbench looks for the raw folder and whether it is there, and the prepared
+    file in the data home (samples, subjects, size, short data fingerprint: the `d` part of a record key)."""
+    from ferbench.datasets import get_dataset, list_datasets
+
+    rows = []
+    for name in list_datasets():
+        raw, why = raw_dir(name)
+        prepared = prepared_path(name)
+        row = {"dataset": name, "title": get_dataset(name).title, "raw": str(raw), "raw_from": why,
+               "raw_present": raw.is_dir(), "prepared": str(prepared), "prepared_present": prepared.is_file(),
+               "samples": None, "subjects": None, "bytes": None, "fingerprint": None, "problem": None}
+        if prepared.is_file():
+            try:
+                from ferbench.store import open_store
+
+                with open_store(prepared) as st:
+                    row["samples"] = len(st.samples)
+                    row["subjects"] = len({s.subject for s in st.samples})
+                row["bytes"] = prepared.stat().st_size
+                if fingerprints:
+                    from ferbench.harness.fingerprint import data_fingerprint
+
+                    row["fingerprint"] = data_fingerprint(prepared)[:10]
+            except FerbenchError as e:
+                row["problem"] = str(e)
+        rows.append(row)
+    return rows
+
+
+def resolve_data(value: str | Path | None) -> Path | None:
+    """`--data`: a path, or a dataset name meaning its prepared file in the data home."""
+    if value is None:
+        return None
+    text = str(value)
+    from ferbench.datasets import list_datasets
+
+    if text in list_datasets() and not Path(text).exists():
+        path = prepared_path(text)
+        if not path.is_file():
+            raise FerbenchError(f"no prepared {text} file at {path}; run `ferbench prepare {text}` first "
+                                f"(or pass the path of a .h5 file)")
+        return path
+    return Path(text)
+
+
+def protocol_data(protocol: str | Path) -> tuple[list[tuple[str, Path, Path | None]], list[str]]:
+    """For `ferbench evaluate --protocol P` without --data: (found, missing). found: (dataset, data file, test
+    file or None) for each dataset the protocol lists whose prepared file is in the data home (a cross-dataset
+    protocol needs its test dataset's file too); missing: the datasets without one."""
+    from ferbench.protocols import load_protocol
+
+    proto = load_protocol(protocol)
+    found, missing = [], []
+    for name in proto.datasets:
+        data = prepared_path(name)
+        test = prepared_path(proto.test_dataset) if proto.test_dataset else None
+        lacking = [d for d, p in ((name, data), (proto.test_dataset, test)) if p is not None and not p.is_file()]
+        if lacking:
+            missing.extend(d for d in lacking if d not in missing)
+        else:
+            found.append((name, data, test))
+    return found, missing
+
+
+def no_data_message(protocol: str, missing: list[str]) -> str:
+    """The one line `ferbench evaluate --protocol P` prints when no dataset of P is prepared."""
+    return (f"protocol {protocol} found no prepared file in the data home ({home() / 'prepared'}) for "
+            f"{', '.join(missing)}; prepare them first: "
+            + "; ".join(f"`ferbench prepare {d}`" for d in missing) + " (or pass --data FILE.h5)")
