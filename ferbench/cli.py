@@ -166,17 +166,34 @@ def synth(
 
 @app.command()
 @user_errors
-def models() -> None:
-    """List the bundled models: name, paper, table, and the input each expects."""
-    from ferbench.models import list_models, model_info
+def models(
+    check: Optional[str] = typer.Option(None, "--check", help="a model to check against the contract: a name, "
+                                        "path/to/file.py:Name or package.module:factory"),
+) -> None:
+    """List the models (bundled, and your own from entry points) with their source; --check proves one fits."""
+    from ferbench.models import list_models, model_card, model_info
+    from ferbench.models.user import check_model, is_spec, load_entry_points, register_spec
 
+    load_entry_points()
+    if check is not None:
+        name = register_spec(check) if is_spec(check) else check
+        model_card(name)  # an unknown name: one line with the known ones
+        results = check_model(name)
+        for what, ok, detail in results:
+            mark = "[green]ok[/]" if ok else "[bold red]DOES NOT FIT[/]"
+            console.print(f"{mark} {what}" + (f": {detail}" if detail else ""), highlight=False)
+        if not all(ok for _, ok, _ in results):
+            raise typer.Exit(2)
+        console.print(f"{name} fits the contract; run it with `ferbench evaluate --model {check}`", highlight=False)
+        return
     table = Table(title="ferbench models")
-    for col in ("name", "paper", "table", "input"):
-        table.add_column(col)
+    for col in ("name", "paper", "table", "source"):
+        table.add_column(col, no_wrap=col == "name", overflow="fold")
     for name in list_models():
-        info = model_info(name)
-        table.add_row(name, info["paper"], info["table"], info["input"])
+        info, card = model_info(name), model_card(name)
+        table.add_row(name, info["paper"], info["table"], card.source)
     console.print(table)
+    console.print("(`ferbench models --check SPEC` checks a model of your own; docs/own-model.md)", highlight=False)
 
 
 @app.command()

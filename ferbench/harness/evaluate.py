@@ -64,8 +64,12 @@ def resolve_models(models: str | list[str] | tuple[str, ...], task: str) -> list
 
     if not isinstance(models, (str, list, tuple)) or not all(isinstance(m, str) for m in models):
         raise FerbenchError(f"models must be 'all', a comma-separated string or a list of names; got {models!r}")
-    known = list(list_models())
+    from ferbench.models.user import is_spec, load_entry_points, register_spec
+
+    load_entry_points()  # models of installed packages (the `ferbench.models` entry-point group)
     items = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m and m.strip()]
+    items = [register_spec(m) if is_spec(m) else m for m in items]  # path/to/file.py:Name, module:factory
+    known = list(list_models())
     if not items:
         raise FerbenchError("no model given; pass --model all or a comma-separated list of names")
     if items == ["all"]:

@@ -35,7 +35,18 @@ def model_fingerprint(model: str, ctx: RunContext, stages: tuple[dict[str, Any],
     """Everything about the model and its training that changes predictions."""
     return hash_json({"model": model, "recipe": ctx.recipe, "stages": stages, "options": options, "classes": classes,
                       "task": task, "index": index, "selection": selection_of(stages), "val_fraction": val_fraction,
-                      "precision": ctx.precision})
+                      "precision": ctx.precision, "user_code": user_model_source(model)})
+
+
+def user_model_source(model: str) -> list[Any] | None:
+    """(source, code sha256) of a user model (its edits rerun its tasks); None for a bundled one."""
+    from ferbench.harness.spec import FUSION_ENTRIES
+    from ferbench.models import model_card
+
+    if model in FUSION_ENTRIES:
+        return None
+    card = model_card(model)
+    return None if card.source == "ferbench" else [card.source, card.code]
 
 
 def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], options: dict[str, Any], index: str,
@@ -59,6 +70,7 @@ def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], option
             train_subjects=tuple(tr.subjects[i] for i in fold.train), stages=stages, recipe_name=ctx.recipe,
             selection=selection_of(stages), model_options=options, index=index, device=ctx.device,
             threads=ctx.threads, metric=proto.metric, precision=ctx.precision,
+            model_source=(user_model_source(model) or [None])[0],
             fingerprints={**ctx.fingerprints, "folds": folds_fp, "model": fp_model},
         ))
     return specs

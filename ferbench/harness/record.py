@@ -68,6 +68,7 @@ def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any
         "curve": finite_or_none(res["curve"]),
         "recipe": {"name": spec.recipe_name, "stages": res["stages"]},
         "config": {**config_common, "model_options": res["model_options"], "index": spec.index,
+                   "model_source": spec.model_source or "ferbench",
                    "dtype": res["dtype"], "augment": [s.get("augment") for s in res["stages"]],
                    **({"fusion": res["extra"]} if res.get("extra") else {})},
         "fingerprints": dict(spec.fingerprints),

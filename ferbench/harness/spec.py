@@ -48,6 +48,7 @@ class TaskSpec:
     metric: str
     fingerprints: dict[str, str] = field(default_factory=dict)
     precision: str = "auto"  # harness.train.PRECISIONS
+    model_source: str | None = None  # a user model's spec (file.py:Name, module:factory, entry point): workers load it
 
     @property
     def task_id(self) -> str:

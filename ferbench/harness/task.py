@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import ferbench
+from ferbench.errors import FerbenchError
 from ferbench.harness.data import open_data
 from ferbench.harness.fit import Context, Progress, UnitScores, fit, predict_test
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
@@ -87,6 +88,23 @@ def _diverged_result(spec: TaskSpec, device: torch.device, e: Diverged, train_s:
     }
 
 
+def _ensure_model(spec: TaskSpec) -> None:
+    """On a dask worker, a user model is not registered yet: load it from its spec (its file must be readable
+    there: a shared path, or the package installed on the worker)."""
+    from ferbench.models import list_models
+    from ferbench.models.user import load_entry_points, register_spec
+
+    if spec.model in list_models() or spec.model in FUSION_ENTRIES or not spec.model_source:
+        return
+    if spec.model_source.startswith("entry point "):
+        load_entry_points()
+    else:
+        register_spec(spec.model_source, name=spec.model)
+    if spec.model not in list_models():
+        raise FerbenchError(f"model {spec.model!r} ({spec.model_source}) cannot be loaded on this worker; install "
+                            "its package there or put its file on a path every worker reads")
+
+
 def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]:
     """Run one task; returns the record's fields that a task can know (no test labels, no scores)."""
     device = torch.device(spec.device)
@@ -94,6 +112,7 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         device = torch.device("cuda", _worker_gpu())
     setup_determinism(spec.threads, device)
     set_precision(spec.precision)
+    _ensure_model(spec)
     t0 = time.perf_counter()
     train_data, test_data = open_data(spec.data), open_data(spec.data_test)
     labels = dict(zip(spec.train_ids, spec.y_train)) | dict(zip(spec.val_ids, spec.y_val))

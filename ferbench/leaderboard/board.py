@@ -265,6 +265,10 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
                          f"and are left out of its figures (first: repeat {first['repeat']} fold {first['fold']}, "
                          f"{first['what']} non-finite in stage {first['stage']} epoch {first['epoch']}, last finite "
                          f"training loss {first['last_finite_loss']})")
+    for (m, key), name in sorted(names.items()):
+        source = (by_run[(m, key)][0][1].get("config") or {}).get("model_source")
+        if source and source != "ferbench":
+            notes.append(f"{name}: a user model, from {source}")
     caveat = protocol_caveat(protocol)
     if caveat:
         notes.append(f"protocol {protocol}: {caveat}")

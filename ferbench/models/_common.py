@@ -128,6 +128,10 @@ class ModelCard:
     min_size: int
     departures: tuple[str, ...] = ()
     recipes: dict[str, tuple[Recipe, ...]] = field(default_factory=dict, hash=False, compare=True)
+    #: Where the model comes from: "ferbench" (bundled), or a user's "file.py:Name", "module:factory" or
+    #: "entry point <name> (<dist>)"; `code` is the sha256 of a user model's source (in its fingerprint).
+    source: str = "ferbench"
+    code: str | None = None
 
     def __post_init__(self) -> None:
         if self.index not in INDEXES:

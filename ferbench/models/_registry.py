@@ -20,15 +20,17 @@ _CARDS: dict[str, ModelCard] = {}
 
 def register_model(name: str, *, paper: str, table: str, input: str, index: str, variable_length: bool,
                    min_size: int, recipes: dict[str, tuple[Recipe, ...]],
-                   departures: tuple[str, ...] = ()) -> Callable[[F], F]:
+                   departures: tuple[str, ...] = (), source: str = "ferbench", code: str | None = None,
+                   replace: bool = False) -> Callable[[F], F]:
     """Decorator: register a model class or factory `fn(num_classes, **cfg) -> nn.Module` under `name`,
-    with its card (see `ModelCard` for the fields)."""
+    with its card (see `ModelCard` for the fields). `replace` lets a user model be registered again (an edited
+    file); a bundled model is never replaced."""
     card = ModelCard(name=name, paper=paper, table=table, input=input, index=index,
                      variable_length=variable_length, min_size=min_size, departures=tuple(departures),
-                     recipes=dict(recipes))
+                     recipes=dict(recipes), source=source, code=code)
 
     def deco(fn: F) -> F:
-        if name in _FACTORIES:
+        if name in _FACTORIES and not (replace and _CARDS[name].source != "ferbench"):
             raise ValueError(f"model {name!r} registered twice")
         _FACTORIES[name] = fn
         _CARDS[name] = card
