@@ -358,19 +358,23 @@ def demo(
 @app.command()
 @user_errors
 def protocols() -> None:
-    """List the bundled protocols: datasets, paper and table, splitter, trials."""
+    """List the bundled protocols: datasets, paper and table, trials (and the splitter on a wide terminal)."""
     from ferbench.protocols import bundled_dir, list_protocols
 
-    table = Table(title=f"ferbench protocols ({bundled_dir()})", show_lines=False)
-    for col in ("name", "datasets", "paper", "table", "splitter", "trials"):
-        table.add_column(col, overflow="fold", no_wrap=col == "name")
+    wide = console.width >= 120
+    table = Table(title=Text(f"ferbench protocols ({bundled_dir()})"), show_lines=False)
+    for col in ("name", "datasets", "source", "trials") + (("splitter",) if wide else ()):
+        table.add_column(col, no_wrap=col in ("name", "trials"))  # others wrap at spaces, never mid-word
     for p in list_protocols():
         n = p.params.get("n_splits") or (len(p.params["folds"]) if "folds" in p.params else None)
         trials = f"{n} x {p.repeats}" if n else ("per subject" if p.splitter == "leave-one-subject-out" else "1") + (
             f" x {p.repeats}" if p.repeats > 1 else "")
         datasets = ", ".join(p.datasets) + (f" -> {p.test_dataset}" if p.test_dataset else "")
-        table.add_row(p.name, datasets, p.paper, p.table, p.splitter, trials)
+        source = p.paper if p.table in ("-", "") else f"{p.paper} {p.table}"
+        table.add_row(p.name, datasets, source, trials, *((p.splitter,) if wide else ()))
     console.print(table)
+    if not wide:
+        console.print("(the splitter of each: a terminal of 120 columns, or docs/protocols.md)", highlight=False)
 
 
 @app.command()

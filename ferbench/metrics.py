@@ -164,9 +164,10 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     """Everything a leaderboard row needs for one model x protocol x dataset, from its records.
 
     Keys: model, protocol, dataset, dataset_test, task, classes, metric, metrics, trials, std_ddof,
-    scores ({metric: {mean, std, trials}}), pooled ({metric: mean over repeats}), pooled_repeats,
-    per_class_accuracy, confusion (row-normalised, class order), per_au_f1 (au-detection), per_mode,
-    selection, train_s ({mean, std, total}), per_trial (sorted by repeat, fold; for paired tests).
+    scores ({metric: {mean, std, trials}}), pooled ({metric: mean over repeats}), pooled_repeats, pooled_runs,
+    over_repeats (std of the repeat means), ci (subject bootstrap), per_class_accuracy, confusion (row-normalised,
+    class order), per_au_f1 (au-detection), per_mode, selection, train_s ({mean, std, total}), per_trial (sorted
+    by repeat, fold; for paired tests), diverged (the trials left out).
     """
     if not records:
         raise FerbenchError("no task records to summarize")
@@ -178,23 +179,37 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     for r in records:
         check_lists(r, _where(r, None))
     first = records[0]
-    classes = list(first["classes"])
-    task = first["task"]
+    per_trial = [_trial_row(r) for r in records]
+    metric_names = list(CLASSIFICATION_METRICS) if first["task"] == "classification" else ["f1"]
+    out: dict[str, Any] = {
+        "model": first["model"], "protocol": first["protocol"], "dataset": first["dataset"],
+        "dataset_test": first.get("dataset_test", first["dataset"]), "task": first["task"],
+        "classes": list(first["classes"]), "metric": first["metric"],
+        "metrics": list(first.get("metrics") or [first["metric"]]), "trials": len(records), "std_ddof": STD_DDOF,
+        "scores": {m: mean_std(t[m] for t in per_trial) for m in metric_names},
+        "ci": subject_bootstrap_ci(records, first["metric"]),
+        "selection": "/".join(sorted({str(r.get("selection")) for r in records if r.get("selection")})) or None,
+        "train_s": _time_summary(t["train_s"] for t in per_trial),
+        "per_trial": per_trial,
+        "diverged": [_divergence_row(r) for r in diverged],
+    }
+    out.update(_over_repeats(records, per_trial, metric_names))
+    out.update(_per_class(records, per_trial))
+    return out
 
-    per_trial = []
-    for r in records:
-        row = {"repeat": r["repeat"], "fold": r["fold"], "seed": r.get("seed"), "units": len(r["labels"])}
-        row.update(trial_scores(r))
-        row["modes"] = mode_scores(r)
-        row["train_s"] = (r.get("timings") or {}).get("train_s")
-        row["selection"] = r.get("selection")
-        row["selected_epoch"] = r.get("selected_epoch")
-        row["test_units"] = units_digest(r["sample_ids"])
-        per_trial.append(row)
 
-    metric_names = list(CLASSIFICATION_METRICS) if task == "classification" else ["f1"]
-    scores = {m: mean_std(t[m] for t in per_trial) for m in metric_names}
+def _trial_row(r: dict) -> dict[str, Any]:
+    """One trial's figures (every metric, per mode), its time, selection and the digest of its test units."""
+    row = {"repeat": r["repeat"], "fold": r["fold"], "seed": r.get("seed"), "units": len(r["labels"])}
+    row.update(trial_scores(r))
+    row.update({"modes": mode_scores(r), "train_s": (r.get("timings") or {}).get("train_s"),
+                "selection": r.get("selection"), "selected_epoch": r.get("selected_epoch"),
+                "test_units": units_digest(r["sample_ids"])})
+    return row
 
+
+def _over_repeats(records: list[dict], per_trial: list[dict], metric_names: list[str]) -> dict[str, Any]:
+    """Pooled scores (all test units of a repeat at once, averaged over repeats) and the std of repeat means."""
     by_repeat: dict[int, list[dict]] = defaultdict(list)
     for r in records:
         by_repeat[r["repeat"]].append(r)
@@ -202,41 +217,31 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     for rep in sorted(by_repeat):
         ys, ps = zip(*(_arrays(r) for r in by_repeat[rep]))
         y, p = np.concatenate(ys), np.concatenate(ps)
-        if task == "classification":
+        if records[0]["task"] == "classification":
             pooled_runs.append(classification_scores(y, p))
         else:
-            pooled_runs.append({"f1": au_scores(y, p, classes)["f1"]})
-    pooled = {m: float(np.mean([run[m] for run in pooled_runs])) for m in pooled_runs[0]}
-    # the std of the repeat means (each repeat: the mean of its folds), beside the std over all trials
+            pooled_runs.append({"f1": au_scores(y, p, records[0]["classes"])["f1"]})
     repeat_means = {m: [float(np.nanmean([t[m] for t in per_trial if t["repeat"] == rep] or [np.nan]))
                         for rep in sorted(by_repeat)] for m in metric_names}
-    over_repeats = {m: mean_std(v) for m, v in repeat_means.items()}
+    return {"repeats": len(by_repeat), "pooled_runs": pooled_runs, "pooled_repeats": len(pooled_runs),
+            "pooled": {m: float(np.mean([run[m] for run in pooled_runs])) for m in pooled_runs[0]},
+            "over_repeats": {m: mean_std(v) for m, v in repeat_means.items()}}
 
-    out: dict[str, Any] = {
-        "model": first["model"], "protocol": first["protocol"], "dataset": first["dataset"],
-        "dataset_test": first.get("dataset_test", first["dataset"]), "task": task, "classes": classes,
-        "metric": first["metric"], "metrics": list(first.get("metrics") or [first["metric"]]),
-        "trials": len(records), "repeats": len(by_repeat), "std_ddof": STD_DDOF,
-        "scores": scores, "pooled": pooled, "pooled_repeats": len(pooled_runs), "over_repeats": over_repeats,
-        "pooled_runs": pooled_runs, "ci": subject_bootstrap_ci(records, first["metric"]),
-        "selection": "/".join(sorted({str(r.get("selection")) for r in records if r.get("selection")})) or None,
-        "train_s": _time_summary(t["train_s"] for t in per_trial),
-        "per_trial": per_trial,
-        "diverged": [_divergence_row(r) for r in diverged],
-    }
-    if task == "classification":
-        y_all = np.concatenate([_arrays(r)[0] for r in records])
-        p_all = np.concatenate([_arrays(r)[1] for r in records])
-        cm = confusion_matrix(y_all, p_all, labels=list(range(len(classes))), normalize="true")
-        counts = np.bincount(y_all, minlength=len(classes))
-        out["confusion"] = cm.tolist()
-        out["class_units"] = counts.tolist()
-        out["per_class_accuracy"] = {c: (float(cm[i, i]) if counts[i] else None) for i, c in enumerate(classes)}
-        modes = sorted({m for t in per_trial for m in t["modes"]})
-        out["per_mode"] = {m: mean_std(t["modes"][m] for t in per_trial if m in t["modes"]) for m in modes}
-    else:
-        out["per_au_f1"] = {au: mean_std(t[f"f1_{au}"] for t in per_trial) for au in classes}
-    return out
+
+def _per_class(records: list[dict], per_trial: list[dict]) -> dict[str, Any]:
+    """Classification: the row-normalised confusion matrix over all trials, its diagonal, accuracy per mode.
+    AU detection: per-AU F1, mean over the folds where each AU is scored."""
+    classes = list(records[0]["classes"])
+    if records[0]["task"] != "classification":
+        return {"per_au_f1": {au: mean_std(t[f"f1_{au}"] for t in per_trial) for au in classes}}
+    y_all = np.concatenate([_arrays(r)[0] for r in records])
+    p_all = np.concatenate([_arrays(r)[1] for r in records])
+    cm = confusion_matrix(y_all, p_all, labels=list(range(len(classes))), normalize="true")
+    counts = np.bincount(y_all, minlength=len(classes))
+    modes = sorted({m for t in per_trial for m in t["modes"]})
+    return {"confusion": cm.tolist(), "class_units": counts.tolist(),
+            "per_class_accuracy": {c: (float(cm[i, i]) if counts[i] else None) for i, c in enumerate(classes)},
+            "per_mode": {m: mean_std(t["modes"][m] for t in per_trial if m in t["modes"]) for m in modes}}
 
 
 BOOTSTRAP_SAMPLES = 2000

@@ -69,56 +69,20 @@ def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, m
     """Build `name` and train it through its stages; with validation selection, keep the best epoch of the
     final stage as scored on the validation ids (test ids are not even in scope here)."""
     spec, dev = ctx.spec, ctx.device
-    au = spec.task == "au-detection"
-    num_outputs = len(spec.classes)
-    model, options = build_model(name, num_outputs, spec.model_options.get(name, {}), ctx.train.size,
+    model, options = build_model(name, len(spec.classes), spec.model_options.get(name, {}), ctx.train.size,
                                  ctx.train.length, stage_seed(spec.seed, 0, member))
     model.to(dev)
     index = spec.index if name == spec.model else index_of(name)
-    columns = ctx.train.au_columns(spec.classes) if au else []
-    y_train = torch.tensor([ctx.labels[i] for i in spec.train_ids], dtype=torch.int64, device=dev)
-    train_src = WindowSource(ctx.train, spec.train_ids, columns, dev) if au else ClipSource(ctx.train, index, spec.train_ids, dev)
-    validate = None
-    if selection == "validation" and spec.val_ids:
-        val_src = WindowSource(ctx.train, spec.val_ids, columns, dev) if au else ClipSource(ctx.train, index, spec.val_ids, dev)
-        y_val = (val_src.targets(torch.arange(val_src.n)).cpu().numpy() if au
-                 else np.array([ctx.labels[i] for i in spec.val_ids], dtype=np.int64))
-        bs_eval = int(stages[-1]["batch_size"])
-
-        def validate() -> float:
-            scores = predict(model, val_src.n, val_src.inputs, bs_eval, dev, "sigmoid" if au else "softmax")
-            return selection_score(spec.metric, y_val, scores)
-    elif selection == "validation":
-        raise FerbenchError(f"{spec.task_id}: the recipe selects on validation but the fold has no validation ids")
+    validate = _validation(ctx, model, index, selection, int(stages[-1]["batch_size"]))
     curve: list[dict[str, Any]] = []
     used: list[dict[str, Any]] = []
     result = None
     for si, stage in enumerate(stages):
-        last = si == len(stages) - 1
-        preset = stage.get("augment")
-        if stage["stage"] == "stage1":
-            st_src = ClipSource(ctx.train, "states", _with_states(ctx.train, spec.train_ids), dev)
-            st_y = torch.tensor([ctx.labels[i] for i in _with_states(ctx.train, spec.train_ids)], dtype=torch.int64, device=dev)
-
-            def batcher(idx, gen, st_src=st_src, st_y=st_y, preset=preset):
-                x = st_src.loaded.x[st_src.pos[idx].to(dev)]
-                return to_float(augment(x, preset, gen)), st_y[idx.to(dev)]
-
-            n, loss_fn = st_src.n, T.stage1_loss
-        elif au:
-            def batcher(idx, gen, preset=preset):
-                return train_src.inputs(idx, preset, gen), train_src.targets(idx)
-
-            n, loss_fn = train_src.n, T.au_loss
-        else:
-            def batcher(idx, gen, preset=preset):
-                return train_src.inputs(idx, preset, gen), y_train[idx.to(dev)]
-
-            n, loss_fn = train_src.n, T.clip_loss
+        n, batcher, loss_fn = _stage_inputs(ctx, stage, index)
         used.append({**stage, "batch_size": max(1, min(int(stage["batch_size"]), n)), "units": n})
         result = T.train_stage(
             model, stage, si, n, batcher, loss_fn, device=dev, seed=stage_seed(spec.seed, 1, member, si),
-            validate=validate if last else None,
+            validate=validate if si == len(stages) - 1 else None,
             on_epoch=lambda p, name=name: ctx.emit(event="epoch", member=name, **p),
         )
         curve.extend(result.curve)
@@ -126,6 +90,49 @@ def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, m
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
     return Fitted(model, curve, result.selected_epoch, options, used)
+
+
+def _validation(ctx: Context, model: nn.Module, index: str, selection: str, batch: int) -> Callable[[], float] | None:
+    """The selection score on the validation ids (training subjects held out), or None for last-epoch."""
+    spec, dev = ctx.spec, ctx.device
+    if selection != "validation":
+        return None
+    if not spec.val_ids:
+        raise FerbenchError(f"{spec.task_id}: the recipe selects on validation but the fold has no validation ids")
+    au = spec.task == "au-detection"
+    if au:
+        src = WindowSource(ctx.train, spec.val_ids, ctx.train.au_columns(spec.classes), dev)
+        y_val = src.targets(torch.arange(src.n)).cpu().numpy()
+    else:
+        src = ClipSource(ctx.train, index, spec.val_ids, dev)
+        y_val = np.array([ctx.labels[i] for i in spec.val_ids], dtype=np.int64)
+
+    def validate() -> float:
+        scores = predict(model, src.n, src.inputs, batch, dev, "sigmoid" if au else "softmax")
+        return selection_score(spec.metric, y_val, scores)
+
+    return validate
+
+
+def _stage_inputs(ctx: Context, stage: dict[str, Any], index: str) -> tuple[int, T.Batcher, T.LossFn]:
+    """(training units, batcher, loss) of one stage: kim2017's stage 1 on the expression-state frames, AU
+    windows for AU detection, else clips in the model's index."""
+    spec, dev, preset = ctx.spec, ctx.device, stage.get("augment")
+    if stage["stage"] == "stage1":
+        ids = _with_states(ctx.train, spec.train_ids)
+        src = ClipSource(ctx.train, "states", ids, dev)
+        y = torch.tensor([ctx.labels[i] for i in ids], dtype=torch.int64, device=dev)
+
+        def states(idx: torch.Tensor, gen: torch.Generator) -> Any:
+            return to_float(augment(src.loaded.x[src.pos[idx].to(dev)], preset, gen)), y[idx.to(dev)]
+
+        return src.n, states, T.stage1_loss
+    if spec.task == "au-detection":
+        win = WindowSource(ctx.train, spec.train_ids, ctx.train.au_columns(spec.classes), dev)
+        return win.n, lambda idx, gen: (win.inputs(idx, preset, gen), win.targets(idx)), T.au_loss
+    clips = ClipSource(ctx.train, index, spec.train_ids, dev)
+    y_train = torch.tensor([ctx.labels[i] for i in spec.train_ids], dtype=torch.int64, device=dev)
+    return clips.n, lambda idx, gen: (clips.inputs(idx, preset, gen), y_train[idx.to(dev)]), T.clip_loss
 
 
 def _with_states(data: DataFile, ids: tuple[str, ...]) -> tuple[str, ...]:

@@ -121,6 +121,28 @@ def check_finite_weights(model: nn.Module, stage: str, epoch: int, last_loss: fl
             raise Diverged("weights", stage, epoch, last_loss)
 
 
+def _stage_parameters(model: nn.Module, kind: str) -> list[nn.Parameter]:
+    """The parameters a stage trains: kim2017's two stages train their own parts, anything else the whole model."""
+    if kind not in ("stage1", "stage2"):
+        return list(model.parameters())
+    if not hasattr(model, "set_stage"):
+        raise FerbenchError(f"recipe stage {kind!r} needs a two-stage model (set_stage / stage_parameters)")
+    model.set_stage(1 if kind == "stage1" else 2)
+    return list(model.stage_parameters(1 if kind == "stage1" else 2))
+
+
+def _stage_length(stage: dict[str, Any], n_units: int) -> tuple[int, int, int]:
+    """(batch size, epochs, optimiser steps) of a stage on `n_units` training units: a recipe gives epochs, or
+    iterations (then the epochs that hold them, the last one cut short)."""
+    if n_units < 1:
+        raise FerbenchError(f"stage {stage['stage']!r}: no training samples")
+    bs = max(1, min(int(stage["batch_size"]), n_units))
+    per_epoch = len(batches(n_units, bs, torch.Generator().manual_seed(0)))
+    iterations = stage.get("iterations")
+    epochs = math.ceil(int(iterations) / per_epoch) if iterations else int(stage["epochs"])
+    return bs, epochs, int(iterations) if iterations else epochs * per_epoch
+
+
 @dataclass
 class StageResult:
     curve: list[dict[str, Any]]
@@ -167,24 +189,11 @@ def train_stage(
 ) -> StageResult:
     """Run one stage. `validate` (validation selection only) scores the model after each epoch; the best
     epoch's weights are kept (ties: the earlier epoch)."""
-    if n_units < 1:
-        raise FerbenchError(f"stage {stage['stage']!r}: no training samples")
     kind = stage["stage"]
-    if kind in ("stage1", "stage2"):
-        if not hasattr(model, "set_stage"):
-            raise FerbenchError(f"recipe stage {kind!r} needs a two-stage model (set_stage / stage_parameters)")
-        model.set_stage(1 if kind == "stage1" else 2)
-        params = list(model.stage_parameters(1 if kind == "stage1" else 2))
-    else:
-        params = list(model.parameters())
-    opt = make_optimizer(model, params, stage)
-    bs = max(1, min(int(stage["batch_size"]), n_units))
+    opt = make_optimizer(model, _stage_parameters(model, kind), stage)
+    bs, epochs, total_steps = _stage_length(stage, n_units)
     gen = torch.Generator(device="cpu")
     gen.manual_seed(seed)
-    per_epoch = len(batches(n_units, bs, torch.Generator().manual_seed(0)))
-    iterations = stage.get("iterations")
-    epochs = math.ceil(int(iterations) / per_epoch) if iterations else int(stage["epochs"])
-    total_steps = int(iterations) if iterations else epochs * per_epoch
     by_iteration = stage.get("schedule_unit", "epoch") == "iteration"
     curve: list[dict[str, Any]] = []
     best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, epochs, None)
