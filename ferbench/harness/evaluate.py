@@ -361,7 +361,7 @@ def evaluate(
         raise FerbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     dev = resolve_device(device)
     if scheduler is not None:
-        from ferbench.harness.execute import check_scheduler
+        from ferbench.cluster import check_scheduler
 
         check_scheduler(scheduler)
     threads = threads or max(1, (os.cpu_count() or 1) // (workers or 1))

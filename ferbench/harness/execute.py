@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ferbench.cluster import dask_client
 from ferbench.errors import FerbenchError
 from ferbench.harness.spec import TaskSpec
 
@@ -23,27 +24,6 @@ def _message(e: BaseException) -> str:
     tb = traceback.extract_tb(e.__traceback__)
     where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
     return f"{type(e).__name__}: {e}{where}"
-
-
-def check_scheduler(address: str) -> None:
-    """Refuse an unreachable or malformed scheduler address before any work (tcp addresses are probed)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    text = address.strip()
-    parts = urlsplit(text if "://" in text else f"tcp://{text}")
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if not parts.hostname or port is None:
-        raise FerbenchError(f"--scheduler {address!r}: expected an address like tcp://HOST:PORT")
-    if parts.scheme != "tcp":
-        return
-    try:
-        socket.create_connection((parts.hostname, port), timeout=5).close()
-    except OSError as e:
-        raise FerbenchError(f"cannot reach the dask scheduler at {address} ({e.strerror or e})") from None
 
 
 def run_in_process(specs: list[TaskSpec], on_result: OnResult, progress: Callable | None = None) -> None:
@@ -77,41 +57,25 @@ def run_on_worker(spec: TaskSpec) -> dict[str, Any]:
 
 def run_on_dask(specs: list[TaskSpec], on_result: OnResult, *, workers: int | None, scheduler: str | None,
                 progress: Callable | None = None, gpu: bool = False) -> None:
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    try:
-        if scheduler is not None:
+    with dask_client(workers, scheduler, gpu=gpu) as client:
+        if progress is not None:
+            client.subscribe_topic(TOPIC, lambda ev: progress(ev[1]))
+        run = uuid.uuid4().hex[:8]
+        futures = {}
+        for spec in specs:
+            fut = client.submit(run_on_worker, spec, key=f"ferbench-{run}-{spec.task_id}", pure=False,
+                                resources={"GPU": 1} if gpu else None)
+            futures[fut.key] = (fut, spec)
+        for fut in as_completed([f for f, _ in futures.values()]):
+            spec = futures[fut.key][1]
             try:
-                client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError) as e:
-                raise FerbenchError(f"cannot reach the dask scheduler at {scheduler}: {e}") from None
-        else:
-            cluster = LocalCluster(
-                n_workers=int(workers or 1), threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, resources={"GPU": 1} if gpu else None,
-            )
-            client = Client(cluster)
-        with client:
-            if progress is not None:
-                client.subscribe_topic(TOPIC, lambda ev: progress(ev[1]))
-            run = uuid.uuid4().hex[:8]
-            futures = {}
-            for spec in specs:
-                fut = client.submit(run_on_worker, spec, key=f"ferbench-{run}-{spec.task_id}", pure=False,
-                                    resources={"GPU": 1} if gpu else None)
-                futures[fut.key] = (fut, spec)
-            for fut in as_completed([f for f, _ in futures.values()]):
-                spec = futures[fut.key][1]
-                try:
-                    res = fut.result()
-                except Exception as e:
-                    on_result(spec, None, _message(e))
-                    continue
-                on_result(spec, res, None)
-    finally:
-        if cluster is not None:
-            cluster.close()
+                res = fut.result()
+            except Exception as e:
+                on_result(spec, None, _message(e))
+                continue
+            on_result(spec, res, None)
 
 
 def run_tasks(specs: list[TaskSpec], on_result: OnResult, *, workers: int | None = None, scheduler: str | None = None,

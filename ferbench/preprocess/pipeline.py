@@ -12,9 +12,7 @@ import csv
 import dataclasses
 import io
 import json
-import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +24,7 @@ import cv2
 import numpy as np
 
 from ferbench.atomic import atomic_write
+from ferbench.cluster import check_scheduler, dask_client
 from ferbench.datasets import get_dataset, scan
 from ferbench.datasets._media import frame_number
 from ferbench.datasets.base import DatasetAdapter, Sample
@@ -351,26 +350,6 @@ def default_output(dataset: str) -> Path:
     return prepared_path(dataset)
 
 
-def _open_client(workers: int | None, scheduler: str | None):
-    """A dask client: the given scheduler, or a local cluster of `workers` single-threaded processes; every
-    worker process runs its compute libraries on one thread (`ferbench.threads.ThreadLimits`)."""
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            client, cluster = Client(scheduler, timeout="20s"), None
-        except Exception as e:  # unreachable, refused, or an address dask cannot parse
-            raise FerbenchError(f"cannot reach the dask scheduler at {scheduler} ({e}); start one with `dask scheduler`") from None
-    else:
-        n = workers or os.cpu_count() or 1
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
-        )
-        client = Client(cluster)
-    client.register_plugin(ThreadLimits())
-    return client, cluster
-
-
 def _run_tasks(
     todo: list[Sample], config: PrepareConfig, workers: int | None, scheduler: str | None
 ):
@@ -383,8 +362,7 @@ def _run_tasks(
         return
     from dask.distributed import as_completed
 
-    client, cluster = _open_client(workers, scheduler)
-    try:
+    with dask_client(workers, scheduler, plugin=ThreadLimits()) as client:
         n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
         window = 2 * n_workers  # samples in flight: bounds memory on both sides
         pending = iter(longest_first(todo))
@@ -406,10 +384,6 @@ def _run_tasks(
             for s in _take(pending, 1):
                 stream.add(submit(s))
             yield result
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def longest_first(samples: Sequence[Sample]) -> list[Sample]:
@@ -489,8 +463,8 @@ def _check_run_options(workers: int | None, scheduler: str | None, preset: str |
     """The options that are not part of the config: refused with one line before any work."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise FerbenchError(f"--workers {workers!r}: expected 0 (in this process) or a number of worker processes")
-    if scheduler is not None and not re.fullmatch(r"((tcp|tls|ucx|ws|wss)://)?([^\s/:\[\]]+|\[[0-9a-fA-F:.]+\]):\d{1,5}/?", scheduler):
-        raise FerbenchError(f"--scheduler {scheduler!r}: expected a dask scheduler address such as tcp://HOST:8786")
+    if scheduler is not None:
+        check_scheduler(scheduler)  # the same check as evaluate's: the form, and a tcp scheduler answering
     if preset:
         from ferbench.preprocess.augment import get_preset  # torch: imported only where augmentation is asked for
 
