@@ -9,8 +9,9 @@ import cv2
 from dask.distributed import Client, LocalCluster
 
 from ferbench.preprocess.detect import MTCNNDetector, get_detector
-from ferbench.preprocess.pipeline import PrepareConfig, _open_client, detector_for
-from ferbench.threads import compute_threads, current_threads, session_options
+from ferbench.cluster import dask_client
+from ferbench.preprocess.pipeline import PrepareConfig, detector_for
+from ferbench.threads import ThreadLimits, compute_threads, current_threads, session_options
 
 
 def _detector_threads() -> list[tuple[int, int, str]]:
@@ -58,8 +59,7 @@ def test_each_dask_worker_process_runs_one_thread_per_library() -> None:
         with Client(cluster.scheduler_address) as other:
             other.run(cv2.setNumThreads, 3)
             assert set(other.run(lambda: __import__("cv2").getNumThreads()).values()) == {3}
-        client, _ = _open_client(None, cluster.scheduler_address)  # what `prepare --scheduler` does
-        with client:
+        with dask_client(None, cluster.scheduler_address, plugin=ThreadLimits()) as client:  # what `prepare --scheduler` does
             (state,) = client.run(current_threads).values()
             assert state["opencv"] == 1 and state["OMP_NUM_THREADS"] == "1"
             assert state["pid"] != current_threads()["pid"]  # measured in the worker process, not here
