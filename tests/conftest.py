@@ -8,6 +8,20 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_home(tmp_path_factory):
+    """Every test (and every process it starts) uses a temporary data home, never the user's ~/ferbench_data."""
+    import os
+
+    old = os.environ.get("FERBENCH_HOME")
+    os.environ["FERBENCH_HOME"] = str(tmp_path_factory.mktemp("ferbench-home"))
+    yield
+    if old is None:
+        os.environ.pop("FERBENCH_HOME", None)
+    else:
+        os.environ["FERBENCH_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def prepared_replica(tmp_path_factory) -> Callable[..., Path]:
     """Factory: `prepared_replica(dataset, subjects=2, seed=0, modes=None) -> Path` of a prepared .h5.

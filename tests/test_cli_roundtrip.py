@@ -12,6 +12,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("dataset", list_datasets())
+@pytest.mark.slow
 def test_cli_synth_then_scan_counts_agree(dataset, tmp_path):
     extra = ["--modes", "VL/Strong"] if dataset == "oulu-casia" else []
     made = runner.invoke(app, ["synth", dataset, str(tmp_path), "--subjects", "1", "--seed", "3", "--json", *extra])
@@ -23,6 +24,7 @@ def test_cli_synth_then_scan_counts_agree(dataset, tmp_path):
     assert (a["samples"], a["labelled"], a["subjects"], a["classes"]) == (b["samples"], b["labelled"], b["subjects"], b["classes"])
 
 
+@pytest.mark.slow
 def test_synth_modes_as_the_readme_writes_them(tmp_path):
     """The README's form (`--modes VL/Strong,NI/Strong`) and the repeated form write the same modes."""
     a = runner.invoke(app, ["synth", "oulu-casia", str(tmp_path / "a"), "--subjects", "1", "--json",

@@ -35,6 +35,7 @@ def home(tmp_path, monkeypatch) -> Path:
     return tmp_path / "home"
 
 
+@pytest.mark.slow
 def test_the_three_commands_as_typed(home, tmp_path):
     raw = home / "raw" / "ck+"
     assert _one_line(_run("prepare", "ck+")) == (

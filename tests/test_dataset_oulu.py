@@ -59,6 +59,7 @@ def test_replica_modes_look_different(replica):
     assert np.abs(nir[..., 0] - nir[..., 2]).mean() < 2 < np.abs(strong[..., 0] - strong[..., 2]).mean()  # NIR is grey
 
 
+@pytest.mark.slow
 def test_modes_restrict_the_replica_and_it_is_deterministic(tmp_path):
     a = synth("oulu-casia", tmp_path / "a", subjects=1, seed=5, modes=["VL/Strong", "ni_dark"])
     b = synth("oulu-casia", tmp_path / "b", subjects=1, seed=5, modes=["VL/Strong", "ni_dark"])

@@ -84,6 +84,7 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case, expected):
     assert not out.exists()  # refused before any work
 
 
+@pytest.mark.slow
 def test_kill_9_loses_only_the_task_in_flight(files, tmp_path):
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "ferbench.cli", "evaluate", "--data", str(files["data"]), "--protocol",

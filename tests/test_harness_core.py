@@ -41,6 +41,7 @@ def _by_task(out: Path) -> dict[str, dict]:
     return recs
 
 
+@pytest.mark.slow
 def test_dask_two_workers_give_the_in_process_predictions(files, tmp_path):
     kw = dict(models="static,mo-cnn-lstm,fusion-svm", recipe="quick", model_options=TINY, threads=1, **TWO_EPOCHS)
     evaluate(files["data"], files["loso"], out=tmp_path / "a", **kw)

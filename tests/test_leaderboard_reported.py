@@ -106,6 +106,7 @@ def test_source_checkout_fallback():
     assert default_path().resolve() == (ROOT / "leaderboards" / "reported.yaml").resolve()
 
 
+@pytest.mark.slow
 def test_wheel_ships_reported_numbers_to_an_install_outside_the_checkout(tmp_path):
     src = tmp_path / "src"  # build from a copy, so the checkout gets no build/ or egg-info
     shutil.copytree(ROOT / "ferbench", src / "ferbench", ignore=shutil.ignore_patterns("__pycache__"))

@@ -63,6 +63,7 @@ def test_no_dead_units_at_init_on_real_frames(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["tpool-mean", "lstm-mean", "apex-cnn"])
+@pytest.mark.slow
 def test_hidden_units_survive_the_default_recipe(name: str) -> None:
     """40 optimiser steps of the default recipe on real frames leave most hidden units alive (issue 10 saw all 64
     of tpool-mean's and 47 of lstm-mean's die, and the Table 1 CNN collapse, within 40 steps)."""

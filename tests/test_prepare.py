@@ -64,6 +64,7 @@ def test_prepared_file_matches_the_replica(ck_replica, ck_local):
     assert info["samples"] == len(found.samples) and info["classes"] == found.class_counts()
 
 
+@pytest.mark.slow
 def test_same_arrays_on_a_real_dask_cluster(ck_replica, ck_local, tmp_path):
     from dask.distributed import LocalCluster
 
@@ -75,6 +76,7 @@ def test_same_arrays_on_a_real_dask_cluster(ck_replica, ck_local, tmp_path):
     assert_same_arrays(ck_local, out)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_file(ck_replica, ck_local, tmp_path):
     out = tmp_path / "killed.h5"
     cmd = [sys.executable, "-m", "ferbench.cli", "prepare", "ck+", "--root", str(ck_replica),
@@ -103,6 +105,7 @@ def test_second_writer_is_refused(ck_replica, tmp_path):
     assert result.exit_code == 2 and "another ferbench prepare" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_bad_media_is_reported_by_name_and_the_run_completes(tmp_path):
     root = tmp_path / "CK+"
     written = synth("ck+", root, subjects=1, seed=2)
@@ -134,6 +137,7 @@ def test_bad_media_is_reported_by_name_and_the_run_completes(tmp_path):
     assert Path(summary["contact_sheet"]).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_materialized_augmentation_written_into_the_file(ck_replica, tmp_path):
     out = tmp_path / "aug.h5"
     prepare("ck+", ck_replica, out, PrepareConfig(length=6), workers=0, materialize_augmentation="stc-nlstm")
@@ -145,6 +149,7 @@ def test_materialized_augmentation_written_into_the_file(ck_replica, tmp_path):
         assert np.array_equal(aug[7], first[:, :, ::-1])  # transform 7 is the plain mirror
 
 
+@pytest.mark.slow
 def test_zero_byte_video_is_reported_by_name_and_the_run_completes(tmp_path):
     root = tmp_path / "AFEW"
     written = synth("afew", root, subjects=1, seed=5)
@@ -218,6 +223,7 @@ def test_empty_dataset_is_refused(tmp_path):
     assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m.h5.tmp").exists()
 
 
+@pytest.mark.slow
 def test_resume_drops_samples_no_longer_in_the_input(tmp_path):
     import dataclasses
     import shutil

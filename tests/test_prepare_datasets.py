@@ -26,6 +26,7 @@ def prepared(request, tmp_path_factory):
     return name, scan(name, root), summary, base / "out.h5"
 
 
+@pytest.mark.slow
 def test_every_sample_is_written_or_reported(prepared):
     name, found, summary, out = prepared
     with open_store(out) as store:
@@ -40,6 +41,7 @@ def test_every_sample_is_written_or_reported(prepared):
         assert summary.frames_filled <= 0.05 * summary.frames
 
 
+@pytest.mark.slow
 def test_labels_subjects_modes_and_frame_counts_match(prepared):
     name, found, _, out = prepared
     by_id = {s.id: s for s in found.samples}

@@ -348,18 +348,20 @@ def test_folder_never_reads_its_own_output(tmp_path, monkeypatch):
     synth("folder", root, subjects=1, seed=3)
     (root / "unused_class").mkdir()
     monkeypatch.chdir(root)
+    monkeypatch.setenv("FERBENCH_HOME", str(root))  # the default output, prepared/folder.h5, lands in the root
     cmd = ["prepare", "folder", "--root", ".", *NONE, "--length", "4"]
     first = runner.invoke(app, cmd)
     assert first.exit_code == 0, first.output
-    with open_store(root / "data" / "folder.h5") as store:
+    with open_store(root / "prepared" / "folder.h5") as store:
         classes, labels = store.classes, {s.id: s.label for s in store.samples}
-    assert "data" not in classes and "unused_class" not in classes
-    again = runner.invoke(app, [*cmd, "--overwrite"])  # `data/` now holds folder.h5 and its sidecars
+    assert "prepared" not in classes and "unused_class" not in classes
+    again = runner.invoke(app, [*cmd, "--overwrite"])  # `prepared/` now holds folder.h5 and its sidecars
     assert again.exit_code == 0, again.output
-    with open_store(root / "data" / "folder.h5") as store:
+    with open_store(root / "prepared" / "folder.h5") as store:
         assert store.classes == classes and {s.id: s.label for s in store.samples} == labels
 
 
+@pytest.mark.slow
 def test_a_real_full_disk_then_the_rerun_with_space(replica, reference, tmp_path):
     """The same on a real 160 KiB tmpfs, in a real process (where h5py used to print a traceback per open
     object and segfault): one line, exit 2; after space is freed the rerun resumes to the same arrays."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import shutil
@@ -15,6 +17,7 @@ import ferbench
 ROOT = Path(ferbench.__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_wheel_carries_the_protocol_files_and_an_install_outside_the_checkout_loads_them(tmp_path):
     src = tmp_path / "src"  # build from a copy, so the checkout gets no build/ or egg-info
     shutil.copytree(ROOT / "ferbench", src / "ferbench", ignore=shutil.ignore_patterns("__pycache__"))

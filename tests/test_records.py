@@ -316,6 +316,7 @@ def _limit_file_size() -> None:  # the child may write files of at most 3000 byt
     resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_keeps_earlier_records_and_resumes(files, tmp_path):
     out = tmp_path / "runs"
     first = evaluate(files["data"], files["loso"], out=out, **QUICK)

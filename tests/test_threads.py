@@ -3,6 +3,8 @@ the dask workers by a plugin, checked in a real worker process of a real LocalCl
 
 from __future__ import annotations
 
+import pytest
+
 import logging
 
 import cv2
@@ -52,6 +54,7 @@ def test_compute_threads_sets_then_restores_opencv() -> None:
         cv2.setNumThreads(before)
 
 
+@pytest.mark.slow
 def test_each_dask_worker_process_runs_one_thread_per_library() -> None:
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster:
