@@ -250,7 +250,9 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
         row["best"] = row["model"] == best
     if best:
         _compare_with_best(rows, best, summaries, by_run, names, metric)
-    baseline = next((name for b in BASELINES for name in summaries if summaries[name]["model"] == b), None)
+    # the floor: the best-ranked row of a baseline model that has a figure (a diverged run is no floor)
+    baseline = next((r["model"] for b in BASELINES for r in rows if r["registry_model"] == b and r["mean"] is not None),
+                    next((name for b in BASELINES for name in summaries if summaries[name]["model"] == b), None))
     if baseline:
         floor = summaries[baseline]["scores"][metric]["mean"]
         for row in rows:

@@ -185,7 +185,7 @@ RICH_PRIORITY = (0, 1, 2, 12, 11, 3, 4, 5, 9, 10, 8, 7, 6)
 
 
 #: Terminal columns that never wrap (numbers); the others wrap at spaces.
-RICH_NO_WRAP = (0, 1, 2, 3, 4, 5, 8, 10)
+RICH_NO_WRAP = (0, 2, 3, 4, 5, 8, 10)  # the model column wraps at spaces (a paper's long method names)
 
 
 def _fit_columns(rows: list[list[str]], heads: list[str], width: int) -> list[int]:
