@@ -17,7 +17,7 @@ import unicodedata
 from typing import Any
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")  # links and images need [ ], emphasis * _ ~, HTML < >
 
 
 def plain(text: Any) -> str:
@@ -38,8 +38,8 @@ def csv_cell(value: Any) -> Any:
 
 
 def md_text(text: Any) -> str:
-    """Markdown-safe text: every character that can start a link, image, emphasis, code, raw HTML or a table
-    cell escaped with a backslash; bare URLs broken so they do not autolink."""
+    """Markdown-safe text: every character that can make a link or image ([ ]), emphasis, code, raw HTML or a
+    table cell escaped with a backslash; bare URLs broken so they do not autolink."""
     s = _MD_SPECIAL.sub(r"\\\1", plain(text)).replace("&", "&amp;")
     return s.replace("://", "\\://").replace("www.", "www\\.")
 
