@@ -1,6 +1,6 @@
 """Everything a GPU run must confirm, in one call (the day a CUDA machine is at hand):
 
-    python benchmarks/gpu_check.py                 # about 5 minutes on one H100
+    python benchmarks/gpu_check.py                 # not yet run on a GPU: time it the first time
     python benchmarks/gpu_check.py --quick         # models only, no timing
 
 1. CUDA evaluate of every bundled model (and the two fusion entries) under bf16 autocast on a small CK+
