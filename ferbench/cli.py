@@ -482,7 +482,7 @@ def evaluate(
             raise FerbenchError(f"--model-options is not valid JSON ({e})") from None
         if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
             raise FerbenchError('--model-options must be a JSON object {"model": {"option": value}}')
-    from ferbench.home import no_data_message, protocol_data, resolve_data, runs_dir
+    from ferbench.home import no_data_message, prepare_commands, protocol_data, resolve_data, runs_dir
 
     out = out if out is not None else runs_dir()
     if data is None:
@@ -492,8 +492,8 @@ def evaluate(
         if not targets:
             raise FerbenchError(no_data_message(protocol, missing))
         err_console.print(f"prepared in the data home: {', '.join(t[0] for t in targets)}"
-                          + (f"; missing: {', '.join(missing)} (" + "; ".join(f"`ferbench prepare {d}`" for d in missing)
-                             + ")" if missing else ""), highlight=False)
+                          + (f"; missing: {', '.join(missing)} ({prepare_commands(missing)})" if missing else ""),
+                          highlight=False)
     else:
         targets = [("", resolve_data(data), resolve_data(data_test))]
     results = []

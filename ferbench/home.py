@@ -91,7 +91,7 @@ def missing_raw_message(dataset: str) -> str:
             f"`ferbench config set raw.{dataset} /path/to/it`, or pass --root /path/to/it.")
 
 
-def status(fingerprints: bool = True) -> list[dict]:
+def status() -> list[dict]:
     """Per dataset adapter: where ferbench looks for the raw folder and whether it is there, and the prepared
     file in the data home (samples, subjects, size, short data fingerprint: the `d` part of a record key)."""
     from ferbench.datasets import get_dataset, list_datasets
@@ -111,10 +111,9 @@ def status(fingerprints: bool = True) -> list[dict]:
                     row["samples"] = len(st.samples)
                     row["subjects"] = len({s.subject for s in st.samples})
                 row["bytes"] = prepared.stat().st_size
-                if fingerprints:
-                    from ferbench.harness.fingerprint import data_fingerprint
+                from ferbench.harness.fingerprint import data_fingerprint
 
-                    row["fingerprint"] = data_fingerprint(prepared)[:10]
+                row["fingerprint"] = data_fingerprint(prepared)[:10]
             except FerbenchError as e:
                 row["problem"] = str(e)
         rows.append(row)
@@ -159,5 +158,9 @@ def protocol_data(protocol: str | Path) -> tuple[list[tuple[str, Path, Path | No
 def no_data_message(protocol: str, missing: list[str]) -> str:
     """The one line `ferbench evaluate --protocol P` prints when no dataset of P is prepared."""
     return (f"protocol {protocol} found no prepared file in the data home ({home() / 'prepared'}) for "
-            f"{', '.join(missing)}; prepare them first: "
-            + "; ".join(f"`ferbench prepare {d}`" for d in missing) + " (or pass --data FILE.h5)")
+            f"{', '.join(missing)}; prepare them first: {prepare_commands(missing)} (or pass --data FILE.h5)")
+
+
+def prepare_commands(datasets: list[str]) -> str:
+    """"`ferbench prepare a`; `ferbench prepare b`": what makes the missing prepared files."""
+    return "; ".join(f"`ferbench prepare {d}`" for d in datasets)

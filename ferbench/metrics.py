@@ -259,8 +259,9 @@ def subject_bootstrap_ci(records: list[dict], metric: str, n_boot: int = BOOTSTR
     B x trials calls would take minutes); tests check them against scikit-learn's `sample_weight`.
     """
     subjects = sorted({str(s) for r in records for s in r["subjects"]})
+    none = {"low": None, "high": None, "level": level, "n_boot": 0, "clusters": len(subjects), "seed": seed}
     if not subjects or any(len(r.get("subjects") or []) != len(r["labels"]) for r in records):
-        return {"low": None, "high": None, "level": level, "n_boot": 0, "clusters": 0, "seed": seed}
+        return none
     pos = {s: i for i, s in enumerate(subjects)}
     rng = np.random.default_rng(seed)
     counts = np.zeros((n_boot, len(subjects)))
@@ -270,15 +271,10 @@ def subject_bootstrap_ci(records: list[dict], metric: str, n_boot: int = BOOTSTR
     for r in records:
         y, p = _arrays(r)
         values.append(weighted_score(y, p, counts, [pos[str(s)] for s in r["subjects"]], metric, r["task"]))
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            reps = np.nanmean(np.vstack(values), axis=0)
+    reps = _nanmean_rows(np.vstack(values))  # each replicate: the mean over the trials it could score
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
-        return {"low": None, "high": None, "level": level, "n_boot": 0, "clusters": len(subjects), "seed": seed}
+        return none
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(reps, [tail, 100 - tail])
     return {"low": float(low), "high": float(high), "level": level, "n_boot": int(reps.size),

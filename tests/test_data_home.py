@@ -68,8 +68,11 @@ def test_the_three_commands_as_typed(home, tmp_path):
     assert "casme2 · loso" in (tmp_path / "lb" / "leaderboard.md").read_text()
 
     # --data takes a dataset name; `ferbench datasets` is the status page
-    res = _run("evaluate", "--protocol", "10fold", "--data", "ck+", "--model", "static", "--repeats", "1")
-    assert "holds" not in res.output and "no prepared" not in res.output  # resolved to prepared/ck+.h5
+    res = _run("evaluate", "--protocol", "loso", "--data", "casme2", "--model", "static", "--recipe", "quick",
+               "--epochs", "1", "--json")  # the name resolves to prepared/casme2.h5: the same tasks, reused
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["ran"] == [] and len(summary["skipped"]) == 2
     assert _one_line(_run("evaluate", "--protocol", "loso", "--data", "mmi")) == (
         f"error: no prepared mmi file at {home / 'prepared' / 'mmi.h5'}; run `ferbench prepare mmi` first "
         "(or pass the path of a .h5 file)")

@@ -297,7 +297,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
 
     runs = tmp_path / "runs"
     rng = np.random.default_rng(0)
-    good = write_record(runs, make_record("stc", "10fold", "ck+", 0, 0, rng=rng))
+    write_record(runs, make_record("stc", "10fold", "ck+", 0, 0, rng=rng))
     res = _invoke("--runs", str(runs), "--format", "md,pdf", "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "unknown format pdf" in res.output
     assert not (tmp_path / "o").exists()  # options are refused before any work

@@ -216,7 +216,6 @@ def test_std_over_repeat_means_and_the_subject_bootstrap_interval(tmp_path):
 
 
 def test_holm_mcnemar_and_only_identical_trials_paired(tmp_path):
-    import numpy as np
     from scipy.stats import binomtest
 
     from ferbench.leaderboard.significance import holm

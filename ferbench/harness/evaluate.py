@@ -189,7 +189,7 @@ class _Setup:
     data_test: Path
     dataset: str
     dataset_test: str
-    names: list[str]
+    tables: tuple[Any, Any]  # the sample tables of the train and test file (the test one None on one file)
     stages_of: dict[str, tuple[dict[str, Any], ...]]
     plans_needed: dict[float | None, list[str]]
     au_names: list[Any]
@@ -210,7 +210,8 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
 
     with _open_checked(data, "data file") as st:
         dataset, size, au_names = st.dataset, int(st.frame_shape[0]), list(st.au_names)
-        SampleTable.from_store(st)  # duplicate sample ids and bad labels are named now, before the runs folder
+        table = SampleTable.from_store(st)  # duplicate sample ids are named now, before the runs folder
+    table_test = None
     RC.check_slug(dataset, "dataset")
     if dataset not in proto.datasets:
         raise FerbenchError(
@@ -221,7 +222,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
     if data_test is not None:
         with _open_checked(data_test, "test data file") as st2:
             dataset_test = st2.dataset
-            SampleTable.from_store(st2)
+            table_test = SampleTable.from_store(st2)
     else:
         dataset_test = proto.test_dataset or dataset
         if proto.test_dataset and proto.test_dataset != dataset:
@@ -245,7 +246,8 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
         fingerprints={"data": data_fingerprint(data), "data_test": data_fingerprint(test_path),
                       "protocol": proto.fingerprint, "code": code_fingerprint()},
     )
-    return _Setup(proto, Path(data), test_path, dataset, dataset_test, names, stages_of, plans_needed, au_names, ctx)
+    return _Setup(proto, Path(data), test_path, dataset, dataset_test, (table, table_test), stages_of, plans_needed,
+                  au_names, ctx)
 
 
 def _validation_share(selection: str, proto: Any, val_fraction: float) -> float | None:
@@ -265,8 +267,7 @@ def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], out
     plans = {}
     keys: dict[str, str] = {}
     for frac, members in setup.plans_needed.items():
-        plan = make_plan(setup.proto, setup.data, setup.data_test if setup.data_test != setup.data else None,
-                         repeats=repeats, validation=frac)
+        plan = make_plan(setup.proto, *setup.tables, repeats=repeats, validation=frac)  # tables read once
         plans[frac] = plan
         result.warnings.extend(w for w in plan.warnings if w not in result.warnings)
         classes = tuple(plan.classes) if plan.classes else _scored_aus(setup.proto, setup.au_names, setup.data)

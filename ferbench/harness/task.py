@@ -76,15 +76,19 @@ def _fit_and_predict(ctx: Context) -> tuple[UnitScores, list, int, dict, list, d
     return units, curve, selected, options, used, extra, predict_s
 
 
-def _diverged_result(spec: TaskSpec, device: torch.device, e: Diverged, train_s: float, load_s: float) -> dict[str, Any]:
+def _where_and_when(device: torch.device, load_s: float, train_s: float, predict_s: float) -> dict[str, Any]:
+    """The fields every result carries about where it ran and how long each part took."""
+    return {"device": device_name(device), "dtype": dtype_label(device), "threads": torch.get_num_threads(),
+            "versions": versions(),
+            "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": round(predict_s, 4)}}
+
+
+def _diverged_result(spec: TaskSpec, e: Diverged) -> dict[str, Any]:
     """A diverged task's result: no predictions, the divergence (what, stage, epoch, last finite loss)."""
     return {
         "status": "diverged", "divergence": e.as_dict(), "sample_ids": [], "subjects": [], "modes": [],
         "predictions": [], "probabilities": [], "selected_epoch": int(e.epoch), "curve": [], "stages": list(spec.stages),
-        "model_options": {spec.model: spec.model_options.get(spec.model, {})}, "extra": {},
-        "device": device_name(device), "dtype": dtype_label(device),
-        "threads": torch.get_num_threads(), "versions": versions(),
-        "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": 0.0}, "unit_frames": [],
+        "model_options": {spec.model: spec.model_options.get(spec.model, {})}, "extra": {}, "unit_frames": [],
     }
 
 
@@ -127,7 +131,7 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         units, curve, selected, options, used, extra, predict_s = _fit_and_predict(ctx)
     except Diverged as e:
         ctx.emit(event="done")
-        return _diverged_result(spec, device, e, time.perf_counter() - t1, load_s)
+        return _diverged_result(spec, e) | _where_and_when(device, load_s, time.perf_counter() - t1, 0.0)
     train_s = time.perf_counter() - t1 - predict_s
     rows = [test_data.store.sample(s) for s in units.samples]
     out = {
@@ -141,14 +145,9 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         "stages": used,
         "model_options": options,
         "extra": extra,
-        "device": device_name(device),
-        "dtype": dtype_label(device),
-        "threads": torch.get_num_threads(),
-        "versions": versions(),
-        "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": round(predict_s, 4)},
         "unit_frames": units.frames,
         "status": "ok",
-    }
+    } | _where_and_when(device, load_s, train_s, predict_s)
     ctx.emit(event="done")
     return out
 

@@ -105,27 +105,26 @@ def _units_correct(records: list[dict]) -> dict[tuple[int, str], bool]:
 
 
 def _compare_with_best(rows: list[dict], best: str, summaries: dict[str, dict],
-                       by_run: dict[tuple[str, str], list[tuple[Path, dict]]], names: dict[tuple[str, str], str],
-                       metric: str) -> None:
+                       records: dict[str, list[dict]], metric: str) -> None:
     """Paired t-test (identical trials), Holm-corrected; exact McNemar for single-run protocols; the
     repeat-level t-test where a protocol repeats. Fills p_value (Holm), p_raw, paired_trials and the rest."""
-    records = {name: [r for _, r in by_run[k] if r.get("status", "ok") == "ok"] for k, name in names.items()}
-    keys = {name: k[1] for k, name in names.items()}
+    top = next(r for r in rows if r["model"] == best)
+    single_run = summaries[best]["repeats"] == 1 and summaries[best]["task"] == "classification"
+    best_units = _units_correct(records[best]) if single_run else {}
     others = [r for r in rows if r["model"] != best and r["mean"] is not None]
     raw, mc = [], []
     for row in others:
-        p, n, why = stat_tests.paired_t(summaries[best], summaries[row["model"]], metric, keys[best],
-                                        keys[row["model"]])
+        other = summaries[row["model"]]
+        p, n, why = stat_tests.paired_t(summaries[best], other, metric, top["run_key"], row["run_key"])
         row.update({"p_raw": p, "paired_trials": n, "paired_note": why})
         raw.append(p)
         mp = None
-        if summaries[row["model"]]["repeats"] == 1 and summaries[best]["repeats"] == 1 and \
-                summaries[best]["task"] == "classification":
-            mp, discordant, units = stat_tests.mcnemar(_units_correct(records[best]), _units_correct(records[row["model"]]))
+        if single_run and other["repeats"] == 1:
+            mp, discordant, units = stat_tests.mcnemar(best_units, _units_correct(records[row["model"]]))
             row.update({"mcnemar_discordant": discordant, "mcnemar_units": units})
         row["mcnemar_raw"] = mp
         mc.append(mp)
-        rp, runs = stat_tests.repeat_level_t(summaries[best], summaries[row["model"]], metric)
+        rp, runs = stat_tests.repeat_level_t(summaries[best], other, metric)
         row.update({"p_repeats": rp, "repeat_runs": runs})
     for row, p, m in zip(others, stat_tests.holm(raw), stat_tests.holm(mc)):
         row.update({"p_value": p, "mcnemar_p": m, "comparisons": sum(v is not None for v in raw)})
@@ -249,7 +248,8 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
         row["rank"] = i
         row["best"] = row["model"] == best
     if best:
-        _compare_with_best(rows, best, summaries, by_run, names, metric)
+        ok = {name: [r for _, r in by_run[k] if r.get("status", "ok") == "ok"] for k, name in names.items()}
+        _compare_with_best(rows, best, summaries, ok, metric)
     # the floor: the best-ranked row of a baseline model that has a figure (a diverged run is no floor)
     baseline = next((r["model"] for b in BASELINES for r in rows if r["registry_model"] == b and r["mean"] is not None),
                     next((name for b in BASELINES for name in summaries if summaries[name]["model"] == b), None))

@@ -277,7 +277,7 @@ def render_markdown(board: Board, per_fold: bool = False) -> str:
         lines += _md_table(["model", *names], [[n, *(pct(v) for v in vals)] for n, vals in prow]) + [""]
         if per_fold:
             head, body = fold_cells(section)
-            lines += [f"### per fold (%)", ""] + _md_table(head, body) + [""]
+            lines += ["### per fold (%)", ""] + _md_table(head, body) + [""]
     refused = board.refused_lines()
     if refused:
         lines += ["## Refused records", "", md_text(refused[0]), ""] + [f"- {md_text(x)}" for x in refused[1:]] + [""]

@@ -40,7 +40,7 @@ def is_spec(text: str) -> bool:
     return ":" in text
 
 
-def _module_from_file(path: Path, name: str) -> Any:
+def _module_from_file(path: Path) -> Any:
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
     mod_name = f"ferbench_user_{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
@@ -64,7 +64,7 @@ def _resolve(spec: str) -> tuple[Callable[..., Any], Any, str, Path | None]:
         path = Path(target).expanduser().resolve()
         if not path.is_file():
             raise FerbenchError(f"{path}: model file not found (from --model {spec})")
-        module = _module_from_file(path, attr)
+        module = _module_from_file(path)
         source = f"{path}:{attr}"
     else:
         try:
