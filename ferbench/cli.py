@@ -369,7 +369,8 @@ def protocols() -> None:
         n = p.params.get("n_splits") or (len(p.params["folds"]) if "folds" in p.params else None)
         trials = f"{n} x {p.repeats}" if n else ("per subject" if p.splitter == "leave-one-subject-out" else "1") + (
             f" x {p.repeats}" if p.repeats > 1 else "")
-        datasets = ", ".join(p.datasets) + (f" -> {p.test_dataset}" if p.test_dataset else "")
+        datasets = ((f"{p.pretrain} => " if p.pretrain else "") + ", ".join(p.datasets)
+                    + (f" -> {p.test_dataset}" if p.test_dataset else ""))
         source = p.paper if p.table in ("-", "") else f"{p.paper} {p.table}"
         table.add_row(p.name, datasets, source, trials, *((p.splitter,) if wide else ()))
     console.print(table)
@@ -450,6 +451,8 @@ def evaluate(
     data: Optional[str] = typer.Option(None, "--data", help="prepared .h5 file, or a dataset name (its file in the "
                                        "data home); default: every dataset of the protocol prepared there"),
     data_test: Optional[str] = typer.Option(None, "--data-test", help="test file or dataset name (cross-dataset)"),
+    data_source: Optional[str] = typer.Option(None, "--data-source", help="source file or dataset name of a "
+                                              "transfer protocol (kim2017-transfer: casme2)"),
     model: str = typer.Option("all", "--model", help="all, or a comma list (also fusion-svm, fusion-avg)"),
     repeats: Optional[int] = typer.Option(None, "--repeats", help="repeats of the protocol (default: the protocol's)"),
     recipe: str = typer.Option("default", "--recipe", help="default, paper or quick"),
@@ -486,8 +489,9 @@ def evaluate(
 
     out = out if out is not None else runs_dir()
     if data is None:
-        if data_test is not None:
-            raise FerbenchError("--data-test needs --data (the training file)")
+        if data_test is not None or data_source is not None:
+            raise FerbenchError(f"{'--data-test' if data_test is not None else '--data-source'} needs --data "
+                                "(the training file)")
         targets, missing = protocol_data(protocol)
         if not targets:
             raise FerbenchError(no_data_message(protocol, missing))
@@ -495,12 +499,12 @@ def evaluate(
                           + (f"; missing: {', '.join(missing)} ({prepare_commands(missing)})" if missing else ""),
                           highlight=False)
     else:
-        targets = [("", resolve_data(data), resolve_data(data_test))]
+        targets = [("", resolve_data(data), resolve_data(data_test), resolve_data(data_source))]
     results = []
-    for _, data_path, test_path in targets:
+    for _, data_path, test_path, source_path in targets:
         with ProgressView(err_console, disable=as_json) as view:
             results.append(evaluate_api(
-                data_path, protocol, data_test=test_path, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
+                data_path, protocol, data_test=test_path, data_source=source_path, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
                 batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
                 scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
                 precision=precision, progress=view,

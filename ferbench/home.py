@@ -136,22 +136,25 @@ def resolve_data(value: str | Path | None) -> Path | None:
     return Path(text)
 
 
-def protocol_data(protocol: str | Path) -> tuple[list[tuple[str, Path, Path | None]], list[str]]:
+def protocol_data(protocol: str | Path) -> tuple[list[tuple[str, Path, Path | None, Path | None]], list[str]]:
     """For `ferbench evaluate --protocol P` without --data: (found, missing). found: (dataset, data file, test
-    file or None) for each dataset the protocol lists whose prepared file is in the data home (a cross-dataset
-    protocol needs its test dataset's file too); missing: the datasets without one."""
+    file or None, source file or None) for each dataset the protocol lists whose prepared file is in the data
+    home (a cross-dataset protocol needs its test dataset's file too, a transfer protocol its source's);
+    missing: the datasets without one."""
     from ferbench.protocols import load_protocol
 
     proto = load_protocol(protocol)
     found, missing = [], []
+    test = prepared_path(proto.test_dataset) if proto.test_dataset else None
+    source = prepared_path(proto.pretrain) if proto.pretrain else None
     for name in proto.datasets:
         data = prepared_path(name)
-        test = prepared_path(proto.test_dataset) if proto.test_dataset else None
-        lacking = [d for d, p in ((name, data), (proto.test_dataset, test)) if p is not None and not p.is_file()]
+        needed = ((name, data), (proto.test_dataset, test), (proto.pretrain, source))
+        lacking = [d for d, p in needed if p is not None and not p.is_file()]
         if lacking:
             missing.extend(d for d in lacking if d not in missing)
         else:
-            found.append((name, data, test))
+            found.append((name, data, test, source))
     return found, missing
 
 

@@ -198,7 +198,7 @@ class _Setup:
 
 def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | None, models: Any, recipe: str,
              ov: R.Overrides, dev: str, threads: int, model_options: dict[str, Any], val_fraction: float,
-             precision: str = "auto") -> _Setup:
+             precision: str = "auto", data_source: str | Path | None = None) -> _Setup:
     """Open the data, load the protocol, resolve models and recipes; refuse mismatches in one line."""
     from ferbench.protocols import load_protocol
 
@@ -228,6 +228,11 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
         if proto.test_dataset and proto.test_dataset != dataset:
             raise FerbenchError(f"protocol {proto.name!r} tests on {proto.test_dataset}; pass its file with --data-test")
     names = resolve_models(models, proto.task)
+    if proto.pretrain:
+        names = _transfer_models(proto, names, models)
+    elif data_source is not None:
+        raise FerbenchError(f"--data-source is for transfer protocols (a protocol with `pretrain`); "
+                            f"{proto.name!r} has none")
     _check_model_options(model_options, names)
     plans_needed: dict[float | None, list[str]] = {}
     stages_of: dict[str, tuple[dict[str, Any], ...]] = {}
@@ -240,14 +245,61 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
             stages = _au_stages(stages)
         stages_of[m] = stages
         plans_needed.setdefault(_validation_share(R.selection_of(stages), proto, val_fraction), []).append(m)
+    pretrain = _pretrain(proto, data_source, names, recipe, ov, dev) if proto.pretrain else {}
     ctx = RunContext(
         recipe=recipe, dataset=dataset, dataset_test=dataset_test, data=Path(data).resolve(),
-        data_test=test_path.resolve(), device=dev, threads=threads, precision=precision,
+        data_test=test_path.resolve(), device=dev, threads=threads, precision=precision, pretrain=pretrain,
         fingerprints={"data": data_fingerprint(data), "data_test": data_fingerprint(test_path),
-                      "protocol": proto.fingerprint, "code": code_fingerprint()},
+                      "protocol": proto.fingerprint, "code": code_fingerprint(),
+                      **({"data_source": next(iter(pretrain.values())).fingerprint} if pretrain else {})},
     )
     return _Setup(proto, Path(data), test_path, dataset, dataset_test, (table, table_test), stages_of, plans_needed,
                   au_names, ctx)
+
+
+def _transfer_models(proto: Any, names: list[str], asked: Any) -> list[str]:
+    """The models a transfer protocol can run: those whose card names transfer layers (`all` keeps only them;
+    a model named outright without them is refused)."""
+    from ferbench.models import list_models, model_card
+
+    able = [m for m in list_models() if model_card(m).transfer]
+    keep = [m for m in names if m in able]
+    if asked == "all" or asked == ["all"]:
+        return keep
+    other = [m for m in names if m not in able]
+    if other:
+        raise FerbenchError(f"protocol {proto.name!r} transfers layers trained on {proto.pretrain}, and model "
+                            f"{other[0]!r} names no transfer layers; models that do: {', '.join(able)}")
+    return keep
+
+
+def _pretrain(proto: Any, data_source: str | Path | None, names: list[str], recipe: str, ov: R.Overrides,
+              dev: str) -> dict[str, Any]:
+    """Each model's source side of a transfer protocol: the source file, its labelled samples, the model's
+    recipe for the source dataset."""
+    from ferbench.harness.transfer import Pretrain
+    from ferbench.models import model_card
+    from ferbench.protocols import SampleTable
+
+    if data_source is None:
+        raise FerbenchError(f"protocol {proto.name!r} first trains on {proto.pretrain}; pass its prepared file with "
+                            f"--data-source (or prepare it into the data home: `ferbench prepare {proto.pretrain}`)")
+    with _open_checked(data_source, "source data file") as st:
+        table = SampleTable.from_store(st)
+    if table.dataset != proto.pretrain:
+        raise FerbenchError(f"protocol {proto.name!r} first trains on {proto.pretrain}, but {data_source} holds "
+                            f"{table.dataset}")
+    labelled = [i for i, y in enumerate(table.labels) if y >= 0]
+    if len({int(table.labels[i]) for i in labelled}) < 2:
+        raise DatasetError(Path(data_source), "the source file of a transfer protocol needs labelled samples of at "
+                                              "least two classes")
+    fingerprint = data_fingerprint(data_source)
+    return {m: Pretrain(dataset=table.dataset, data=str(Path(data_source).resolve()), fingerprint=fingerprint,
+                        classes=table.classes, ids=tuple(table.ids[i] for i in labelled),
+                        labels=tuple(int(table.labels[i]) for i in labelled),
+                        stages=R.resolve(m, recipe, table.dataset, ov, "cuda" if dev.startswith("cuda") else "cpu"),
+                        transfer=str(model_card(m).transfer))
+            for m in names}
 
 
 def _validation_share(selection: str, proto: Any, val_fraction: float) -> float | None:
@@ -327,6 +379,7 @@ def evaluate(
     protocol: str | Path,
     *,
     data_test: str | Path | None = None,
+    data_source: str | Path | None = None,
     models: str | list[str] = "all",
     repeats: int | None = None,
     recipe: str = "default",
@@ -349,7 +402,8 @@ def evaluate(
 
     `workers` N runs a local dask cluster (N processes, 1 thread each); `scheduler` uses an existing one.
     `threads` (torch threads per task) defaults to cores / workers; predictions are reproducible for the same
-    seed, device and thread count. `model_options` maps a model name to create_model overrides. `precision`:
+    seed, device and thread count. `data_source`: the source file of a transfer protocol (one with `pretrain`).
+    `model_options` maps a model name to create_model overrides. `precision`:
     `auto` (bf16 autocast on CUDA, float32 on CPU), `bf16` (autocast on any device; on a CPU it runs the code
     paths a CUDA run takes) or `fp32`. One run writes a runs folder at a time (`ferbench.records.RunsLock`).
     """
@@ -370,7 +424,7 @@ def evaluate(
     _check_model_options(model_options, [])  # the shape, before any file is read; values once models are known
     model_options = dict(model_options)
     setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction,
-                     precision)
+                     precision, data_source)
     outdir = Path(out)
     result = EvaluateResult(out=outdir)
     with _runs_lock(outdir):
@@ -382,7 +436,8 @@ def evaluate(
         if pending:
             config_common = {"overrides": ov.as_dict(), "device": dev, "threads": threads, "precision": precision,
                              "val_fraction": float(val_fraction), "data": str(setup.ctx.data),
-                             "data_test": str(setup.ctx.data_test), "workers": workers, "scheduler": scheduler}
+                             "data_test": str(setup.ctx.data_test), "workers": workers, "scheduler": scheduler,
+                             **({"data_source": str(Path(data_source).resolve())} if setup.ctx.pretrain else {})}
             _run(pending, plans, setup, config_common, result, workers, scheduler, dev, progress)
     result.seconds = time.perf_counter() - started
     return result

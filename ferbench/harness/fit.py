@@ -1,5 +1,6 @@
-"""Fitting one model inside a task: build it, train every recipe stage, select the epoch (on validation ids
-only), and predict the test units. `Context` is what these steps share."""
+"""Fitting one model inside a task: build it (on a transfer protocol, with its transfer layers trained on the
+source file and frozen), train every recipe stage, select the epoch (on validation ids only), and predict the
+test units. `Context` is what these steps share."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
 
 from ferbench.errors import FerbenchError
 from ferbench.harness import train as T
-from ferbench.harness.data import DataFile, to_float
+from ferbench.harness.data import DataFile, open_data, to_float
+from ferbench.harness.fingerprint import hash_json
 from ferbench.harness.inputs import ClipSource, WindowSource, augment
 from ferbench.harness.predict import predict, selection_score
 from ferbench.harness.spec import TaskSpec, stage_seed
+from ferbench.harness.transfer import Pretrain, layer_state, load_and_freeze
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -63,6 +68,7 @@ class Fitted:
     selected_epoch: int
     options: dict[str, Any]
     stages: list[dict[str, Any]]
+    pretrain: dict[str, Any] | None = None  # a transfer task's source training (docs/records.md)
 
 
 def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, member: int = 0) -> Fitted:
@@ -72,6 +78,10 @@ def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, m
     model, options = build_model(name, len(spec.classes), spec.model_options.get(name, {}), ctx.train.size,
                                  ctx.train.length, stage_seed(spec.seed, 0, member))
     model.to(dev)
+    pretrain = None
+    if spec.pretrain is not None and name == spec.model:
+        state, pretrain = pretrained_layers(ctx, name)
+        load_and_freeze(model, name, state)
     index = spec.index if name == spec.model else index_of(name)
     validate = _validation(ctx, model, index, selection, int(stages[-1]["batch_size"]))
     curve: list[dict[str, Any]] = []
@@ -89,7 +99,36 @@ def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, m
     assert result is not None
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
-    return Fitted(model, curve, result.selected_epoch, options, used)
+    return Fitted(model, curve, result.selected_epoch, options, used, pretrain)
+
+
+_LAST_SOURCE: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
+
+
+def pretrained_layers(ctx: Context, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A transfer task's source side: `name` trained on every labelled sample of the source file for the source
+    recipe's epochs (no selection: no source sample is held out), seeded per repeat; returns the state of its
+    transfer layers and what the record says about them. The last one is kept for the next fold."""
+    spec = ctx.spec
+    src: Pretrain = spec.pretrain
+    key = hash_json({"source": src.describe(), "seed": src.seed, "model": name, "options": spec.model_options,
+                     "device": str(ctx.device), "precision": spec.precision})
+    if key not in _LAST_SOURCE:
+        _LAST_SOURCE.clear()
+        source_spec = dataclasses.replace(
+            spec, data=src.data, data_test=src.data, dataset=src.dataset, dataset_test=src.dataset,
+            classes=src.classes, train_ids=src.ids, y_train=src.labels, val_ids=(), y_val=(), test_ids=(),
+            stages=src.stages, selection="last-epoch", seed=src.seed, pretrain=None)
+        data = open_data(src.data)
+        fitted = fit(Context(source_spec, ctx.device, data, data, dict(zip(src.ids, src.labels)), None), name,
+                     list(src.stages), "last-epoch")
+        state, digest = layer_state(fitted.model, name)
+        info = {"dataset": src.dataset, "data": src.data, "data_fingerprint": src.fingerprint,
+                "samples": len(src.ids), "classes": list(src.classes), "seed": src.seed, "stages": fitted.stages,
+                "layers": src.transfer, "parameters": sorted(state), "weights_sha256": digest,
+                "final_loss": fitted.curve[-1].get("loss") if fitted.curve else None}
+        _LAST_SOURCE[key] = (state, info)
+    return _LAST_SOURCE[key]
 
 
 def _validation(ctx: Context, model: nn.Module, index: str, selection: str, batch: int) -> Callable[[], float] | None:

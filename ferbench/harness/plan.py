@@ -6,7 +6,7 @@ validation ids (in the plan's class order), and no test label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class RunContext:
     threads: int
     fingerprints: dict[str, str]  # data, data_test, protocol, code
     precision: str = "auto"
+    pretrain: dict[str, Any] = field(default_factory=dict)  # model -> harness.transfer.Pretrain (transfer protocols)
 
 
 def model_fingerprint(model: str, ctx: RunContext, stages: tuple[dict[str, Any], ...], options: dict[str, Any],
@@ -35,7 +36,8 @@ def model_fingerprint(model: str, ctx: RunContext, stages: tuple[dict[str, Any],
     """Everything about the model and its training that changes predictions."""
     return hash_json({"model": model, "recipe": ctx.recipe, "stages": stages, "options": options, "classes": classes,
                       "task": task, "index": index, "selection": selection_of(stages), "val_fraction": val_fraction,
-                      "precision": ctx.precision, "user_code": user_model_source(model)})
+                      "precision": ctx.precision, "user_code": user_model_source(model),
+                      **({"pretrain": ctx.pretrain[model].describe()} if model in ctx.pretrain else {})})
 
 
 def user_model_source(model: str) -> list[Any] | None:
@@ -71,6 +73,7 @@ def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], option
             selection=selection_of(stages), model_options=options, index=index, device=ctx.device,
             threads=ctx.threads, metric=proto.metric, precision=ctx.precision,
             model_source=(user_model_source(model) or [None])[0],
+            pretrain=ctx.pretrain[model].seeded(proto.seed, fold.repeat) if model in ctx.pretrain else None,
             fingerprints={**ctx.fingerprints, "folds": folds_fp, "model": fp_model},
         ))
     return specs

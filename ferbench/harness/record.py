@@ -70,7 +70,7 @@ def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any
         "config": {**config_common, "model_options": res["model_options"], "index": spec.index,
                    "model_source": spec.model_source or "ferbench",
                    "dtype": res["dtype"], "augment": [s.get("augment") for s in res["stages"]],
-                   **({"fusion": res["extra"]} if res.get("extra") else {})},
+                   **_extra(res.get("extra") or {})},
         "fingerprints": dict(spec.fingerprints),
         "versions": res["versions"],
         "device": res["device"],
@@ -84,3 +84,11 @@ def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any
     rec["scores"] = {} if diverged else finite_or_none(trial_scores(rec))
     rec["created"] = now_iso()
     return rec
+
+
+def _extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """A task's extra result in the record's config: a transfer task's `pretrain` (its source training), a
+    fusion's members and SVM settings under `fusion`."""
+    extra = dict(extra)
+    pretrain = extra.pop("pretrain", None)
+    return ({"pretrain": finite_or_none(pretrain)} if pretrain else {}) | ({"fusion": extra} if extra else {})

@@ -49,6 +49,7 @@ class TaskSpec:
     fingerprints: dict[str, str] = field(default_factory=dict)
     precision: str = "auto"  # harness.train.PRECISIONS
     model_source: str | None = None  # a user model's spec (file.py:Name, module:factory, entry point): workers load it
+    pretrain: Any = None  # a transfer protocol's source side (harness.transfer.Pretrain), seeded for this repeat
 
     @property
     def task_id(self) -> str:

@@ -70,6 +70,8 @@ def _fit_and_predict(ctx: Context) -> tuple[UnitScores, list, int, dict, list, d
         units = predict_test(ctx, fitted)
         predict_s = time.perf_counter() - t2
         curve, selected, options, used = fitted.curve, fitted.selected_epoch, {spec.model: fitted.options}, fitted.stages
+        if fitted.pretrain is not None:
+            extra = {"pretrain": fitted.pretrain}
     if not np.isfinite(np.asarray(units.probabilities, dtype=np.float64)).all():
         last = curve[-1] if curve else {}
         raise Diverged("test outputs", str(last.get("stage", "?")), int(last.get("epoch", 0)), last.get("loss"))

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ferbench.errors import FerbenchError
+from ferbench.harness.transfer import trainable
 
 #: A batch source: positions (into the stage's training units) -> (inputs, targets); inputs go to `loss`.
 Batcher = Callable[[torch.Tensor, torch.Generator | None], tuple[Any, Any]]
@@ -122,13 +123,14 @@ def check_finite_weights(model: nn.Module, stage: str, epoch: int, last_loss: fl
 
 
 def _stage_parameters(model: nn.Module, kind: str) -> list[nn.Parameter]:
-    """The parameters a stage trains: kim2017's two stages train their own parts, anything else the whole model."""
+    """The parameters a stage trains: kim2017's two stages train their own parts, anything else the whole model;
+    never the layers a transfer protocol froze."""
     if kind not in ("stage1", "stage2"):
-        return list(model.parameters())
+        return trainable(list(model.parameters()))
     if not hasattr(model, "set_stage"):
         raise FerbenchError(f"recipe stage {kind!r} needs a two-stage model (set_stage / stage_parameters)")
     model.set_stage(1 if kind == "stage1" else 2)
-    return list(model.stage_parameters(1 if kind == "stage1" else 2))
+    return trainable(list(model.stage_parameters(1 if kind == "stage1" else 2)))
 
 
 def _stage_length(stage: dict[str, Any], n_units: int) -> tuple[int, int, int]:

@@ -132,6 +132,9 @@ class ModelCard:
     #: "entry point <name> (<dist>)"; `code` is the sha256 of a user model's source (in its fingerprint).
     source: str = "ferbench"
     code: str | None = None
+    #: The layers a transfer protocol (e.g. kim2017-transfer) copies from the source-trained network and freezes,
+    #: in words; the model then has `transfer_modules() -> list[nn.Module]`. None: the model takes no part in one.
+    transfer: str | None = None
 
     def __post_init__(self) -> None:
         if self.index not in INDEXES:

@@ -36,6 +36,8 @@ PAPER_MMI = _paper(0.08, "MMI")
 PAPER_CASME2 = _paper(0.01, "CASME II")
 DEFAULT = (ferbench_recipe("stage1", 3e-4, 300, augment="stc-nlstm"), ferbench_recipe("stage2", 3e-4, 400))
 QUICK = (quick_recipe("stage1", 3e-4, 60), quick_recipe("stage2", 1e-3))
+#: What a transfer protocol copies and freezes (kim2017 section 3.3, the inter-dataset row of Table 5).
+TRANSFER = "C1-C2 (the first two convolutions of the Table 1 CNN, with their batch norm where built with one)"
 RECIPES = {"default": DEFAULT, "paper": PAPER_MMI, "paper:mmi": PAPER_MMI, "paper:casme2": PAPER_CASME2,
            "quick": QUICK}
 
@@ -72,6 +74,13 @@ class Table1CNN(nn.Module):
         self.fc_head = nn.Linear(fc, num_classes)  # Fc: expression
         self.fp_head = nn.Linear(fc, num_states)  # Fp: expression state
         self.feature_dim = fc
+
+    def early_layers(self, n: int = 2) -> list[nn.Module]:
+        """The first `n` convolution blocks (C1, C2, ...: each convolution with its batch norm, if any): what
+        kim2017's inter-dataset experiment (section 3.3) copies from the source network and freezes."""
+        convs = [i for i, m in enumerate(self.conv) if isinstance(m, nn.Conv2d)]
+        end = convs[n] if n < len(convs) else len(self.conv)
+        return [m for m in list(self.conv)[:end] if any(True for _ in m.parameters(recurse=False))]
 
     def features(self, frames: Tensor) -> Tensor:
         """F5 activations (the spatial feature representation): (N, C, H, W) -> (N, fc)."""
@@ -231,7 +240,7 @@ DEPARTURES_CNN = (
 @register_model(
     "mo-cnn-lstm", paper=PAPER, table="Tables 1 and 2 (eqs. 2-11); results Tables 3-6",
     input="(B, T, 3, 64, 64) + lengths (variable length); stage 1 takes expression-state frames",
-    index="native", variable_length=True, min_size=32, recipes=RECIPES,
+    index="native", variable_length=True, min_size=32, recipes=RECIPES, transfer=TRANSFER,
     departures=DEPARTURES_CNN + (
         "The L8 output at each clip's last real frame feeds F9 (the text is cut where it says which output).",
         CENTRE_DEPARTURE + " Stage 1 trains on single frames, uncentred; stage 2's LSTM reads the centred F5 features.",
@@ -300,6 +309,10 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
         head = list(self.lstm.parameters()) + list(self.f9.parameters())
         return head if self.freeze_cnn else head + list(self.cnn.parameters())
 
+    def transfer_modules(self) -> list[nn.Module]:
+        """C1-C2: the layers a transfer protocol (kim2017-transfer) copies from the source network and freezes."""
+        return self.cnn.early_layers(2)
+
     def frame_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """F5 features of every real frame: (B, T, C, H, W) -> (B, T, fc), zeros on padding."""
         if self.freeze_cnn and self.stage == 2:
@@ -318,7 +331,7 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
 @register_model(
     "apex-cnn", paper=PAPER, table="Table 1 CNN; 'proposed spatial feature representation' row of Tables 3, 4, 6",
     input="(B, T, 3, 64, 64) + lengths; classifies one frame (apex= index, default the middle real frame)",
-    index="states", variable_length=True, min_size=32,
+    index="states", variable_length=True, min_size=32, transfer=TRANSFER,
     recipes={k: v[:1] for k, v in RECIPES.items()},
     departures=DEPARTURES_CNN + (
         "Without annotated apex indices the middle frame is used: on the five expression-state frames, the apex.",
@@ -350,6 +363,10 @@ class ApexCNN(_Stage1Mixin, nn.Module):
         if apex is None:
             apex = ((full_lengths(x) if lengths is None else lengths) - 1) // 2
         return self.cnn(gather_time(x, apex))[1]
+
+    def transfer_modules(self) -> list[nn.Module]:
+        """C1-C2: the layers a transfer protocol (kim2017-transfer) copies from the source network and freezes."""
+        return self.cnn.early_layers(2)
 
     def set_stage(self, stage: int) -> None:
         """Only stage 1 exists: the CNN and its heads train on expression-state frames."""

@@ -25,7 +25,7 @@ _REQUIRED = ("name", "description", "datasets", "task", "splitter", "metric", "p
 _OPTIONAL: dict[str, Any] = {
     "classes": None, "filter": {}, "params": {}, "repeats": 1, "seed": 0, "validation": None,
     "metrics": None, "test_dataset": None, "class_map": None, "aus": None,
-    "caveat": None,
+    "caveat": None, "pretrain": None,
 }
 
 
@@ -53,6 +53,10 @@ class Protocol:
     class_map: dict[str, str] | None = None
     aus: tuple[int, ...] | None = None  # au-detection: the AUs scored (None: every AU of the file)
     caveat: str | None = None  # what a reader of its results must know (shown on the leaderboard)
+    #: A transfer protocol's source dataset: each task first trains the model on every labelled sample of that
+    #: file, then copies and freezes the model's transfer layers (its card's `transfer`) and trains the rest on
+    #: the fold's training subjects (kim2017 section 3.3).
+    pretrain: str | None = None
     fingerprint: str = field(default="", compare=False)
 
     @property
@@ -248,6 +252,10 @@ def _check(path: Path, raw: Any, digest: str) -> Protocol:
         raise f.fail("classes", "null or the class_map's train classes in the same order")
     if task == "au-detection" and (classes or class_map):
         raise f.fail("classes", "null for an au-detection protocol (labels are AUs, not classes)")
+    pretrain = None if f.raw["pretrain"] is None else f.text("pretrain")
+    if pretrain is not None and (task != "classification" or test_dataset is not None or pretrain in datasets):
+        raise f.fail("pretrain", "null, or for a classification protocol on one file (no test_dataset) the name "
+                                 "of another dataset, whose file trains the transferred layers")
     aus = f.raw["aus"]
     if aus is not None and (task != "au-detection" or not isinstance(aus, list) or not aus or len(set(aus)) != len(aus)
                             or not all(isinstance(a, int) and not isinstance(a, bool) and a > 0 for a in aus)):
@@ -258,7 +266,7 @@ def _check(path: Path, raw: Any, digest: str) -> Protocol:
         splitter=splitter, params=dict(params), repeats=f.integer("repeats", 1, MAX_REPEATS), seed=f.integer("seed", 0),
         validation=validation, metric=metric, metrics=tuple(metrics), paper=f.text("paper"), table=f.text("table"),
         test_dataset=test_dataset, class_map=class_map, aus=None if aus is None else tuple(aus),
-        caveat=None if f.raw["caveat"] is None else f.text("caveat"), fingerprint=digest,
+        caveat=None if f.raw["caveat"] is None else f.text("caveat"), pretrain=pretrain, fingerprint=digest,
     )
 
 
