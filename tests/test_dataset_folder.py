@@ -142,3 +142,22 @@ def test_clips_sharing_a_stem_get_distinct_ids(tmp_path):
     ids = [s.id for s in result.samples]
     assert len(ids) == 3 and len(set(ids)) == 3
     assert sum("also named 'p1_take'" in p for p in result.problems) == 2
+
+
+def test_prepared_file_keeps_where_each_subject_came_from(prepared_replica, tmp_path):
+    """subjects.csv or the clip name: the store keeps which, and the plan warns about exactly the guesses."""
+    from _protocol_files import protocol_copy
+    from _replicas import REPLICAS
+    from ferbench.protocols import make_plan
+    from ferbench.store import open_store
+
+    path = prepared_replica("folder", **REPLICAS["folder"])
+    with open_store(path) as store:
+        stored = {s.id: s.subject_source for s in store.samples}
+        assert store.schema_version == 3
+    native = {s.id: s.meta["subject_source"] for s in scan("folder", path.parent / "native").samples}
+    assert stored == {sid: native[sid] for sid in stored} and set(stored.values()) == {"csv", "name"}
+    guesses = sum(v == "name" for v in stored.values())
+    plan = make_plan(protocol_copy(tmp_path, "subject-3fold", params={"n_splits": 2, "shuffle": True}), path)
+    warning = [w for w in plan.warnings if "subject independence" in w]
+    assert len(warning) == 1 and f"subject ids of {guesses} sample(s) were taken from their clip names" in warning[0]

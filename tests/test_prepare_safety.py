@@ -335,11 +335,28 @@ def test_a_version_1_file_is_still_read_with_coverage_from_its_flags(reference, 
     def downgrade(f: h5py.File) -> None:
         f.attrs["schema_version"] = 1
         del f["samples/coverage"]
+        del f["samples/subject_source"]
 
     old = _damage(reference, tmp_path / "v1.h5", downgrade)
-    with open_store(old) as v1, open_store(reference) as v2:
-        assert [s.coverage for s in v1.samples] == pytest.approx([s.coverage for s in v2.samples])
+    with open_store(old) as v1, open_store(reference) as v3:
+        assert [s.coverage for s in v1.samples] == pytest.approx([s.coverage for s in v3.samples])
         assert all(s.coverage == 1.0 for s in v1.samples)  # aligner none: every frame is a detected face
+        assert all(s.subject_source is None for s in v1.samples)
+
+
+def test_a_version_2_file_is_read_without_subject_sources(reference, tmp_path):
+    from ferbench.protocols import SampleTable
+
+    def downgrade(f: h5py.File) -> None:
+        f.attrs["schema_version"] = 2
+        del f["samples/subject_source"]
+
+    old = _damage(reference, tmp_path / "v2.h5", downgrade)
+    with open_store(old) as v2:
+        assert v2.schema_version == 2 and all(s.subject_source is None for s in v2.samples)
+        assert SampleTable.from_store(v2).subject_sources is None  # unknown, not "none recorded"
+    with open_store(reference) as v3:
+        assert SampleTable.from_store(v3).subject_sources is not None
 
 
 # ------------------------------------------------------------------------------------ folder

@@ -293,9 +293,15 @@ def test_folder_subjects_that_may_be_clip_name_guesses_are_warned_about(tmp_path
          "splitter": "group-kfold", "params": {"n_splits": 2}, "metric": "accuracy", "paper": "own", "table": "-"}
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(p))
-    plan = make_plan(path, t)
+    plan = make_plan(path, t)  # a file of schema 1-2: no recorded sources, the prefix check
     assert [w for w in plan.warnings if "subject independence cannot be guaranteed" in w][0].startswith(
-        "subject ids of 2 sample(s)")
+        "the folder sample table: subject ids of 2 sample(s) equal their clip-name prefix")
+    # recorded sources (schema 3): exactly the samples whose subject came from the name, prefix or not
+    known = replace(t, subject_sources=["csv", "name", "name", "name"])
+    warning = [w for w in make_plan(path, known).warnings if "subject independence" in w]
+    assert len(warning) == 1 and "subject ids of 3 sample(s) were taken from their clip names" in warning[0]
+    listed = replace(t, subject_sources=["csv"] * 4)
+    assert not [w for w in make_plan(path, listed).warnings if "subject independence" in w]
 
 
 # ---------------------------------------------------------------------------------------------- errors

@@ -32,7 +32,7 @@ K = 7
 # (or swapped with another) shows up as a mismatch.
 RECORD = dict(
     id="S010_002", subject="S010", label=2, split="train", mode={"system": "VL", "light": "Dark"}, fps=12.5,
-    onset=1, apex=4, offset=6, apex_estimated=True, coverage=0.75,
+    onset=1, apex=4, offset=6, apex_estimated=True, coverage=0.75, subject_source="csv",
     clip=np.array([0, 2, 4, 6]), states=np.array([1, 2, 4, 5, 6]),
 )
 
@@ -65,7 +65,8 @@ def test_every_column_of_the_table_round_trips_through_a_real_writer_and_reader(
                 np.testing.assert_array_equal(got, want, err_msg=c.name)
             else:
                 assert got == want, c.name
-        assert (empty.label, empty.split, empty.states, empty.onset, empty.mode) == (None, None, None, None, {})
+        assert (empty.label, empty.split, empty.states, empty.onset, empty.mode, empty.subject_source) == (
+            None, None, None, None, {}, None)
         assert empty.coverage == 1.0  # from the flags: every frame detected
         assert [(s.row, s.frame_start, s.frame_count) for s in store.samples] == [(0, 0, K), (1, K, K)]
         # the tables describe the whole file: no dataset the column and frame tables do not name
@@ -83,7 +84,8 @@ def test_from_sample_copies_exactly_the_columns_that_come_from_a_sample():
 
     record = SampleRecord.from_sample(Native())
     from_sample = {c.name for c in COLUMNS if c.origin == "sample"}
-    assert from_sample == {"id", "subject", "split", "mode", "label", "fps", "onset", "apex", "offset", "apex_estimated"}
+    assert from_sample == {"id", "subject", "split", "mode", "label", "fps", "onset", "apex", "offset", "apex_estimated",
+                           "subject_source"}
     assert all(getattr(record, n) == 3 for n in from_sample - {"id", "subject", "mode"})
     assert (record.clip, record.states, record.coverage) == (None, None, None)  # prepare computes those
 

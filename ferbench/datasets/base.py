@@ -69,6 +69,12 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def subject_source(self) -> str | None:
+        """Where the adapter took `subject` from, where it says (`meta["subject_source"]`); kept in the store."""
+        value = self.meta.get("subject_source")
+        return None if value is None else str(value)
+
+    @property
     def n_frames(self) -> int | None:
         """Number of frames when known without decoding (image sequences, or AU-coded segments)."""
         if self.frames:

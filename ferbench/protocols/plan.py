@@ -126,19 +126,22 @@ def _derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
-def _guessed_subjects(table: SampleTable) -> int:
-    """Folder-adapter samples whose subject equals the clip-name prefix, i.e. possibly a guess.
+def _guessed_subjects(table: SampleTable) -> tuple[int, bool]:
+    """(folder-adapter samples whose subject id may be a guess, whether the file says so).
 
-    The folder adapter takes the prefix before the first '_' when subjects.csv does not list a clip; the
-    store does not record which rule applied, so equality with that rule is all that can be checked.
+    The folder adapter takes the clip name's prefix before the first '_' when subjects.csv does not list a
+    clip, and the store records which rule gave each subject (`subject_source` "name"). A file written before
+    the store kept it (schema 1-2) only allows a weaker check: subjects equal to that prefix.
     """
     if table.dataset != "folder":
-        return 0
+        return 0, False
+    if table.subject_sources is not None:
+        return sum(src == "name" for src in table.subject_sources), True
     n = 0
     for sid, subject in zip(table.ids, table.subjects):
         stem = sid.split("/", 1)[-1].rsplit(".", 1)[0]
         n += (stem.split("_", 1)[0] or stem) == subject
-    return n
+    return n, False
 
 
 # ------------------------------------------------------------------------------------------------- plan
@@ -168,11 +171,16 @@ def make_plan(protocol: Protocol | str | Path, data: Any, data_test: Any = None,
     n_repeats = repeats or p.repeats
     frac = (validation if validation is not None else p.validation_fraction) or None
     folds = _split(p, train_table, test_table, (y_train, y_test), (keep_train, keep_test), n_repeats, frac, notes)
-    guessed = _guessed_subjects(train_table) + (_guessed_subjects(test_table) if test_table is not train_table else 0)
-    if guessed:
-        notes.append(f"subject ids of {guessed} sample(s) equal their clip-name prefix: they may be guesses by the "
-                     f"folder adapter (no subjects.csv entry; the store does not record which), so subject "
-                     f"independence cannot be guaranteed for them")
+    for table in (train_table,) if test_table is train_table else (train_table, test_table):
+        guessed, known = _guessed_subjects(table)
+        if guessed and known:
+            notes.append(f"{_where(table)}: subject ids of {guessed} sample(s) were taken from their clip names "
+                         f"(subjects.csv does not list them): the folder adapter's guess, so subject independence "
+                         f"cannot be guaranteed for them; list them in subjects.csv and prepare again")
+        elif guessed:
+            notes.append(f"{_where(table)}: subject ids of {guessed} sample(s) equal their clip-name prefix: they may "
+                         f"be guesses by the folder adapter (this file, prepared before ferbench recorded subject "
+                         f"sources, does not say), so subject independence cannot be guaranteed for them")
     digest = hashlib.sha256(json.dumps(
         [p.fingerprint, train_table.fingerprint, None if test_table is train_table else test_table.fingerprint,
          p.seed, n_repeats, frac], separators=(",", ":")).encode()).hexdigest()

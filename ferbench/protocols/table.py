@@ -28,6 +28,9 @@ class SampleTable:
     splits: list[str | None]
     modes: list[dict[str, Any]]
     fingerprint: str = field(default="", compare=False)
+    #: Where each subject id came from, as the store records it (None: a file of schema 1-2, which did not);
+    #: it does not change a split, so it is not in the fingerprint.
+    subject_sources: list[str | None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -70,6 +73,7 @@ class SampleTable:
             ids=[r.id for r in rows], subjects=[str(r.subject) for r in rows],
             labels=np.array([-1 if r.label is None else r.label for r in rows], dtype=np.int64),
             splits=[r.split for r in rows], modes=[dict(r.mode) for r in rows],
+            subject_sources=[r.subject_source for r in rows] if store.schema_version >= 3 else None,
         )
 
     @classmethod

@@ -19,7 +19,9 @@ Layout of a finished file (schema version 2; every string is UTF-8, no pickles a
                            onset/apex/offset int32 (-1 = none), apex_estimated uint8 (0/1),
                            coverage float32 (fraction of the sample's frames where the tracked face was found:
                            detected or interpolated between two detections; schema 2, computed from /flags when
-                           a version-1 file is read)
+                           a version-1 file is read), subject_source UTF-8 (where the adapter took the subject id
+                           from, "" = the dataset's own layout; folder: "csv" or "name", the clip name's prefix,
+                           a guess; schema 3, empty when an older file is read)
     /index/clip            int32 (n, T)  temporal normalisation, frame positions relative to frame_start
     /index/states          int32 (n, 5)  expression-state frames (onset, onset-apex, apex, apex-offset,
                                          offset), relative to frame_start; -1 rows = none

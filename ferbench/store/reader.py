@@ -166,6 +166,8 @@ class Store:
         if "coverage" not in raw:  # schema 1: the same fraction, from the per-frame flags
             flags = self._f["flags"][...]
             raw["coverage"] = [coverage(flags[a : a + n]) for a, n in zip(raw["frame_start"], raw["frame_count"])]
+        if "subject_source" not in raw:  # schema 1-2: not recorded
+            raw["subject_source"] = [""] * len(raw["id"])
         out = []
         for i in range(len(raw["id"])):
             fields = {}
@@ -178,6 +180,11 @@ class Store:
         return out
 
     # -- metadata ----------------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        """The store schema version the file was written with (`READABLE_VERSIONS`)."""
+        return int(self.attrs["schema_version"])
+
     @property
     def dataset(self) -> str:
         return str(self.attrs["dataset"])

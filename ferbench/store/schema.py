@@ -17,9 +17,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 2
-#: Older schema versions this reader still reads (version 1 lacks `samples/coverage`: computed from /flags).
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+#: Older schema versions this reader still reads (version 1 lacks `samples/coverage`: computed from /flags;
+#: versions 1-2 lack `samples/subject_source`: read as unknown).
+READABLE_VERSIONS = (1, 2, 3)
 FORMAT_NAME = "ferbench-store"
 
 #: The frame selections a store serves (`Store.frames`, `Store.load`; a model card's `index` names the one
@@ -55,6 +56,9 @@ class SampleRecord:
     offset: int | None = None
     apex_estimated: bool = False
     coverage: float | None = None  # None = computed from the flags when written
+    #: Where the adapter took the subject id from, where it says (folder: "csv" = subjects.csv, "name" = the
+    #: clip name's prefix, a guess; mmi: "session.xml" or "file name"); None = the dataset's own layout.
+    subject_source: str | None = None
 
     @classmethod
     def from_sample(cls, sample: Any, **overrides: Any) -> SampleRecord:
@@ -180,6 +184,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("samples/frame_start", "i8", "layout"),
     Column("samples/frame_count", "i4", "layout"),
     Column("samples/coverage", "f4", "prepare", encode=float, decode=float, since=2),
+    Column("samples/subject_source", UTF8, "sample", encode=_text, decode=_text_or_none, since=3),  # "" = none
     Column("index/clip", "i4", "prepare", width="length"),
     Column("index/states", "i4", "prepare", decode=_states, width="states", required=False),
 )
