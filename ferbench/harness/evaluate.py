@@ -113,7 +113,7 @@ def _au_stages(stages: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]
 
 
 def _check_arguments(*, recipe: Any, workers: Any, scheduler: Any, repeats: Any, threads: Any, val_fraction: Any,
-                     out: Any, force: Any) -> None:
+                     out: Any, force: Any, precision: Any) -> None:
     """Every option's type and range, before any file is read (the Python API gets the CLI's checks)."""
     from ferbench.protocols.schema import MAX_REPEATS
 
@@ -142,6 +142,12 @@ def _check_arguments(*, recipe: Any, workers: Any, scheduler: Any, repeats: Any,
         raise FerbenchError(f"--out must be the path of a folder for the task records; got {out!r}")
     if Path(out).exists() and not Path(out).is_dir():
         raise FerbenchError(f"{out}: is a file; --out must be a folder for the task records")
+    if precision not in PRECISIONS:
+        raise FerbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if scheduler is not None:
+        from ferbench.cluster import check_scheduler
+
+        check_scheduler(scheduler)  # the form, and a tcp scheduler answering
 
 
 def _check_model_options(options: dict[str, Any], names: list[str]) -> None:
@@ -411,14 +417,8 @@ def evaluate(
     ov = R.Overrides(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment)
     ov.check()
     _check_arguments(recipe=recipe, workers=workers, scheduler=scheduler, repeats=repeats, threads=threads,
-                     val_fraction=val_fraction, out=out, force=force)
-    if precision not in PRECISIONS:
-        raise FerbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+                     val_fraction=val_fraction, out=out, force=force, precision=precision)
     dev = resolve_device(device)
-    if scheduler is not None:
-        from ferbench.cluster import check_scheduler
-
-        check_scheduler(scheduler)
     threads = threads or max(1, (os.cpu_count() or 1) // (workers or 1))
     model_options = {} if model_options is None else model_options
     _check_model_options(model_options, [])  # the shape, before any file is read; values once models are known
@@ -430,9 +430,7 @@ def evaluate(
     with _runs_lock(outdir):
         pending, plans = _plan(setup, repeats, model_options, outdir, force, result)
         if progress:
-            progress({"event": "plan", "total": len(pending) + len(result.skipped), "skipped": len(result.skipped),
-                      "pending": len(pending), "rerun": dict(result.rerun_reasons), "warnings": list(result.warnings),
-                      "protocol": str(setup.proto.path)})
+            progress(_plan_event(pending, result, setup))
         if pending:
             config_common = {"overrides": ov.as_dict(), "device": dev, "threads": threads, "precision": precision,
                              "val_fraction": float(val_fraction), "data": str(setup.ctx.data),
@@ -441,6 +439,13 @@ def evaluate(
             _run(pending, plans, setup, config_common, result, workers, scheduler, dev, progress)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _plan_event(pending: list[tuple[TaskSpec, Path]], result: EvaluateResult, setup: _Setup) -> dict[str, Any]:
+    """What the progress view shows before the first task: how many tasks, reused, rerun (and why), warnings."""
+    return {"event": "plan", "total": len(pending) + len(result.skipped), "skipped": len(result.skipped),
+            "pending": len(pending), "rerun": dict(result.rerun_reasons), "warnings": list(result.warnings),
+            "protocol": str(setup.proto.path)}
 
 
 def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], setup: _Setup,

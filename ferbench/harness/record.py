@@ -23,23 +23,28 @@ def test_labels_of(plans: Any, test_path: Path) -> dict[str, Any]:
     return {"by_id": by_id, "path": test_path}
 
 
+def _unit_labels(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any]) -> list[Any]:
+    """The test units' labels, in unit order: a class index per clip, or (AU detection) the AU row of each
+    scored frame, read from the test file."""
+    if spec.task != "au-detection":
+        return [test_labels["by_id"][sid] for sid in res["sample_ids"]]
+    from ferbench.harness.data import open_data
+
+    d = open_data(test_labels["path"])
+    cols = d.au_columns(spec.classes)
+    frames = np.asarray(res["unit_frames"], dtype=np.int64)
+    if not len(frames):
+        return []
+    rows = d.store.per_frame("aus", np.sort(frames))[:, cols]
+    order = np.argsort(np.argsort(frames))  # h5py wants increasing indices; put rows back in unit order
+    return np.asarray(rows)[order].astype(int).tolist()
+
+
 def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any], protocol_meta: dict[str, Any],
                  config_common: dict[str, Any]) -> dict[str, Any]:
     """A record per docs/records.md from a task's result plus what only the client holds (test labels)."""
     diverged = res.get("status") == "diverged"
-    if diverged:
-        labels: list[Any] = []
-    elif spec.task == "au-detection":
-        from ferbench.harness.data import open_data
-
-        d = open_data(test_labels["path"])
-        cols = d.au_columns(spec.classes)
-        frames = np.asarray(res["unit_frames"], dtype=np.int64)
-        labels = d.store.per_frame("aus", np.sort(frames))[:, cols] if len(frames) else np.zeros((0, len(cols)), np.int8)
-        order = np.argsort(np.argsort(frames))  # h5py wants increasing indices; put rows back in unit order
-        labels = np.asarray(labels)[order].astype(int).tolist() if len(frames) else []
-    else:
-        labels = [test_labels["by_id"][sid] for sid in res["sample_ids"]]
+    labels = [] if diverged else _unit_labels(spec, res, test_labels)
     rec: dict[str, Any] = {
         "schema": SCHEMA,
         "status": "diverged" if diverged else "ok",

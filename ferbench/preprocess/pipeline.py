@@ -200,20 +200,39 @@ def process_sample(
 
 
 def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, threads: int | None) -> SampleResult:
+    """One sample: decode and track one face (`_track`), align and check the face coverage (`_align`), then the
+    store record with its clip and state indices (`_fill_record`). A failure is set on the result, not raised."""
     t_start = time.perf_counter()
     result = SampleResult(id=sample.id)
+    tracked = _track(sample, config, detector, threads, result)
+    if tracked is None:
+        return result
+    frames, track, detect_seconds = tracked
+    aligned = _align(sample, config, frames, track, detect_seconds, result)
+    if aligned is None:
+        return result
+    crops, points, flags, coverage = aligned
+    _fill_record(result, sample, config, frames, crops, points, flags, coverage)
+    result.timings["total"] = time.perf_counter() - t_start
+    result.counts = {"frames": len(frames),
+                     **{name: int((flags == code).sum()) for code, name in FLAG_MEANINGS.items() if code}}
+    return result
+
+
+def _track(sample: Sample, config: PrepareConfig, detector: Detector | None, threads: int | None,
+           result: SampleResult) -> tuple[LazyFrames, Any, float] | None:
+    """(frames, face track, detection seconds); None, with `result.failure`, when there is no frame or no face."""
     try:
         frames = LazyFrames(sample, config.target_fps)
     except DatasetError as e:
         result.failure = str(e)
-        return result
+        return None
     if len(frames) == 0:
         result.failure = "no frames"
-        return result
+        return None
     t_track, decoded = time.perf_counter(), frames.decode_seconds
     sizes = frames.sizes()
-    runs = size_runs(sizes)
-    for a, _, hw in runs[1:]:  # a frame of another size is detected on its own, and named
+    for a, _, hw in size_runs(sizes)[1:]:  # a frame of another size is detected on its own, and named
         result.warnings.append(Issue(sample.id, RESIZED, f"{_frame_name(sample, frames, a)} is {hw[1]}x{hw[0]}, the frame "
                                      f"before it {sizes[a - 1][1]}x{sizes[a - 1][0]} (face detected again at the size change)"))
     factory = (lambda hw: detector) if detector is not None else (lambda hw: detector_for(config, hw, threads))
@@ -225,20 +244,27 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
             frames[t]
         if len(frames.bad) == k:
             result.failure = f"none of the {k} frames could be read (first: {frames.problems[0]})"
-            return result
+            return None
     if not track.ok:
         result.failure = track.reason if "no face" in track.reason else f"no face track in {len(frames)} frames: {track.reason}"
         result.timings = {"decode": frames.decode_seconds, "detect": detect_seconds}
-        return result
+        return None
+    return frames, track, detect_seconds
+
+
+def _align(sample: Sample, config: PrepareConfig, frames: LazyFrames, track: Any, detect_seconds: float,
+           result: SampleResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """(RGB crops, landmarks, per-frame flags, face coverage), unreadable frames filled from their neighbours;
+    None, with `result.failure`, when no frame could be read or the face is missing on too many frames."""
     t_align, decoded = time.perf_counter(), frames.decode_seconds
     crops, points = align_sequence(frames, track, config.size, config.template)  # reads every frame
     crops = np.ascontiguousarray(crops[..., ::-1])  # BGR -> RGB, the store's pixel order
     align_seconds = time.perf_counter() - t_align - (frames.decode_seconds - decoded)  # decoding is "decode"
-    timings = {"decode": frames.decode_seconds, "detect": detect_seconds, "align": align_seconds}
+    result.timings = {"decode": frames.decode_seconds, "detect": detect_seconds, "align": align_seconds}
+    k = len(frames)
     if len(frames.bad) == k:
         result.failure = f"none of the {k} frames could be read (first: {frames.problems[0]})"
-        result.timings = timings
-        return result
+        return None
     flags = track.flags.copy()
     _fill_unreadable(crops, points, flags, frames.bad)
     result.warnings += [Issue(sample.id, REPAIRED, f"{p} (frame filled from neighbours)") for p in frames.problems]
@@ -247,13 +273,18 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
     if coverage < config.min_coverage:
         result.failure = (f"no face on most frames: face found on {covered} of {k} frames "
                           f"(coverage {coverage:.0%}, below --min-coverage {config.min_coverage:.0%})")
-        result.timings = timings
-        return result
+        return None
     if coverage < PARTIAL_COVERAGE:
         result.warnings.append(Issue(sample.id, PARTLY_COVERED, f"face found on {covered} of {k} frames (coverage "
                                      f"{coverage:.0%}); the other frames are filled from neighbours"))
+    return crops, points, flags, coverage
 
-    idx = frames.source_index
+
+def _fill_record(result: SampleResult, sample: Sample, config: PrepareConfig, frames: LazyFrames,
+                 crops: np.ndarray, points: np.ndarray, flags: np.ndarray, coverage: float) -> None:
+    """The store's record of an aligned sample: clip and expression-state indices, annotations in kept-frame
+    positions, native frame numbers and AU rows."""
+    k, idx = len(frames), frames.source_index
     onset, apex, offset = (_position(idx, v) for v in (sample.onset, sample.apex, sample.offset))
     states, estimated = expression_states(
         k, onset, apex, offset, rising=sample.apex is not None and sample.offset is None, frames=crops
@@ -277,15 +308,6 @@ def _process(sample: Sample, config: PrepareConfig, detector: Detector | None, t
         inside = idx < len(aus)
         rows[inside] = aus[idx[inside]]
         result.aus, result.au_names = rows, tuple(sample.au_names)
-    total = time.perf_counter() - t_start
-    result.timings = {
-        "decode": frames.decode_seconds,
-        "detect": detect_seconds,
-        "align": align_seconds,
-        "total": total,
-    }
-    result.counts = {"frames": k, **{name: int((flags == code).sum()) for code, name in FLAG_MEANINGS.items() if code}}
-    return result
 
 
 def _frame_name(sample: Sample, frames: LazyFrames, t: int) -> str:
@@ -476,6 +498,8 @@ def _prepare(
     workers: int | None, scheduler: str | None, overwrite: bool, restart: bool,
     materialize_augmentation: str | None, progress: Callable[[int, int], None] | None,
 ) -> PrepareSummary:
+    """Scan, open (or resume) the writer, process what is left (`_write_results`), publish the file with its
+    sidecars (`_publish`)."""
     found = scan(adapter.name, root)
     if not found.samples and not found.excluded:
         raise FerbenchError(f"{root}: no {adapter.name} samples found, nothing to prepare (see `ferbench scan {adapter.name} --root ...`)")
@@ -484,85 +508,98 @@ def _prepare(
     excluded = dict(found.excluded)
     for sid, reason in excluded.items():
         fingerprints.setdefault(sid, "scan:" + reason)
-    writer = StoreWriter(
-        out,
-        dataset=adapter.name,
-        classes=found.classes,
-        config=asdict(cfg),
-        aligner=cfg.aligner,
-        source_root=str(Path(root).resolve()),
-        au_names=au_names,
-        overwrite=overwrite,
-        restart=restart,
-    )
-    n_total = len(fingerprints)
-    summary = PrepareSummary(dataset=adapter.name, out=str(out), samples=n_total)
+    writer = StoreWriter(out, dataset=adapter.name, classes=found.classes, config=asdict(cfg), aligner=cfg.aligner,
+                         source_root=str(Path(root).resolve()), au_names=au_names, overwrite=overwrite, restart=restart)
+    summary = PrepareSummary(dataset=adapter.name, out=str(out), samples=len(fingerprints))
     summary.warnings.extend(Issue("", SCAN, problem) for problem in found.problems)
-    timings: dict[str, float] = {}
     try:
-        Path(f"{out}.aug.part").unlink(missing_ok=True)  # left by an older ferbench killed while augmenting
-        stale = writer.finished_ids - set(fingerprints)
-        if stale:  # a resumed run whose input lost samples: keep the file true to the current input
-            writer.discard(stale)
-            summary.warnings.append(Issue("", RESUME, f"dropped {len(stale)} sample(s) no longer in {root}: {', '.join(sorted(stale)[:5])}"))
-        changed = {sid for sid in writer.finished_ids if writer.fingerprints.get(sid) != fingerprints[sid]}
-        if changed:  # finished before the interruption, but the input changed since: redo, never reuse
-            writer.discard(changed)
-            summary.redone = len(changed)
-            summary.warnings.append(Issue("", RESUME, f"redoing {len(changed)} sample(s) whose input changed since the "
-                                                      f"interrupted run: {', '.join(sorted(changed)[:5])}"))
-        summary.warnings.extend(writer.notes)
-        summary.warnings.extend(w for ws in writer.sample_warnings.values() for w in ws)  # from the earlier run
-        finished = writer.finished_ids
-        summary.resumed = len(finished)
-        for sid in sorted(set(excluded) - finished):  # unreadable in the scan: excluded with the reason
-            writer.add_failure(sid, excluded[sid], fingerprint=fingerprints[sid])
+        finished, done = _resume(writer, excluded, fingerprints, summary, root, out)
         todo = [s for s in found.samples if s.id not in finished]
-        done = len(finished) + len(set(excluded) - finished)
-        if progress:
-            progress(done, n_total)
-        for result in _run_tasks(todo, cfg, workers, scheduler):
-            t_write = time.perf_counter()
-            if result.failure:
-                writer.add_failure(result.id, result.failure, fingerprint=fingerprints[result.id])
-            else:
-                aus = _to_columns(result.aus, result.au_names, au_names) if au_names else None
-                writer.add(result.record, result.frames, result.landmarks, result.flags, aus, result.source_frame,
-                           warnings=result.warnings, fingerprint=fingerprints[result.id])
-                summary.written += 1
-            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t_write
-            summary.warnings.extend(result.warnings)
-            for key, value in result.timings.items():
-                timings[key] = timings.get(key, 0.0) + value
-            done += 1
-            if progress:
-                progress(done, n_total)
-        summary.failures = writer.failures
-        summary.failed = len(summary.failures)
-        if not writer.done_ids:  # nothing to show for the run: never replace a good file with an empty one
-            first = "; ".join(map(str, summary.failures[:2]))
-            shutil.rmtree(writer.tmp_dir, ignore_errors=True)
-            raise FerbenchError(f"every one of the {summary.failed} samples failed, nothing written"
-                                f"{f' ({out} left as it was)' if out.exists() else ''}; first: {first}")
-        summary.timings = {k: round(v, 3) for k, v in timings.items()}
-        summary.contact_sheet = str(_sidecar(out, ".qc.png"))
-        summary.failures_csv = str(_sidecar(out, ".failures.csv"))
-
-        def before_publish(part: Path) -> None:
-            """Sidecars, augmentation and the whole-file counts, from the merged file before it goes live."""
-            if materialize_augmentation:
-                write_augmented(part, materialize_augmentation, in_place=True)
-            _count_frames(part, summary)
-            write_failures_csv(out, summary.failures, summary.warnings, source=part)
-            write_contact_sheet(out, source=part)
-
-        t_write = time.perf_counter()
-        writer.finalize(before_publish)
-        summary.timings["write"] = round(timings.get("write", 0.0) + time.perf_counter() - t_write, 3)  # shards + merge
+        timings = _write_results(writer, todo, done, fingerprints, au_names, summary, cfg, workers, scheduler, progress)
+        _publish(writer, out, summary, timings, materialize_augmentation)
     finally:
         writer.close()
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summary
+
+
+def _resume(writer: StoreWriter, excluded: dict[str, str], fingerprints: dict[str, str], summary: PrepareSummary,
+            root: str | Path, out: Path) -> tuple[set[str], int]:
+    """Reconcile an interrupted run's finished samples with the current input (drop the vanished, redo the
+    changed), record the scan's exclusions; returns the finished ids and how many samples are already done."""
+    Path(f"{out}.aug.part").unlink(missing_ok=True)  # left by an older ferbench killed while augmenting
+    stale = writer.finished_ids - set(fingerprints)
+    if stale:  # a resumed run whose input lost samples: keep the file true to the current input
+        writer.discard(stale)
+        summary.warnings.append(Issue("", RESUME, f"dropped {len(stale)} sample(s) no longer in {root}: {', '.join(sorted(stale)[:5])}"))
+    changed = {sid for sid in writer.finished_ids if writer.fingerprints.get(sid) != fingerprints[sid]}
+    if changed:  # finished before the interruption, but the input changed since: redo, never reuse
+        writer.discard(changed)
+        summary.redone = len(changed)
+        summary.warnings.append(Issue("", RESUME, f"redoing {len(changed)} sample(s) whose input changed since the "
+                                                  f"interrupted run: {', '.join(sorted(changed)[:5])}"))
+    summary.warnings.extend(writer.notes)
+    summary.warnings.extend(w for ws in writer.sample_warnings.values() for w in ws)  # from the earlier run
+    finished = writer.finished_ids
+    summary.resumed = len(finished)
+    for sid in sorted(set(excluded) - finished):  # unreadable in the scan: excluded with the reason
+        writer.add_failure(sid, excluded[sid], fingerprint=fingerprints[sid])
+    return finished, len(finished) + len(set(excluded) - finished)
+
+
+def _write_results(writer: StoreWriter, todo: list[Sample], done: int, fingerprints: dict[str, str],
+                   au_names: tuple[int, ...] | None, summary: PrepareSummary, cfg: PrepareConfig, workers: int | None,
+                   scheduler: str | None, progress: Callable[[int, int], None] | None) -> dict[str, float]:
+    """Process `todo` (in this process or on dask) and write each result as it arrives; the summed timings."""
+    timings: dict[str, float] = {}
+    n_total = summary.samples
+    if progress:
+        progress(done, n_total)
+    for result in _run_tasks(todo, cfg, workers, scheduler):
+        t_write = time.perf_counter()
+        if result.failure:
+            writer.add_failure(result.id, result.failure, fingerprint=fingerprints[result.id])
+        else:
+            aus = _to_columns(result.aus, result.au_names, au_names) if au_names else None
+            writer.add(result.record, result.frames, result.landmarks, result.flags, aus, result.source_frame,
+                       warnings=result.warnings, fingerprint=fingerprints[result.id])
+            summary.written += 1
+        timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t_write
+        summary.warnings.extend(result.warnings)
+        for key, value in result.timings.items():
+            timings[key] = timings.get(key, 0.0) + value
+        done += 1
+        if progress:
+            progress(done, n_total)
+    return timings
+
+
+def _publish(writer: StoreWriter, out: Path, summary: PrepareSummary, timings: dict[str, float],
+             materialize_augmentation: str | None) -> None:
+    """Merge the shards into `out` with its sidecars (QC sheet, failures CSV, augmentation), or refuse when
+    every sample failed (a good file is never replaced by an empty one)."""
+    summary.failures = writer.failures
+    summary.failed = len(summary.failures)
+    if not writer.done_ids:
+        first = "; ".join(map(str, summary.failures[:2]))
+        shutil.rmtree(writer.tmp_dir, ignore_errors=True)
+        raise FerbenchError(f"every one of the {summary.failed} samples failed, nothing written"
+                            f"{f' ({out} left as it was)' if out.exists() else ''}; first: {first}")
+    summary.timings = {k: round(v, 3) for k, v in timings.items()}
+    summary.contact_sheet = str(_sidecar(out, ".qc.png"))
+    summary.failures_csv = str(_sidecar(out, ".failures.csv"))
+
+    def before_publish(part: Path) -> None:
+        """Sidecars, augmentation and the whole-file counts, from the merged file before it goes live."""
+        if materialize_augmentation:
+            write_augmented(part, materialize_augmentation, in_place=True)
+        _count_frames(part, summary)
+        write_failures_csv(out, summary.failures, summary.warnings, source=part)
+        write_contact_sheet(out, source=part)
+
+    t_write = time.perf_counter()
+    writer.finalize(before_publish)
+    summary.timings["write"] = round(timings.get("write", 0.0) + time.perf_counter() - t_write, 3)  # shards + merge
 
 
 def _count_frames(h5_path: Path, summary: PrepareSummary) -> None:
