@@ -9,7 +9,7 @@ import pytest
 
 from ferbench.datasets import get_dataset, scan, synth
 from ferbench.preprocess.frames import resample_indices
-from ferbench.preprocess.pipeline import prepare
+from ferbench.preprocess.pipeline import PrepareConfig, prepare
 from ferbench.preprocess.states import rising_state_indices
 from ferbench.store import open_store
 
@@ -24,6 +24,18 @@ def prepared(request, tmp_path_factory):
     synth(name, root, subjects=1, seed=4, **({"modes": ["VL/Strong", "NI/Dark"]} if name == "oulu-casia" else {}))
     summary = prepare(name, root, base / "out.h5", workers=0)
     return name, scan(name, root), summary, base / "out.h5"
+
+
+@pytest.fixture(scope="module", params=DATASETS)
+def annotated(request, tmp_path_factory):
+    """The same replicas prepared without face detection (whole frames resized): annotations and frame
+    numbers do not depend on the detector, and this keeps the check in the fast selection."""
+    name = request.param
+    base = tmp_path_factory.mktemp("annotated-" + name.replace("+", "p"))
+    root = base / "native"
+    synth(name, root, subjects=1, seed=4, **({"modes": ["VL/Strong", "NI/Dark"]} if name == "oulu-casia" else {}))
+    prepare(name, root, base / "out.h5", PrepareConfig(aligner="none", size=32), workers=0)
+    return name, scan(name, root), None, base / "out.h5"
 
 
 @pytest.mark.slow
@@ -62,8 +74,8 @@ def test_labels_subjects_modes_and_frame_counts_match(prepared):
                 assert list(row.states) == sorted(row.states)
 
 
-def test_annotated_key_frames_and_au_labels_survive(prepared):
-    name, found, _, out = prepared
+def test_annotated_key_frames_and_au_labels_survive(annotated):
+    name, found, _, out = annotated
     by_id = {s.id: s for s in found.samples}
     with open_store(out) as store:
         for row in store.samples:

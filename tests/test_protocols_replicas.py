@@ -73,7 +73,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("dataset, name, changes, used", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+#: Replicas no fast test needs otherwise (each costs seconds to synthesise): their cases run in the full suite.
+_SLOW_REPLICAS = ("oulu-casia", "bp4d", "afew")
+
+
+@pytest.mark.parametrize("dataset, name, changes, used", [
+    pytest.param(*c, id=f"{c[0]}-{c[1]}", marks=[pytest.mark.slow] if c[0] in _SLOW_REPLICAS else [])
+    for c in CASES])
 def test_every_fold_is_subject_disjoint_and_each_repeat_partitions_the_samples(
         prepared_replica, tmp_path, dataset, name, changes, used):
     h5 = replica(prepared_replica, dataset)

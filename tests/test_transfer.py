@@ -149,3 +149,24 @@ def test_data_home_needs_the_source_too(tmp_path, monkeypatch, files):
     assert protocol_data("kim2017-transfer") == ([], ["casme2"])
     shutil.copy(casme, prepared_path("casme2"))
     assert protocol_data("kim2017-transfer") == ([("mmi", prepared_path("mmi"), None, prepared_path("casme2"))], [])
+
+
+@pytest.mark.slow
+def test_every_worker_trains_the_same_source_layers(files, tmp_path):
+    """On a two-worker dask cluster each worker trains the source network itself: the folds it runs must start
+    from the layers the in-process run starts from (same seed, same sha256), and predict the same."""
+    from distributed import LocalCluster
+
+    mmi, casme = files
+    kw = dict(data_source=casme, models="mo-cnn-lstm", recipe="quick", model_options=OPTS, threads=1, **TWO_EPOCHS)
+    evaluate(mmi, "kim2017-transfer", out=tmp_path / "local", **kw)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        res = evaluate(mmi, "kim2017-transfer", out=tmp_path / "dask", scheduler=cluster.scheduler_address, **kw)
+    assert not res.failed, res.failed
+    local = {(r["fold"]): r for r in _records(tmp_path / "local")}
+    spread = {(r["fold"]): r for r in _records(tmp_path / "dask")}
+    assert set(local) == set(spread) == {0, 1}
+    for fold, r in spread.items():
+        assert r["config"]["pretrain"]["weights_sha256"] == local[fold]["config"]["pretrain"]["weights_sha256"]
+        assert r["predictions"] == local[fold]["predictions"]

@@ -5,10 +5,8 @@ test units. `Context` is what these steps share."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-
-import dataclasses
 
 import numpy as np
 import torch
@@ -115,7 +113,7 @@ def pretrained_layers(ctx: Context, name: str) -> tuple[dict[str, torch.Tensor],
                      "device": str(ctx.device), "precision": spec.precision})
     if key not in _LAST_SOURCE:
         _LAST_SOURCE.clear()
-        source_spec = dataclasses.replace(
+        source_spec = replace(
             spec, data=src.data, data_test=src.data, dataset=src.dataset, dataset_test=src.dataset,
             classes=src.classes, train_ids=src.ids, y_train=src.labels, val_ids=(), y_val=(), test_ids=(),
             stages=src.stages, selection="last-epoch", seed=src.seed, pretrain=None)
