@@ -485,13 +485,13 @@ def evaluate(
             raise FerbenchError(f"--model-options is not valid JSON ({e})") from None
         if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
             raise FerbenchError('--model-options must be a JSON object {"model": {"option": value}}')
-    from ferbench.home import no_data_message, prepare_commands, protocol_data, resolve_data, runs_dir
+    from ferbench.home import no_data_message, prepare_commands, protocol_data, resolve_data, runs_dir, source_data
 
     out = out if out is not None else runs_dir()
     if data is None:
         if data_test is not None or data_source is not None:
             raise FerbenchError(f"{'--data-test' if data_test is not None else '--data-source'} needs --data "
-                                "(the training file)")
+                                "(the training file); or leave both out to use the files prepared in the data home")
         targets, missing = protocol_data(protocol)
         if not targets:
             raise FerbenchError(no_data_message(protocol, missing))
@@ -499,7 +499,8 @@ def evaluate(
                           + (f"; missing: {', '.join(missing)} ({prepare_commands(missing)})" if missing else ""),
                           highlight=False)
     else:
-        targets = [("", resolve_data(data), resolve_data(data_test), resolve_data(data_source))]
+        source = resolve_data(data_source) if data_source is not None else source_data(protocol)
+        targets = [("", resolve_data(data), resolve_data(data_test), source)]
     results = []
     for _, data_path, test_path, source_path in targets:
         with ProgressView(err_console, disable=as_json) as view:

@@ -158,6 +158,16 @@ def protocol_data(protocol: str | Path) -> tuple[list[tuple[str, Path, Path | No
     return found, missing
 
 
+def source_data(protocol: str | Path) -> Path | None:
+    """A transfer protocol's source file in the data home, for `ferbench evaluate --data X` without
+    --data-source: its prepared file where it exists, else None (evaluate then says what to pass)."""
+    from ferbench.protocols import load_protocol
+
+    proto = load_protocol(protocol)
+    path = prepared_path(proto.pretrain) if proto.pretrain else None
+    return path if path is not None and path.is_file() else None
+
+
 def no_data_message(protocol: str, missing: list[str]) -> str:
     """The one line `ferbench evaluate --protocol P` prints when no dataset of P is prepared."""
     return (f"protocol {protocol} found no prepared file in the data home ({home() / 'prepared'}) for "

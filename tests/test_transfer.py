@@ -60,7 +60,8 @@ def test_transferred_layers_come_from_the_source_and_stay_frozen(files, tmp_path
     torch.set_num_threads(1)
     labels = dict(zip(spec.train_ids, spec.y_train))
     ctx = Context(spec, torch.device("cpu"), open_data(spec.data), open_data(spec.data_test), labels, None)
-    state, info = pretrained_layers(ctx, "mo-cnn-lstm")
+    state, info, reused = pretrained_layers(ctx, "mo-cnn-lstm")
+    assert not reused and pretrained_layers(ctx, "mo-cnn-lstm")[2]  # kept for the next fold
     assert info["samples"] == len(spec.pretrain.ids) and info["classes"] == list(open_data(casme).store.classes)
     fresh, _ = build_model("mo-cnn-lstm", 5, OPTS["mo-cnn-lstm"], 64, 8, 0)
     fresh_c1 = fresh.transfer_modules()[0].weight
@@ -95,6 +96,9 @@ def test_evaluate_runs_the_transfer_and_records_it(files, tmp_path):
         assert pre["dataset"] == "casme2" and pre["data"] == str(casme.resolve()) and pre["samples"] > 0
         assert pre["data_fingerprint"] == mine[0]["fingerprints"]["data_source"]
         assert all(r["dataset"] == r["dataset_test"] == "mmi" for r in mine)
+        # the source is trained once in this process and timed apart from the fold's own training
+        first, second = sorted(mine, key=lambda r: r["fold"])
+        assert first["config"]["pretrain"]["train_s"] > 0 and second["config"]["pretrain"]["train_s"] == 0
     again = evaluate(mmi, "kim2017-transfer", data_source=casme, models="all", recipe="quick", model_options=OPTS,
                      threads=1, out=out, **TWO_EPOCHS)
     assert again.ran == [] and len(again.skipped) == 4
@@ -170,3 +174,50 @@ def test_every_worker_trains_the_same_source_layers(files, tmp_path):
     for fold, r in spread.items():
         assert r["config"]["pretrain"]["weights_sha256"] == local[fold]["config"]["pretrain"]["weights_sha256"]
         assert r["predictions"] == local[fold]["predictions"]
+
+
+def test_table_5_is_comparable_only_with_the_papers_source_data():
+    from ferbench.leaderboard.comparable import RunFacts, judge
+    from ferbench.leaderboard.reported import load_reported
+
+    ref = load_reported()
+    entry = next(e for e in ref.entries if e.table == "Table 5" and e.model == "mo-cnn-lstm")
+    design = ref.design_of(entry)
+    bundled = load_protocol("kim2017-transfer").fingerprint
+    paper = RunFacts("kim2017-transfer", bundled, ("paper",), 6, 205, 1, 30, source="casme2", source_samples=246)
+    assert judge(entry, design, paper) == (True, "")
+    small = RunFacts("kim2017-transfer", bundled, ("paper",), 6, 205, 1, 30, source="casme2", source_samples=15)
+    assert judge(entry, design, small) == (False, "15 casme2 samples trained the transferred layers, the paper used "
+                                                  "246 (replica or other data)")
+    none = RunFacts("kim2017-transfer", bundled, ("paper",), 6, 205, 1, 30)
+    assert judge(entry, design, none)[1] == "no layers trained on casme2 first"
+
+
+def test_a_source_file_too_small_for_the_model_is_refused_before_any_work(files, prepared_replica, tmp_path):
+    mmi, _ = files
+    small = prepared_replica("casme2", subjects=2, aligner="none", size=24)
+    with pytest.raises(FerbenchError, match=f"needs frames of at least 32x32; the source file {small} has 24x24"):
+        evaluate(mmi, "kim2017-transfer", data_source=small, models="apex-cnn", out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_command_line_finds_the_source_in_the_data_home(files, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ferbench.cli import app
+    from ferbench.home import prepared_path
+
+    mmi, casme = files
+    monkeypatch.setenv("FERBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "300")
+    args = ["evaluate", "--data", str(mmi), "--protocol", "kim2017-transfer", "--model", "apex-cnn", "--recipe",
+            "quick", "--epochs", "1", "--batch-size", "8", "--threads", "1", "--model-options",
+            json.dumps({"apex-cnn": OPTS["apex-cnn"]}), "--out", str(tmp_path / "runs"), "--json"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "pass its prepared file with --data-source" in refused.output
+    prepared_path("casme2").parent.mkdir(parents=True)
+    shutil.copy(casme, prepared_path("casme2"))
+    ran = CliRunner().invoke(app, args)
+    assert ran.exit_code == 0, ran.output
+    records = _records(tmp_path / "runs")
+    assert len(records) == 2 and {r["config"]["pretrain"]["data"] for r in records} == {str(prepared_path("casme2"))}

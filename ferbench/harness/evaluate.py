@@ -289,9 +289,14 @@ def _pretrain(proto: Any, data_source: str | Path | None, names: list[str], reci
 
     if data_source is None:
         raise FerbenchError(f"protocol {proto.name!r} first trains on {proto.pretrain}; pass its prepared file with "
-                            f"--data-source (or prepare it into the data home: `ferbench prepare {proto.pretrain}`)")
+                            f"--data-source (the command line also finds it in the data home once "
+                            f"`ferbench prepare {proto.pretrain}` has made it)")
     with _open_checked(data_source, "source data file") as st:
-        table = SampleTable.from_store(st)
+        table, size = SampleTable.from_store(st), int(st.frame_shape[0])
+    for m in names:
+        if size < _card_index(m)[1]:
+            raise FerbenchError(f"model {m!r} needs frames of at least {_card_index(m)[1]}x{_card_index(m)[1]}; the "
+                                f"source file {data_source} has {size}x{size}")
     if table.dataset != proto.pretrain:
         raise FerbenchError(f"protocol {proto.name!r} first trains on {proto.pretrain}, but {data_source} holds "
                             f"{table.dataset}")

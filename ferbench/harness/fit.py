@@ -5,6 +5,7 @@ test units. `Context` is what these steps share."""
 from __future__ import annotations
 
 from collections.abc import Callable
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,6 +68,7 @@ class Fitted:
     options: dict[str, Any]
     stages: list[dict[str, Any]]
     pretrain: dict[str, Any] | None = None  # a transfer task's source training (docs/records.md)
+    pretrain_s: float = 0.0  # seconds this task spent training the source (0 when this process had it already)
 
 
 def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, member: int = 0) -> Fitted:
@@ -76,9 +78,11 @@ def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, m
     model, options = build_model(name, len(spec.classes), spec.model_options.get(name, {}), ctx.train.size,
                                  ctx.train.length, stage_seed(spec.seed, 0, member))
     model.to(dev)
-    pretrain = None
+    pretrain, pretrain_s = None, 0.0
     if spec.pretrain is not None and name == spec.model:
-        state, pretrain = pretrained_layers(ctx, name)
+        t0 = time.perf_counter()
+        state, pretrain, reused = pretrained_layers(ctx, name)
+        pretrain_s = 0.0 if reused else time.perf_counter() - t0
         load_and_freeze(model, name, state)
     index = spec.index if name == spec.model else index_of(name)
     validate = _validation(ctx, model, index, selection, int(stages[-1]["batch_size"]))
@@ -97,21 +101,23 @@ def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, m
     assert result is not None
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
-    return Fitted(model, curve, result.selected_epoch, options, used, pretrain)
+    return Fitted(model, curve, result.selected_epoch, options, used, pretrain, pretrain_s)
 
 
 _LAST_SOURCE: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
 
 
-def pretrained_layers(ctx: Context, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def pretrained_layers(ctx: Context, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], bool]:
     """A transfer task's source side: `name` trained on every labelled sample of the source file for the source
     recipe's epochs (no selection: no source sample is held out), seeded per repeat; returns the state of its
-    transfer layers and what the record says about them. The last one is kept for the next fold."""
+    transfer layers, what the record says about them, and whether they were kept from an earlier fold of this
+    process (the last one is kept)."""
     spec = ctx.spec
     src: Pretrain = spec.pretrain
     key = hash_json({"source": src.describe(), "seed": src.seed, "model": name, "options": spec.model_options,
                      "device": str(ctx.device), "precision": spec.precision})
-    if key not in _LAST_SOURCE:
+    reused = key in _LAST_SOURCE
+    if not reused:
         _LAST_SOURCE.clear()
         source_spec = replace(
             spec, data=src.data, data_test=src.data, dataset=src.dataset, dataset_test=src.dataset,
@@ -126,7 +132,7 @@ def pretrained_layers(ctx: Context, name: str) -> tuple[dict[str, torch.Tensor],
                 "layers": src.transfer, "parameters": sorted(state), "weights_sha256": digest,
                 "final_loss": fitted.curve[-1].get("loss") if fitted.curve else None}
         _LAST_SOURCE[key] = (state, info)
-    return _LAST_SOURCE[key]
+    return (*_LAST_SOURCE[key], reused)
 
 
 def _validation(ctx: Context, model: nn.Module, index: str, selection: str, batch: int) -> Callable[[], float] | None:

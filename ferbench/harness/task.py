@@ -71,7 +71,7 @@ def _fit_and_predict(ctx: Context) -> tuple[UnitScores, list, int, dict, list, d
         predict_s = time.perf_counter() - t2
         curve, selected, options, used = fitted.curve, fitted.selected_epoch, {spec.model: fitted.options}, fitted.stages
         if fitted.pretrain is not None:
-            extra = {"pretrain": fitted.pretrain}
+            extra = {"pretrain": {**fitted.pretrain, "train_s": round(fitted.pretrain_s, 4)}}
     if not np.isfinite(np.asarray(units.probabilities, dtype=np.float64)).all():
         last = curve[-1] if curve else {}
         raise Diverged("test outputs", str(last.get("stage", "?")), int(last.get("epoch", 0)), last.get("loss"))
@@ -134,7 +134,8 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
     except Diverged as e:
         ctx.emit(event="done")
         return _diverged_result(spec, e) | _where_and_when(device, load_s, time.perf_counter() - t1, 0.0)
-    train_s = time.perf_counter() - t1 - predict_s
+    pretrain_s = float((extra.get("pretrain") or {}).get("train_s") or 0.0)  # the source training, timed apart
+    train_s = time.perf_counter() - t1 - predict_s - pretrain_s
     rows = [test_data.store.sample(s) for s in units.samples]
     out = {
         "sample_ids": units.names,

@@ -1,7 +1,8 @@
 """Whether a paper's number may be set beside ours as comparable: only when our run did what the paper's table
 did (the table's `design` in reported.yaml): the same class count and number of samples, the bundled protocol
-file unchanged, the same folds per repeat and repeats, the paper's recipe, and the paper's aggregation (kim2017
-pools its LOSO predictions). Otherwise the number is a reference, with every reason, and no delta is printed.
+file unchanged, the same folds per repeat and repeats, the paper's recipe, the paper's aggregation (kim2017
+pools its LOSO predictions) and, for a transfer experiment, the same source data (kim2017 Table 5: 246 CASME II
+samples trained C1-C2). Otherwise the number is a reference, with every reason, and no delta is printed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class RunFacts:
     samples: int
     repeats: int
     folds: int  # per repeat (the largest)
+    source: str | None = None  # a transfer run's source dataset (records' config.pretrain)
+    source_samples: int | None = None
 
 
 def run_facts(records: list[dict[str, Any]]) -> RunFacts:
@@ -36,10 +39,12 @@ def run_facts(records: list[dict[str, Any]]) -> RunFacts:
     for r in records:
         if r["repeat"] == min(reps):
             ids.update(r["train_ids"], r["val_ids"], (u.rsplit("@", 1)[0] for u in r["sample_ids"]))
+    pretrain = (first.get("config") or {}).get("pretrain") or {}
     return RunFacts(protocol=first["protocol"], protocol_fingerprint=first["fingerprints"]["protocol"],
                     recipes=tuple(sorted({str((r.get("recipe") or {}).get("name")) for r in records})),
                     classes=len(first["classes"]), samples=len(ids), repeats=len(reps),
-                    folds=max(len(f) for f in reps.values()))
+                    folds=max(len(f) for f in reps.values()), source=pretrain.get("dataset"),
+                    source_samples=pretrain.get("samples"))
 
 
 @lru_cache(maxsize=64)
@@ -86,6 +91,12 @@ def judge(entry: Reported, design: Design | None, facts: RunFacts | None) -> tup
         why.append(f"{facts.folds} folds per repeat, the paper used {design.folds}")
     if design.repeats is not None and facts.repeats != design.repeats:
         why.append(f"{facts.repeats} of {design.repeats} repeats")
+    if design.source is not None and facts.source != design.source:
+        why.append(f"no layers trained on {design.source} first" if facts.source is None
+                   else f"layers trained on {facts.source}, the paper's on {design.source}")
+    elif design.source_samples is not None and facts.source_samples != design.source_samples:
+        why.append(f"{facts.source_samples} {design.source} samples trained the transferred layers, the paper used "
+                   f"{design.source_samples} (replica or other data)")
     if design.recipe is not None and facts.recipes != (design.recipe,):
         why.append(f"{'/'.join(facts.recipes)} recipe (the paper's training is --recipe {design.recipe})")
     return (not why), "; ".join(why)

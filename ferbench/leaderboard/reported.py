@@ -57,6 +57,8 @@ class Design:
     repeats: int | None = None
     recipe: str | None = None
     aggregation: str = "trials"  # "trials" (mean over trials) | "pooled" (all test predictions scored at once)
+    source: str | None = None  # a transfer experiment's source dataset (the layers were trained on it first)
+    source_samples: int | None = None  # how many source samples that training used
     not_comparable: str | None = None
     note: str | None = None
 
@@ -163,14 +165,14 @@ def _confusion(raw: Any, where: str) -> ReportedConfusion:
 
 
 _DESIGN_FIELDS = {"paper", "table", "classes", "samples", "folds", "repeats", "recipe", "aggregation",
-                  "not_comparable", "note"}
+                  "source", "source_samples", "not_comparable", "note"}
 
 
 def _design(raw: Any, where: str) -> Design:
     if not isinstance(raw, dict) or not {"paper", "table"} <= set(raw) or set(raw) - _DESIGN_FIELDS:
         raise FerbenchError(f"{where}: expected a mapping with paper, table and some of "
                             f"{', '.join(sorted(_DESIGN_FIELDS - {'paper', 'table'}))}")
-    for key in ("classes", "samples", "repeats"):
+    for key in ("classes", "samples", "repeats", "source_samples"):
         if raw.get(key) is not None and (isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1):
             raise FerbenchError(f"{where}: {key} must be a positive integer, found {raw[key]!r}")
     folds = raw.get("folds")
