@@ -505,8 +505,8 @@ def evaluate(
     for _, data_path, test_path, source_path in targets:
         with ProgressView(err_console, disable=as_json) as view:
             results.append(evaluate_api(
-                data_path, protocol, data_test=test_path, data_source=source_path, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
-                batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
+                data_path, protocol, data_test=test_path, data_source=source_path, models=model, repeats=repeats,
+                recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
                 scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
                 precision=precision, progress=view,
             ))
