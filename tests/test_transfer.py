@@ -82,7 +82,7 @@ def test_transferred_layers_come_from_the_source_and_stay_frozen(files, tmp_path
 def test_evaluate_runs_the_transfer_and_records_it(files, tmp_path):
     mmi, casme = files
     out = tmp_path / "runs"
-    res = evaluate(mmi, "kim2017-transfer", data_source=casme, models="all", recipe="quick", model_options=OPTS,
+    res = evaluate(mmi, "kim2017-transfer", data_source=casme, models=("all",), recipe="quick", model_options=OPTS,
                    threads=1, out=out, **TWO_EPOCHS)
     assert not res.failed, res.failed
     records = _records(out)

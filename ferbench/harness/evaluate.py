@@ -270,7 +270,7 @@ def _transfer_models(proto: Any, names: list[str], asked: Any) -> list[str]:
 
     able = [m for m in list_models() if model_card(m).transfer]
     keep = [m for m in names if m in able]
-    if asked == "all" or asked == ["all"]:
+    if [m.strip() for m in (asked.split(",") if isinstance(asked, str) else asked)] == ["all"]:
         return keep
     other = [m for m in names if m not in able]
     if other:
