@@ -58,9 +58,12 @@ def resolve_device(device: str) -> str:
     return d
 
 
-def resolve_models(models: str | list[str] | tuple[str, ...], task: str) -> list[str]:
-    """`all`, a comma list or a list of names -> checked registry names (+ harness fusion entries)."""
-    from ferbench.models import list_models
+def resolve_models(models: str | list[str] | tuple[str, ...], task: str,
+                   transfer_from: str | None = None) -> list[str]:
+    """`all`, a comma list or a list of names -> checked registry names (+ harness fusion entries). On a transfer
+    protocol (`transfer_from`: its source dataset) only models whose card names transfer layers take part:
+    `all` means those, and another model named outright is refused."""
+    from ferbench.models import list_models, model_card
 
     if not isinstance(models, (str, list, tuple)) or not all(isinstance(m, str) for m in models):
         raise FerbenchError(f"models must be 'all', a comma-separated string or a list of names; got {models!r}")
@@ -72,11 +75,18 @@ def resolve_models(models: str | list[str] | tuple[str, ...], task: str) -> list
     known = list(list_models())
     if not items:
         raise FerbenchError("no model given; pass --model all or a comma-separated list of names")
+    able = [m for m in known if model_card(m).transfer]
     if items == ["all"]:
+        if transfer_from:
+            return able
         return known + ([] if task == "au-detection" else list(FUSION_ENTRIES))
     unknown = [m for m in items if m not in known and m not in FUSION_ENTRIES]
     if unknown:
         raise FerbenchError(f"unknown model {unknown[0]!r}; known: {', '.join(known + list(FUSION_ENTRIES))}")
+    other = [m for m in items if m not in able]
+    if transfer_from and other:
+        raise FerbenchError(f"this protocol transfers layers trained on {transfer_from}, and model {other[0]!r} "
+                            f"names no transfer layers; models that do: {', '.join(able)}")
     if task == "au-detection" and any(m in FUSION_ENTRIES for m in items):
         raise FerbenchError("the fusion entries classify expressions; they do not apply to au-detection protocols")
     return list(dict.fromkeys(items))
@@ -233,19 +243,15 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
         dataset_test = proto.test_dataset or dataset
         if proto.test_dataset and proto.test_dataset != dataset:
             raise FerbenchError(f"protocol {proto.name!r} tests on {proto.test_dataset}; pass its file with --data-test")
-    names = resolve_models(models, proto.task)
-    if proto.pretrain:
-        names = _transfer_models(proto, names, models)
-    elif data_source is not None:
+    names = resolve_models(models, proto.task, proto.pretrain)
+    if data_source is not None and not proto.pretrain:
         raise FerbenchError(f"--data-source is for transfer protocols (a protocol with `pretrain`); "
                             f"{proto.name!r} has none")
     _check_model_options(model_options, names)
     plans_needed: dict[float | None, list[str]] = {}
     stages_of: dict[str, tuple[dict[str, Any], ...]] = {}
+    _check_frame_size(names, size, data)
     for m in names:
-        min_size = _card_index(m)[1]
-        if size < min_size:
-            raise FerbenchError(f"model {m!r} needs frames of at least {min_size}x{min_size}; {data} has {size}x{size}")
         stages = R.resolve(m, recipe, dataset, ov, "cuda" if dev.startswith("cuda") else "cpu")
         if proto.task == "au-detection":
             stages = _au_stages(stages)
@@ -263,20 +269,12 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
                   au_names, ctx)
 
 
-def _transfer_models(proto: Any, names: list[str], asked: Any) -> list[str]:
-    """The models a transfer protocol can run: those whose card names transfer layers (`all` keeps only them;
-    a model named outright without them is refused)."""
-    from ferbench.models import list_models, model_card
-
-    able = [m for m in list_models() if model_card(m).transfer]
-    keep = [m for m in names if m in able]
-    if [m.strip() for m in (asked.split(",") if isinstance(asked, str) else asked)] == ["all"]:
-        return keep
-    other = [m for m in names if m not in able]
-    if other:
-        raise FerbenchError(f"protocol {proto.name!r} transfers layers trained on {proto.pretrain}, and model "
-                            f"{other[0]!r} names no transfer layers; models that do: {', '.join(able)}")
-    return keep
+def _check_frame_size(names: list[str], size: int, where: Any) -> None:
+    """Refuse, before any work, a file whose frames are smaller than a selected model needs."""
+    for m in names:
+        min_size = _card_index(m)[1]
+        if size < min_size:
+            raise FerbenchError(f"model {m!r} needs frames of at least {min_size}x{min_size}; {where} has {size}x{size}")
 
 
 def _pretrain(proto: Any, data_source: str | Path | None, names: list[str], recipe: str, ov: R.Overrides,
@@ -293,10 +291,7 @@ def _pretrain(proto: Any, data_source: str | Path | None, names: list[str], reci
                             f"`ferbench prepare {proto.pretrain}` has made it)")
     with _open_checked(data_source, "source data file") as st:
         table, size = SampleTable.from_store(st), int(st.frame_shape[0])
-    for m in names:
-        if size < _card_index(m)[1]:
-            raise FerbenchError(f"model {m!r} needs frames of at least {_card_index(m)[1]}x{_card_index(m)[1]}; the "
-                                f"source file {data_source} has {size}x{size}")
+    _check_frame_size(names, size, f"the source file {data_source}")
     if table.dataset != proto.pretrain:
         raise FerbenchError(f"protocol {proto.name!r} first trains on {proto.pretrain}, but {data_source} holds "
                             f"{table.dataset}")

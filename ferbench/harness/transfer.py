@@ -14,11 +14,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ferbench.errors import FerbenchError
+from ferbench.harness.spec import stage_seed
 
 #: A marker on frozen parameters: `train._stage_parameters` leaves them out of every optimizer.
 FROZEN = "ferbench_frozen"
@@ -44,9 +44,8 @@ class Pretrain:
                 "stages": self.stages, "transfer": self.transfer}
 
     def seeded(self, protocol_seed: int, repeat: int) -> Pretrain:
-        """The source training of one repeat: SeedSequence([protocol seed, repeat, 1 << 20]) (no fold's seed)."""
-        seq = np.random.SeedSequence([int(protocol_seed) & 0xFFFFFFFF, int(repeat), 1 << 20])
-        return dataclasses.replace(self, seed=int(seq.generate_state(1)[0]))
+        """The source training of one repeat: `stage_seed(protocol seed, repeat, 1 << 20)` (no fold's seed)."""
+        return dataclasses.replace(self, seed=stage_seed(protocol_seed, repeat, 1 << 20))
 
 
 def layer_state(model: nn.Module, name: str) -> tuple[dict[str, torch.Tensor], str]:
