@@ -5,10 +5,11 @@ Every command calls one API function; user mistakes (FerbenchError) become one r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.text import Text
 
 from ferbench.datasets import builtin_names
 from ferbench.errors import FerbenchError
+
+if TYPE_CHECKING:
+    from ferbench.records import PrunePlan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dynamic facial-expression recognition benchmark.")
 console = Console()
@@ -439,9 +443,18 @@ def leaderboard(
     check_out(out, formats)
     runs = runs if runs is not None else runs_dir()
     board = build_board(runs, dataset=dataset, protocol=protocol, reported=reported)
-    written = write_leaderboard(board, formats, out, per_fold=per_fold, console=console)
+    _warn(board.refused_lines())  # on stderr in every format; the terminal table leaves them to it
+    written = write_leaderboard(board, [f for f in formats if f != "rich"], out, per_fold=per_fold)
+    if "rich" in formats:
+        write_leaderboard(dataclasses.replace(board, refused=[]), ["rich"], per_fold=per_fold, console=console)
     for kind, path in written.items():
         err_console.print(f"{kind}: {path}", highlight=False)
+
+
+def _warn(lines: list[str]) -> None:
+    """Warnings and refusals, on stderr whatever the output format."""
+    for line in lines:
+        err_console.print(Text(line, style="yellow"), soft_wrap=True)
 
 
 @app.command()
@@ -577,21 +590,50 @@ app.add_typer(runs_app, name="runs")
 @user_errors
 def runs_prune(
     runs: Optional[Path] = typer.Option(None, "--runs", help="folder of task records (default: runs/ in the data home)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed, remove nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed; remove and create nothing"),
+    remove_refused: bool = typer.Option(False, "--remove-refused", help="also remove the record files the reader "
+                                        "refuses (each listed first; never a link or a nested runs folder)"),
 ) -> None:
-    """Keep only the latest run of each model (per dataset and protocol); remove older runs' records and
-    record files the leaderboard refuses."""
+    """Keep the latest run with finite results of each model (per dataset and protocol) and remove the records
+    of older runs; refused files only with --remove-refused. A runs folder inside the folder is left alone."""
     from ferbench.home import runs_dir
     from ferbench.records import prune
 
     runs = runs if runs is not None else runs_dir()
-    removed = prune(runs, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
-    for kind in ("older", "refused"):
-        for p in removed[kind]:
-            console.print(f"{verb} ({kind}): {p}", highlight=False)
-    console.print(f"{verb} {len(removed['older'])} record(s) of older runs and {len(removed['refused'])} refused "
-                  f"file(s) under {runs}", highlight=False)
+    verb = "would remove" if dry_run else "removing"
+    plan = prune(runs, dry_run=dry_run, remove_refused=remove_refused,
+                 show=lambda plan: _show_prune(plan, verb))
+    if dry_run:
+        _show_prune(plan, verb)
+    _warn_prune(plan)
+    done = "would remove" if dry_run else "removed"
+    refused = len(plan.removable) if remove_refused else 0
+    console.print(f"{done} {len(plan.older)} record(s) of older runs and {refused} refused file(s) under {runs}",
+                  highlight=False, soft_wrap=True)
+
+
+def _show_prune(plan: PrunePlan, verb: str) -> None:
+    """Which run of a model is kept and why, then every file to be removed (before any is)."""
+    for run, why in plan.kept:
+        console.print(f"keeping {run}: {why}", highlight=False, soft_wrap=True)
+    for p in plan.older:
+        console.print(f"{verb} (older run): {p}", highlight=False, soft_wrap=True)
+    for p in plan.removable if plan.remove_refused else []:
+        console.print(f"{verb} (refused): {p}", highlight=False, soft_wrap=True)
+
+
+def _warn_prune(plan: PrunePlan) -> None:
+    """Refused files, which are left in place and why, and nested runs folders: on stderr."""
+    lines = [f"refused: {p}: {why}" for p, why in plan.refused]
+    left = [p for p, _ in plan.refused if p not in plan.removed]
+    if left:
+        never = [p for p in left if p not in plan.removable]
+        removable = len(left) - len(never)
+        lines.append(f"{len(left)} refused file(s) left in place"
+                     + (f"; --remove-refused removes {removable} of them (each listed first)" if removable else "")
+                     + (f"; prune never removes the {len(never)} link(s) or unreadable folder(s)" if never else ""))
+    lines += [f"left alone: {n} is a runs folder of its own; prune it with --runs {n}" for n in plan.nested]
+    _warn(lines)
 
 
 def _merge_results(results: list) -> object:

@@ -1,7 +1,8 @@
 """One writer per output (a prepared HDF5 file, a runs folder), across processes and hosts sharing a disk.
 
-The lock file is created with O_CREAT|O_EXCL, holds "pid host" and the holder's command line, and is flock'ed
-while held, so a lock left by a dead writer (kill -9) is recognised as stale without trusting the pid alone.
+The lock file is created with O_CREAT|O_EXCL, holds "pid host", the holder's command line and what it is
+(`ferbench evaluate`, `ferbench runs prune`, ...), and is flock'ed while held, so a lock left by a dead writer
+(kill -9) is recognised as stale without trusting the pid alone.
 """
 
 from __future__ import annotations
@@ -51,22 +52,26 @@ class WriteLock:
         self.path, self.target, self.what = Path(path), Path(target), what
         self.fd: int | None = None
 
-    def _refuse(self, pid: str, host: str, command: str = "") -> FerbenchError:
+    def _refuse(self, pid: str, host: str, command: str = "", what: str = "") -> FerbenchError:
+        """The holder named by what it says it is (an evaluate refuses a prune); a lock of an older ferbench
+        does not say, and is named as one of ours."""
         where = f"pid {pid}" if host in ("", socket.gethostname()) else f"pid {pid} on {host}"
         running = f" running `{command}`" if command else ""
         return FerbenchError(
-            f"another {self.what} is writing {self.target} ({where}){running}; wait for it to finish "
-            f"(if no such process exists, delete {self.path})"
+            f"another {what or self.what} is writing {self.target} ({where}){running}; wait for it to "
+            f"finish (if no such process exists, delete {self.path})"
         )
 
     @staticmethod
-    def _read(fd: int) -> tuple[str, str, str]:
-        """(pid, host, command) as the holder wrote them: "pid host" on line 1, its command on line 2."""
+    def _read(fd: int) -> tuple[str, str, str, str]:
+        """(pid, host, command, what) as the holder wrote them: "pid host" on line 1, its command line on line 2,
+        what it is on line 3 (empty in a lock of an older ferbench)."""
         os.lseek(fd, 0, os.SEEK_SET)
         lines = os.read(fd, 8192).decode("utf-8", "replace").splitlines()
         parts = lines[0].split() if lines else []
         command = lines[1].strip() if len(lines) > 1 else ""
-        return (parts[0] if parts else ""), (parts[1] if len(parts) > 1 else ""), command
+        what = lines[2].strip() if len(lines) > 2 else ""
+        return (parts[0] if parts else ""), (parts[1] if len(parts) > 1 else ""), command, what
 
     def _take_over(self) -> int | None:
         """An existing lock file: return its fd (flock'ed) if stale, None to retry creating, else raise."""
@@ -91,13 +96,14 @@ class WriteLock:
             if (st.st_ino, st.st_dev) != (cur.st_ino, cur.st_dev):  # replaced meanwhile
                 os.close(fd)
                 return None
-            pid, host, command = self._read(fd)
+            holder = self._read(fd)
+            pid, host = holder[:2]
             if not pid and time.time() - st.st_mtime < 10:  # its creator has not written its pid yet
                 raise self._refuse("?", "")
             if host and host != socket.gethostname():
-                raise self._refuse(pid, host, command)
+                raise self._refuse(*holder)
             if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
-                raise self._refuse(pid, host, command)
+                raise self._refuse(*holder)
             return fd  # stale (holder dead): ours now
         except BaseException:
             with contextlib.suppress(OSError):
@@ -117,7 +123,7 @@ class WriteLock:
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
             command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n{command}\n".encode())
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n{command}\n{self.what}\n".encode())
             os.fsync(fd)
             self.fd = fd
             return

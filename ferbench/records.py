@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ferbench.atomic import dumps_strict, loads_strict, atomic_write
 from ferbench.errors import FerbenchError
@@ -43,6 +45,8 @@ KEY_NAME = re.compile(r"^d[0-9a-f]{10}-p[0-9a-f]{10}-m[0-9a-f]{10}$")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]{0,79}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 LOCK_NAME = ".ferbench.lock"
+#: A record larger than this is refused before it is read (a BP4D fold of frame-level AU units is a few MB).
+MAX_RECORD_BYTES = 256 * 2**20
 #: Scores are recomputed and must agree with the stored ones to this relative tolerance (float round trips).
 SCORE_TOLERANCE = 1e-9
 
@@ -91,21 +95,34 @@ def record_key(fingerprints: dict[str, str]) -> str:
 def record_path(out: str | Path, *, dataset: str, dataset_test: str | None, protocol: str, model: str, repeat: int,
                 fold: int, fingerprints: dict[str, str]) -> Path:
     """Where the record of this task lives under `out`; refuses names that would leave `out`."""
-    for value, what in ((dataset, "dataset"), (dataset_test or dataset, "test dataset"), (protocol, "protocol"),
-                        (model, "model")):
-        check_slug(value, what)
-    root = Path(out)
-    path = (root / run_label(dataset, dataset_test) / protocol / model / record_key(fingerprints)
-            / f"r{int(repeat):02d}-f{int(fold):02d}.json")
-    if not path.resolve().is_relative_to(root.resolve()):  # a symlinked folder pointing elsewhere
-        raise FerbenchError(f"{path}: resolves outside the runs folder {root}; refusing to write there")
+    path = _key_path(out, dataset=dataset, dataset_test=dataset_test, protocol=protocol, model=model,
+                     repeat=repeat, fold=fold, fingerprints=fingerprints)
+    if not _inside(path, out):  # a symlinked folder pointing elsewhere
+        raise FerbenchError(f"{path}: resolves outside the runs folder {out}; refusing to write there")
     return path
 
 
-def path_of(out: str | Path, record: dict[str, Any]) -> Path:
-    return record_path(out, dataset=record["dataset"], dataset_test=record.get("dataset_test"),
-                       protocol=record["protocol"], model=record["model"], repeat=record["repeat"],
-                       fold=record["fold"], fingerprints=record["fingerprints"])
+def _key_path(out: str | Path, *, dataset: str, dataset_test: str | None, protocol: str, model: str, repeat: int,
+              fold: int, fingerprints: dict[str, str]) -> Path:
+    """The key path under `out`, names checked, links not resolved (the reader checks those its own way)."""
+    for value, what in ((dataset, "dataset"), (dataset_test or dataset, "test dataset"), (protocol, "protocol"),
+                        (model, "model")):
+        check_slug(value, what)
+    return (Path(out) / run_label(dataset, dataset_test) / protocol / model / record_key(fingerprints)
+            / f"r{int(repeat):02d}-f{int(fold):02d}.json")
+
+
+def _inside(path: str | Path, folder: str | Path) -> bool:
+    """Whether `path` lies inside `folder`, links resolved."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def path_of(out: str | Path, record: dict[str, Any], writing: bool = True) -> Path:
+    """The key path of `record` under `out`; for `writing`, refused when it resolves outside `out`."""
+    where = dict(dataset=record["dataset"], dataset_test=record.get("dataset_test"), protocol=record["protocol"],
+                 model=record["model"], repeat=record["repeat"], fold=record["fold"],
+                 fingerprints=record["fingerprints"])
+    return record_path(out, **where) if writing else _key_path(out, **where)
 
 
 def stale_reason(existing: dict[str, Any] | None, fingerprints: dict[str, str]) -> str | None:
@@ -149,27 +166,57 @@ def write_record(out: str | Path, record: dict[str, Any]) -> Path:
 
 
 # -- reading ------------------------------------------------------------------------------------------------
-def read_record(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+def read_record(path: str | Path, out: str | Path | None = None,
+                max_bytes: int = MAX_RECORD_BYTES) -> dict[str, Any]:
     """The record at `path`, validated (see the module docstring); RecordError otherwise. With `out` (the runs
-    folder it was found in) the path must also be the record's own key."""
+    folder it was found in) the path must also be the record's own key, a file of its own (not a link) inside
+    `out`. A file over `max_bytes` is refused before it is read."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise RecordError(path, "not UTF-8 text (expected a ferbench task record)") from None
-    except OSError as e:
-        raise RecordError(path, f"unreadable ({e.strerror or e})") from None
+    if out is not None:
+        _check_place(path, Path(out))
+    text = _read_text(path, max_bytes)
     try:
         record = loads_strict(text)
     except ValueError as e:
         raise RecordError(path, f"not valid strict JSON ({e}); expected a ferbench task record") from None
     check_record(record, path)
     if out is not None:
-        expected = path_of(out, record)
+        try:
+            expected = path_of(out, record, writing=False)
+        except FerbenchError as e:  # a name that cannot be a folder of the runs
+            raise RecordError(path, f"{e}; not read") from None
         if expected.resolve() != path.resolve():
             raise RecordError(path, f"holds the task {record['task_id']} of another key or folder (its own path is "
                                     f"{expected}); a record copied from another run is not used")
     return record
+
+
+def _check_place(path: Path, out: Path) -> None:
+    """A record read from a runs folder is a file of its own inside it: a link is not followed."""
+    if path.is_symlink():
+        raise RecordError(path, f"is a link to {os.readlink(path)}; links in a runs folder are not read (a record "
+                                "is a file of its own)")
+    if not _inside(path, out):
+        raise RecordError(path, f"lies outside the runs folder {out} (at {path.resolve()}); not read")
+
+
+def _read_text(path: Path, max_bytes: int) -> str:
+    """The file's text, its size checked before anything is read (a huge file is never loaded)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise RecordError(path, f"{size} bytes, larger than a task record may be ({max_bytes} bytes); "
+                                        "not read")
+            data = f.read(size + 1)  # one byte more shows a file still growing
+    except OSError as e:
+        raise RecordError(path, f"unreadable ({e.strerror or e})") from None
+    if len(data) > size:
+        raise RecordError(path, "grew while it was read (still being written?); not read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordError(path, "not UTF-8 text (expected a ferbench task record)") from None
 
 
 def check_record(record: Any, path: str | Path) -> dict[str, Any]:
@@ -282,22 +329,48 @@ class RecordScan:
     refused: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def record_files(runs: str | Path) -> list[Path]:
-    """Every file named like a record under `runs` (temp files, fold lists and other JSON are not)."""
+def check_runs_folder(runs: str | Path) -> Path:
+    """`runs` as a Path when it is a folder; else one line saying what it is (nothing is created)."""
     runs = Path(runs)
-    if not runs.is_dir():
-        raise FerbenchError(f"{runs}: no such folder (expected the task records written by ferbench evaluate)")
-    return sorted(p for p in runs.rglob("r*-f*.json") if RECORD_NAME.match(p.name) and p.is_file())
+    if runs.is_dir():
+        return runs
+    what = "is a file, not a folder" if runs.exists() else "no such folder"
+    raise FerbenchError(f"{runs}: {what} (expected a runs folder: the task records written by ferbench evaluate)")
 
 
-def scan_records(runs: str | Path) -> RecordScan:
+def _walk(runs: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files named like a record under `runs` (temp files, fold lists and other JSON are not), and what the walk
+    does not enter, with the reason: record-named links, folders linked outside `runs`, unreadable folders."""
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+
+    def unreadable(e: OSError) -> None:
+        skipped.append((Path(e.filename), f"folder not readable ({e.strerror or e}); its records are not read"))
+
+    for folder, dirs, names in os.walk(runs, onerror=unreadable):  # links to folders are listed, not entered
+        base = Path(folder)
+        for d in dirs:
+            if (base / d).is_symlink() and not _inside(base / d, runs):
+                skipped.append((base / d, f"a folder linked to {os.readlink(base / d)}, outside the runs folder; "
+                                          "links are not followed, so its records are not read"))
+        for n in names:
+            p = base / n
+            if RECORD_NAME.match(n) and (p.is_symlink() or p.is_file()):
+                files.append(p)
+    return sorted(files), skipped
+
+
+def scan_records(runs: str | Path, max_bytes: int = MAX_RECORD_BYTES) -> RecordScan:
     """Read every record under `runs`; a bad one is refused with its reason and the others are still used."""
-    scan = RecordScan(Path(runs))
-    for p in record_files(runs):
+    runs = check_runs_folder(runs)
+    files, skipped = _walk(runs)
+    scan = RecordScan(runs, refused=skipped)
+    for p in files:
         try:
-            scan.records.append((p, read_record(p, runs)))
+            scan.records.append((p, read_record(p, runs, max_bytes)))
         except RecordError as e:
             scan.refused.append((p, e.reason))
+    scan.refused.sort()
     return scan
 
 
@@ -314,26 +387,92 @@ class RunsLock(WriteLock):
         super().acquire()
 
 
-def prune(runs: str | Path, dry_run: bool = False) -> dict[str, list[Path]]:
-    """Remove what a leaderboard would not use from `runs`: records of older keys (for each dataset, protocol
-    and model, every key but the one written last) and refused record files. Returns what was (or, with
-    `dry_run`, would be) removed, as {"older": [...], "refused": [...]}."""
+# -- prune --------------------------------------------------------------------------------------------------
+@dataclass
+class PrunePlan:
+    """What `prune` removes from a runs folder and what it leaves, with the reasons."""
+
+    runs: Path
+    older: list[Path] = field(default_factory=list)  # records of runs older than the one kept: removed
+    refused: list[tuple[Path, str]] = field(default_factory=list)  # refused files (path, reason)
+    removable: list[Path] = field(default_factory=list)  # refused regular files inside the runs folder
+    remove_refused: bool = False  # remove `removable` too (asked for explicitly)
+    nested: list[Path] = field(default_factory=list)  # runs folders of their own inside `runs`: never touched
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (run, why it was kept) where there was a choice
+
+    @property
+    def removed(self) -> list[Path]:
+        return self.older + (self.removable if self.remove_refused else [])
+
+
+def _nested_runs(runs: Path, scan: RecordScan) -> list[Path]:
+    """Folders inside `runs` that are runs folders of their own: they hold a runs lock, or a record refused here
+    is valid at its key under one of them (`<nested>/<dataset>/<protocol>/<model>/<key>/<file>`)."""
+    found = {p.parent for p in runs.rglob(LOCK_NAME) if p.parent != runs}
+    for p, _ in scan.refused:
+        if len(p.relative_to(runs).parts) > 5 and not any(p.is_relative_to(n) for n in found):
+            try:
+                read_record(p, p.parents[4])
+                found.add(p.parents[4])
+            except RecordError:
+                pass
+    return sorted(n for n in found if not any(n != m and n.is_relative_to(m) for m in found))
+
+
+def _run_time(records: list[dict[str, Any]], key: str) -> tuple[str, str]:
+    return max(r["created"] for r in records), key
+
+
+def _keep(runs_of_model: dict[str, list[dict[str, Any]]]) -> tuple[list[str], str]:
+    """The runs (keys) of one dataset/protocol/model that prune keeps, and why: the latest run with finite
+    results, and any newer run in which every task diverged (the latest word on the model, kept too)."""
+    order = sorted(runs_of_model, key=lambda k: _run_time(runs_of_model[k], k))
+    finite = [k for k in order if any(r.get("status", "ok") == "ok" for r in runs_of_model[k])]
+    if not finite or finite[-1] == order[-1]:
+        return [order[-1]], "the latest run" + ("" if finite else " (every run of this model diverged)")
+    newer = order[order.index(finite[-1]) + 1:]
+    return [finite[-1], *newer], (f"the latest run with finite results; the newer run(s) {', '.join(newer)} "
+                                  "diverged in every task and are kept too")
+
+
+def plan_prune(runs: str | Path, remove_refused: bool = False) -> PrunePlan:
+    """What `prune` would do (reads only)."""
+    runs = check_runs_folder(runs)
+    scan = scan_records(runs)
+    plan = PrunePlan(runs, remove_refused=remove_refused, nested=_nested_runs(runs, scan))
+    ours = lambda p: not any(p.is_relative_to(n) for n in plan.nested)  # noqa: E731
+    groups: dict[tuple[str, str, str], dict[str, list[tuple[Path, dict[str, Any]]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for p, r in scan.records:
+        if ours(p):
+            groups[(run_label(r["dataset"], r["dataset_test"]), r["protocol"], r["model"])][p.parent.name].append(
+                (p, r))
+    for group, by_key in sorted(groups.items()):
+        keep, why = _keep({k: [r for _, r in recs] for k, recs in by_key.items()})
+        if len(by_key) > 1:
+            plan.kept += [("/".join((*group, k)), why) for k in keep]
+        plan.older += sorted(p for k, recs in by_key.items() if k not in keep for p, _ in recs)
+    plan.refused = [(p, why) for p, why in scan.refused if ours(p)]
+    plan.removable = [p for p, _ in plan.refused if p.is_file() and not p.is_symlink() and _inside(p, runs)]
+    return plan
+
+
+def prune(runs: str | Path, dry_run: bool = False, remove_refused: bool = False,
+          show: Callable[[PrunePlan], None] | None = None) -> PrunePlan:
+    """Remove what a leaderboard would not use from `runs`: for each dataset, protocol and model, the records of
+    every run but the latest with finite results (and newer fully diverged ones); with `remove_refused`, the
+    refused record files too (never a link, a file outside `runs`, or anything inside a nested runs folder).
+    `show` sees the plan before anything is removed. A dry run takes no lock and writes nothing."""
+    runs = check_runs_folder(runs)
+    if dry_run:
+        return plan_prune(runs, remove_refused)
     with RunsLock(runs, "ferbench runs prune"):
-        scan = scan_records(runs)
-        latest: dict[tuple[str, str, str], tuple[str, str]] = {}
-        for p, r in scan.records:
-            group = (run_label(r["dataset"], r["dataset_test"]), r["protocol"], r["model"])
-            stamp = (r["created"], p.parent.name)
-            if group not in latest or stamp > latest[group]:
-                latest[group] = stamp
-        keep = {(g, s[1]) for g, s in latest.items()}
-        older = [p for p, r in scan.records
-                 if ((run_label(r["dataset"], r["dataset_test"]), r["protocol"], r["model"]), p.parent.name) not in keep]
-        refused = [p for p, _ in scan.refused]
-        if not dry_run:
-            for p in older + refused:
-                p.unlink()
-                for folder in (p.parent, p.parent.parent):
-                    if folder != Path(runs) and not any(folder.iterdir()):
-                        folder.rmdir()
-        return {"older": older, "refused": refused}
+        plan = plan_prune(runs, remove_refused)
+        if show is not None:
+            show(plan)
+        for p in plan.removed:
+            p.unlink()
+            for folder in (p.parent, p.parent.parent):  # the key folder, then the model folder, once empty
+                if folder != runs and not folder.is_symlink() and not any(folder.iterdir()):
+                    folder.rmdir()
+    return plan
