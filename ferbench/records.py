@@ -12,8 +12,11 @@ ferbench reads or writes a record file.
 - **Reader.** A record is used only when it is strict JSON of this schema, every field has its type, the lists
   agree in length, its predictions follow from its probabilities, the scores it stores equal what its own
   labels and predictions give, no test unit is also a training id, and the path it lies at is the key of what
-  it holds (a record copied from another run is refused). Anything else is a `RecordError` naming the file and
-  the reason, never a silent repair.
+  it holds (a record copied from another run is refused); a link, or a file over `MAX_RECORD_BYTES` (checked
+  before reading), is refused too. Anything else is a `RecordError` naming the file and the reason, never a
+  silent repair.
+- **Prune** removes only the records of older runs (and, when asked, refused regular files); never a nested
+  runs folder's files, never a link (docs/records.md, "Pruning").
 
 >>> from ferbench.records import record_key
 >>> record_key({"data": "a" * 64, "data_test": "a" * 64, "protocol": "b" * 64, "model": "c" * 64})
@@ -45,7 +48,8 @@ KEY_NAME = re.compile(r"^d[0-9a-f]{10}-p[0-9a-f]{10}-m[0-9a-f]{10}$")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]{0,79}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 LOCK_NAME = ".ferbench.lock"
-#: A record larger than this is refused before it is read (a BP4D fold of frame-level AU units is a few MB).
+#: A record larger than this is refused before it is read (estimated: a BP4D test fold of ~50k frame-level AU
+#: units, ~500 bytes each as written, is ~25 MB).
 MAX_RECORD_BYTES = 256 * 2**20
 #: Scores are recomputed and must agree with the stored ones to this relative tolerance (float round trips).
 SCORE_TOLERANCE = 1e-9

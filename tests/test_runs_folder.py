@@ -206,3 +206,16 @@ def test_an_oversized_record_is_refused_before_it_is_read(tmp_path):
     assert [p for p, _ in scan.records] == [good]
     with pytest.raises(records.RecordError, match="larger than a task record may be"):  # a real record, a low cap
         records.read_record(good, runs, max_bytes=good.stat().st_size - 1)
+
+
+def test_a_record_naming_a_folder_outside_is_refused_not_fatal(tmp_path):
+    runs = tmp_path / "runs"
+    (good,) = _run(runs, "stc", 1, "2026-11-30T08:00:00+00:00")
+    rec = json.loads(good.read_text())
+    rec.update(model="..", task_id="../10fold/r0/f0")  # a valid record but for a name no folder may have
+    hostile = runs / "ck+" / "10fold" / "x" / good.parent.name / good.name
+    hostile.parent.mkdir(parents=True)
+    hostile.write_text(json.dumps(rec))
+    scan = records.scan_records(runs)
+    assert [p for p, _ in scan.records] == [good]
+    assert [(p, "cannot name a folder" in why) for p, why in scan.refused] == [(hostile, True)]
