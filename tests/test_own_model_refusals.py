@@ -168,6 +168,24 @@ def test_a_record_whose_labels_were_edited_is_not_reused(files, tmp_path):
     assert json.loads(path.read_text())["labels"] != rec["predictions"]  # the rerun wrote the data's labels
 
 
+def test_an_au_record_is_reused_until_an_au_label_is_edited(tmp_path):
+    data = make_store(tmp_path / "au.h5", dataset="bp4d", subjects=2, per=2, au_names=(1, 2, 4))
+    proto = write_protocol(tmp_path, "t-au", datasets=("bp4d",), task="au-detection", metric="f1")
+    kw = dict(models="static", out=tmp_path / "runs", recipe="quick", threads=1, model_options={"static": TINY["static"]},
+              **TWO_EPOCHS)
+    first = evaluate(data, proto, **kw)
+    assert len(first.ran) == 2
+    assert evaluate(data, proto, **kw).ran == []  # the data's AU labels of every coded frame: reused
+    path = first.records[0]
+    rec = json.loads(path.read_text())
+    unit = next(i for i, (y, p) in enumerate(zip(rec["labels"], rec["predictions"])) if y[0] in (0, 1) and y[0] != p[0])
+    rec["labels"][unit][0] = rec["predictions"][unit][0]
+    rec["scores"] = finite_or_none(trial_scores(rec))
+    path.write_text(json.dumps(rec))
+    again = evaluate(data, proto, **kw)
+    assert again.ran == [rec["task_id"]] and rec["sample_ids"][unit] in again.rerun_reasons[rec["task_id"]]
+
+
 # -- 10: whatever the user's code raises is one line naming it ------------------------------------------------
 @pytest.mark.parametrize("how", ["module", "exit"])
 def test_a_model_module_that_raises_on_import_is_one_line(tmp_path, monkeypatch, how):

@@ -9,7 +9,12 @@
 `FERBENCH_CARD` dict beside it (or a `ferbench_card` attribute on it) overrides the explicit defaults below
 (`index`, `min_size`, `variable_length`, `input`, `paper`, `table`, `lr`, `iterations`, `quick_iterations`,
 `batch_size`, `augment`). The registry name is `Name`; its card names its source and the sha256 of its
-source file, which is part of every task's fingerprint: an edited model file is rerun on resume.
+sources (the file and the modules of its folder that importing it loads), which is part of every task's
+fingerprint: an edited model file or helper is rerun on resume. A file is imported as `python file.py` would
+(its folder first on sys.path); whatever a model's module raises on import is one FerbenchError line.
+
+Plugins (entry points) are listed without importing them (`plugins`) and loaded only when selected
+(`load_plugin`, `load_selected`): one that is broken or clashes is refused by name, never blocking the others.
 """
 
 from __future__ import annotations
@@ -121,7 +126,7 @@ def _import_module(spec: str, target: str) -> Any:
 def _package_root(target: str) -> Path | None:
     """The folder of a module spec's top-level package (None when it is installed code or not found)."""
     top = importlib.util.find_spec(target.partition(".")[0]) if target else None
-    if top is None or top.origin is None:
+    if top is None or top.origin is None or not top.has_location:  # not found, built in, a namespace package
         return None
     origin = Path(top.origin).resolve()
     root = origin.parent  # a package's folder, or the folder of a top-level module
