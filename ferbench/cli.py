@@ -194,7 +194,7 @@ def models(
         table.add_column(col, no_wrap=col == "name", overflow="fold")
     for name in list_models():
         info, card = model_info(name), model_card(name)
-        table.add_row(name, info["paper"], info["table"], Text(card.source))
+        table.add_row(Text(name), Text(info["paper"]), Text(info["table"]), Text(card.source))
     console.print(table)
     for plugin, why in broken:
         console.print(Text(f"plugin {plugin.name!r} of {plugin.dist} ({plugin.value}) cannot be used: {why}",

@@ -152,8 +152,8 @@ def test_an_edited_helper_of_a_package_reruns(files, tmp_path, monkeypatch):
 
 
 def test_a_record_whose_labels_were_edited_is_not_reused(files, tmp_path):
-    kw = dict(models="static", out=tmp_path / "runs", recipe="quick", threads=1, model_options={"static": TINY["static"]},
-              **TWO_EPOCHS)
+    kw = dict(models="static", out=tmp_path / "runs", recipe="quick", threads=1,
+              model_options={"static": TINY["static"]}, **TWO_EPOCHS)
     first = evaluate(files["data"], files["loso"], **kw)
     assert len(first.ran) == 2
     path = first.records[0]
@@ -171,8 +171,8 @@ def test_a_record_whose_labels_were_edited_is_not_reused(files, tmp_path):
 def test_an_au_record_is_reused_until_an_au_label_is_edited(tmp_path):
     data = make_store(tmp_path / "au.h5", dataset="bp4d", subjects=2, per=2, au_names=(1, 2, 4))
     proto = write_protocol(tmp_path, "t-au", datasets=("bp4d",), task="au-detection", metric="f1")
-    kw = dict(models="static", out=tmp_path / "runs", recipe="quick", threads=1, model_options={"static": TINY["static"]},
-              **TWO_EPOCHS)
+    kw = dict(models="static", out=tmp_path / "runs", recipe="quick", threads=1,
+              model_options={"static": TINY["static"]}, **TWO_EPOCHS)
     first = evaluate(data, proto, **kw)
     assert len(first.ran) == 2
     assert evaluate(data, proto, **kw).ran == []  # the data's AU labels of every coded frame: reused

@@ -75,8 +75,9 @@ def resolve_models(models: str | list[str] | tuple[str, ...], task: str,
     if not items:
         raise FerbenchError("no model given; pass --model all or a comma-separated list of names")
     if items == ["all"]:
-        for plugin, why in load_plugins()[1]:
-            (warnings if warnings is not None else []).append(f"{plugin.source} is left out of --model all: {why}")
+        left_out = [f"{p.source} is left out of --model all: {why}" for p, why in load_plugins()[1]]
+        if warnings is not None:
+            warnings.extend(left_out)
     else:
         items = [load_selected(m) for m in items]
     known = list(list_models())
@@ -258,7 +259,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
     plans_needed: dict[float | None, list[str]] = {}
     stages_of: dict[str, tuple[dict[str, Any], ...]] = {}
     _check_frame_size(names, size, data)
-    _check_user_models(names, _num_outputs(proto, table, au_names, test_path), size, length, model_options)
+    _check_user_models(names, _num_outputs(proto, table, au_names, Path(data)), size, length, model_options)
     for m in names:
         stages = R.resolve(m, recipe, dataset, ov, "cuda" if dev.startswith("cuda") else "cpu")
         if proto.task == "au-detection":
