@@ -175,28 +175,34 @@ def models(
                                         "path/to/file.py:Name or package.module:factory"),
 ) -> None:
     """List the models (bundled, and your own from entry points) with their source; --check proves one fits."""
-    from ferbench.models import list_models, model_card, model_info
-    from ferbench.models.user import check_model, is_spec, load_entry_points, register_spec
+    from rich.markup import escape
 
-    load_entry_points()
+    from ferbench.models import list_models, model_card, model_info
+    from ferbench.models.user import check_model, load_plugins, load_selected
+
     if check is not None:
-        name = register_spec(check) if is_spec(check) else check
+        name = load_selected(check)  # a spec is imported, a plugin loaded (a broken one: one line naming it)
         model_card(name)  # an unknown name: one line with the known ones
         results = check_model(name)
         for what, ok, detail in results:
             mark = "[green]ok[/]" if ok else "[bold red]DOES NOT FIT[/]"
-            console.print(f"{mark} {what}" + (f": {detail}" if detail else ""), highlight=False)
+            console.print(f"{mark} {escape(what)}" + (f": {escape(detail)}" if detail else ""), highlight=False)
         if not all(ok for _, ok, _ in results):
             raise typer.Exit(2)
-        console.print(f"{name} fits the contract; run it with `ferbench evaluate --model {check}`", highlight=False)
+        console.print(f"{escape(name)} fits the contract; run it with `ferbench evaluate --model {escape(check)}`",
+                      highlight=False)
         return
+    broken = load_plugins()[1]  # every plugin is imported to be listed; a broken one is named, not fatal
     table = Table(title="ferbench models")
     for col in ("name", "paper", "table", "source"):
         table.add_column(col, no_wrap=col == "name", overflow="fold")
     for name in list_models():
         info, card = model_info(name), model_card(name)
-        table.add_row(name, info["paper"], info["table"], card.source)
+        table.add_row(Text(name), Text(info["paper"]), Text(info["table"]), Text(card.source))
     console.print(table)
+    for plugin, why in broken:
+        console.print(Text(f"plugin {plugin.name!r} of {plugin.dist} ({plugin.value}) cannot be used: {why}",
+                           style="yellow"), soft_wrap=True)
     console.print("(`ferbench models --check SPEC` checks a model of your own; docs/own-model.md)", highlight=False)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ferbench import records as RC
 from ferbench.errors import DatasetError, FerbenchError
 from ferbench.harness import recipes as R
@@ -59,22 +61,26 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_models(models: str | list[str] | tuple[str, ...], task: str,
-                   transfer_from: str | None = None) -> list[str]:
+                   transfer_from: str | None = None, warnings: list[str] | None = None) -> list[str]:
     """`all`, a comma list or a list of names -> checked registry names (+ harness fusion entries). On a transfer
     protocol (`transfer_from`: its source dataset) only models whose card names transfer layers take part:
-    `all` means those, and another model named outright is refused."""
+    `all` means those, and another model named outright is refused. `all` loads every plugin that can be
+    loaded; a broken or clashing one is left out with a line in `warnings`."""
     from ferbench.models import list_models, model_card
+    from ferbench.models.user import load_plugins, load_selected
 
     if not isinstance(models, (str, list, tuple)) or not all(isinstance(m, str) for m in models):
         raise FerbenchError(f"models must be 'all', a comma-separated string or a list of names; got {models!r}")
-    from ferbench.models.user import is_spec, load_entry_points, register_spec
-
-    load_entry_points()  # models of installed packages (the `ferbench.models` entry-point group)
     items = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m and m.strip()]
-    items = [register_spec(m) if is_spec(m) else m for m in items]  # path/to/file.py:Name, module:factory
-    known = list(list_models())
     if not items:
         raise FerbenchError("no model given; pass --model all or a comma-separated list of names")
+    if items == ["all"]:
+        left_out = [f"{p.source} is left out of --model all: {why}" for p, why in load_plugins()[1]]
+        if warnings is not None:
+            warnings.extend(left_out)
+    else:
+        items = [load_selected(m) for m in items]
+    known = list(list_models())
     able = [m for m in known if model_card(m).transfer]
     if items == ["all"]:
         if transfer_from:
@@ -210,6 +216,7 @@ class _Setup:
     plans_needed: dict[float | None, list[str]]
     au_names: list[Any]
     ctx: RunContext
+    warnings: list[str] = field(default_factory=list)  # plugins left out of --model all
 
 
 def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | None, models: Any, recipe: str,
@@ -225,7 +232,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
     from ferbench.protocols import SampleTable
 
     with _open_checked(data, "data file") as st:
-        dataset, size, au_names = st.dataset, int(st.frame_shape[0]), list(st.au_names)
+        dataset, size, au_names, length = st.dataset, int(st.frame_shape[0]), list(st.au_names), int(st.length)
         table = SampleTable.from_store(st)  # duplicate sample ids are named now, before the runs folder
     table_test = None
     RC.check_slug(dataset, "dataset")
@@ -243,7 +250,8 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
         dataset_test = proto.test_dataset or dataset
         if proto.test_dataset and proto.test_dataset != dataset:
             raise FerbenchError(f"protocol {proto.name!r} tests on {proto.test_dataset}; pass its file with --data-test")
-    names = resolve_models(models, proto.task, proto.pretrain)
+    warnings: list[str] = []
+    names = resolve_models(models, proto.task, proto.pretrain, warnings)
     if data_source is not None and not proto.pretrain:
         raise FerbenchError(f"--data-source is for transfer protocols (a protocol with `pretrain`); "
                             f"{proto.name!r} has none")
@@ -251,6 +259,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
     plans_needed: dict[float | None, list[str]] = {}
     stages_of: dict[str, tuple[dict[str, Any], ...]] = {}
     _check_frame_size(names, size, data)
+    _check_user_models(names, _num_outputs(proto, table, au_names, Path(data)), size, length, model_options)
     for m in names:
         stages = R.resolve(m, recipe, dataset, ov, "cuda" if dev.startswith("cuda") else "cpu")
         if proto.task == "au-detection":
@@ -266,7 +275,35 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
                       **({"data_source": next(iter(pretrain.values())).fingerprint} if pretrain else {})},
     )
     return _Setup(proto, Path(data), test_path, dataset, dataset_test, (table, table_test), stages_of, plans_needed,
-                  au_names, ctx)
+                  au_names, ctx, warnings)
+
+
+def _num_outputs(proto: Any, table: Any, au_names: list[Any], data: Path) -> int:
+    """How many logits a model of this run returns: one per class of the protocol, or per scored AU."""
+    if proto.task == "au-detection":
+        return len(_scored_aus(proto, au_names, data))
+    return len(proto.class_map or proto.classes or table.classes)
+
+
+def _check_user_models(names: list[str], num_classes: int, size: int, length: int,
+                       options: dict[str, Any]) -> None:
+    """Run the `ferbench models --check` contract on every user model before the first task: a model whose
+    output does not fit (shape, device, NaN in train or eval mode) is refused in one line, not found out after
+    some tasks have trained."""
+    from ferbench.models import model_card
+    from ferbench.models.user import check_model
+
+    for m in names:
+        card = None if m in FUSION_ENTRIES else model_card(m)
+        if card is None or card.source == "ferbench":
+            continue
+        failed = [(what, detail) for what, ok, detail in
+                  check_model(m, num_classes, frames=length, size=size, options=options.get(m)) if not ok]
+        if failed:
+            what, detail = failed[0]
+            spec = m if card.source.startswith("entry point") else card.source
+            raise FerbenchError(f"model {m!r} ({card.source}) does not fit the contract: {what}: {detail} "
+                                f"(`ferbench models --check {spec}` runs every check)")
 
 
 def _check_frame_size(names: list[str], size: int, where: Any) -> None:
@@ -329,6 +366,7 @@ def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], out
         plans[frac] = plan
         result.warnings.extend(w for w in plan.warnings if w not in result.warnings)
         classes = tuple(plan.classes) if plan.classes else _scored_aus(setup.proto, setup.au_names, setup.data)
+        truth = _Truth(plan, setup.data_test, classes)
         for m in members:
             for spec in make_specs(plan, m, setup.stages_of[m], model_options, _card_index(m)[0], classes,
                                    setup.ctx, frac or None):
@@ -336,7 +374,7 @@ def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], out
                                       protocol=spec.protocol, model=m, repeat=spec.repeat, fold=spec.fold,
                                       fingerprints=spec.fingerprints)
                 keys[m] = path.parent.name
-                reason = _rerun_reason(path, outdir, spec, force)
+                reason = _rerun_reason(path, outdir, spec, force, truth)
                 if reason is None:
                     result.skipped.append(spec.task_id)
                     result.records.append(path)
@@ -368,15 +406,68 @@ def _scored_aus(proto: Any, au_names: list[Any], data: Path) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-def _rerun_reason(path: Path, outdir: Path, spec: TaskSpec, force: bool) -> str | None:
-    """None when the record at `path` is valid and matches every fingerprint of `spec`; else why to run."""
+def _rerun_reason(path: Path, outdir: Path, spec: TaskSpec, force: bool, truth: _Truth) -> str | None:
+    """None when the record at `path` is valid, matches every fingerprint of `spec` and holds the split and test
+    labels of the data file; else why to run."""
     if not path.exists():
         return "no record"
     try:
         existing = RC.read_record(path, outdir)
     except RC.RecordError as e:
         return f"record refused ({e.reason})"
-    return "--force" if force else RC.stale_reason(existing, spec.fingerprints)
+    if force:
+        return "--force"
+    stale = RC.stale_reason(existing, spec.fingerprints)
+    if stale is not None:
+        return stale
+    wrong = truth.disagreement(existing, spec)
+    return None if wrong is None else f"record refused ({wrong})"
+
+
+class _Truth:
+    """The test labels of the data file, to hold a record to on resume: its scores agree with its own labels
+    (the reader checks that), and its labels must be the data's (an edited record is not reused)."""
+
+    def __init__(self, plan: Any, data_test: Path, classes: tuple[str, ...]):
+        self.by_id = {sid: int(y) for sid, y in zip(plan.test_table.ids, plan.y_test)}
+        self.data_test, self.classes = data_test, classes
+        self._aus: dict[str, dict[int, list[int]]] = {}
+
+    def _au_rows(self, sid: str) -> dict[int, list[int]]:
+        """Source frame -> the AU labels of the scored columns, of one test sample (read once)."""
+        if sid not in self._aus:
+            from ferbench.harness.data import open_data
+
+            d = open_data(self.data_test)
+            cols = d.au_columns(self.classes)
+            rows = np.asarray(d.store.aus(sid))[:, cols].astype(int).tolist()
+            self._aus[sid] = dict(zip(np.asarray(d.store.source_frame(sid)).astype(int).tolist(), rows))
+        return self._aus[sid]
+
+    def label(self, unit: str, task: str) -> Any:
+        if task != "au-detection":
+            return self.by_id.get(unit)
+        sid, _, frame = unit.rpartition("@")
+        if sid not in self.by_id or not frame.lstrip("-").isdigit():
+            return None
+        return self._au_rows(sid).get(int(frame))
+
+    def disagreement(self, record: dict[str, Any], spec: TaskSpec) -> str | None:
+        """Why the record's split, test units or labels are not those of this task and data file; None if they are."""
+        if record["train_ids"] != list(spec.train_ids) or record["val_ids"] != list(spec.val_ids):
+            return "its training or validation ids are not this task's"
+        if record.get("status") == "diverged":
+            return None
+        if spec.task != "au-detection" and record["sample_ids"] != list(spec.test_ids):
+            return "its test units are not this task's test samples"
+        tested = set(spec.test_ids)
+        for unit, y in zip(record["sample_ids"], record["labels"]):
+            if spec.task == "au-detection" and unit.rpartition("@")[0] not in tested:
+                return f"test unit {unit!r} is not a test sample of this task"
+            want = self.label(unit, spec.task)
+            if y != want:
+                return f"the label of test unit {unit!r} is {y}, the data file's is {want}: an edited record"
+        return None
 
 
 # -- the run -------------------------------------------------------------------------------------------------
@@ -426,7 +517,7 @@ def evaluate(
     setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction,
                      precision, data_source)
     outdir = Path(out)
-    result = EvaluateResult(out=outdir)
+    result = EvaluateResult(out=outdir, warnings=list(setup.warnings))
     with _runs_lock(outdir):
         pending, plans = _plan(setup, repeats, model_options, outdir, force, result)
         if progress:

@@ -51,6 +51,13 @@ def user_model_source(model: str) -> list[Any] | None:
     return None if card.source == "ferbench" else [card.source, card.code]
 
 
+def user_model_files(model: str) -> dict[str, str]:
+    """The source files of a user model (its file and the modules of its folder it imports) -> sha256."""
+    from ferbench.models import model_card
+
+    return {} if model in FUSION_ENTRIES else dict(model_card(model).files)
+
+
 def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], options: dict[str, Any], index: str,
                classes: tuple[str, ...], ctx: RunContext, val_fraction: float | None) -> list[TaskSpec]:
     """The tasks of one model over every fold of `plan`."""
@@ -72,7 +79,7 @@ def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], option
             train_subjects=tuple(tr.subjects[i] for i in fold.train), stages=stages, recipe_name=ctx.recipe,
             selection=selection_of(stages), model_options=options, index=index, device=ctx.device,
             threads=ctx.threads, metric=proto.metric, precision=ctx.precision,
-            model_source=(user_model_source(model) or [None])[0],
+            model_source=(user_model_source(model) or [None])[0], model_files=user_model_files(model),
             pretrain=ctx.pretrain[model].seeded(proto.seed, fold.repeat) if model in ctx.pretrain else None,
             fingerprints={**ctx.fingerprints, "folds": folds_fp, "model": fp_model},
         ))

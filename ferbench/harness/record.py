@@ -74,6 +74,7 @@ def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any
         "recipe": {"name": spec.recipe_name, "stages": res["stages"]},
         "config": {**config_common, "model_options": res["model_options"], "index": spec.index,
                    "model_source": spec.model_source or "ferbench",
+                   **({"model_files": dict(spec.model_files)} if spec.model_files else {}),
                    "dtype": res["dtype"], "augment": [s.get("augment") for s in res["stages"]],
                    **_extra(res.get("extra") or {})},
         "fingerprints": dict(spec.fingerprints),

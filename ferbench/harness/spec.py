@@ -49,6 +49,7 @@ class TaskSpec:
     fingerprints: dict[str, str] = field(default_factory=dict)
     precision: str = "auto"  # harness.train.PRECISIONS
     model_source: str | None = None  # a user model's spec (file.py:Name, module:factory, entry point): workers load it
+    model_files: dict[str, str] = field(default_factory=dict)  # a user model's source files -> sha256 (the record's)
     pretrain: Any = None  # a transfer protocol's source side (harness.transfer.Pretrain), seeded for this repeat
 
     @property

@@ -98,12 +98,12 @@ def _ensure_model(spec: TaskSpec) -> None:
     """On a dask worker, a user model is not registered yet: load it from its spec (its file must be readable
     there: a shared path, or the package installed on the worker)."""
     from ferbench.models import list_models
-    from ferbench.models.user import load_entry_points, register_spec
+    from ferbench.models.user import load_plugin, register_spec
 
     if spec.model in list_models() or spec.model in FUSION_ENTRIES or not spec.model_source:
         return
     if spec.model_source.startswith("entry point "):
-        load_entry_points()
+        load_plugin(spec.model)
     else:
         register_spec(spec.model_source, name=spec.model)
     if spec.model not in list_models():

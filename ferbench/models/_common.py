@@ -129,9 +129,11 @@ class ModelCard:
     departures: tuple[str, ...] = ()
     recipes: dict[str, tuple[Recipe, ...]] = field(default_factory=dict, hash=False, compare=True)
     #: Where the model comes from: "ferbench" (bundled), or a user's "file.py:Name", "module:factory" or
-    #: "entry point <name> (<dist>)"; `code` is the sha256 of a user model's source (in its fingerprint).
+    #: "entry point <name> (<dist>)"; `code` is the sha256 of a user model's sources (in its fingerprint), `files`
+    #: those sources as (path, sha256): the model's file and the modules it imports from its own folder.
     source: str = "ferbench"
     code: str | None = None
+    files: tuple[tuple[str, str], ...] = ()
     #: The layers a transfer protocol (e.g. kim2017-transfer) copies from the source-trained network and freezes,
     #: in words; the model then has `transfer_modules() -> list[nn.Module]`. None: the model takes no part in one.
     transfer: str | None = None

@@ -21,13 +21,15 @@ _CARDS: dict[str, ModelCard] = {}
 def register_model(name: str, *, paper: str, table: str, input: str, index: str, variable_length: bool,
                    min_size: int, recipes: dict[str, tuple[Recipe, ...]],
                    departures: tuple[str, ...] = (), source: str = "ferbench", code: str | None = None,
-                   transfer: str | None = None, replace: bool = False) -> Callable[[F], F]:
+                   files: tuple[tuple[str, str], ...] = (), transfer: str | None = None,
+                   replace: bool = False) -> Callable[[F], F]:
     """Decorator: register a model class or factory `fn(num_classes, **cfg) -> nn.Module` under `name`,
     with its card (see `ModelCard` for the fields). `replace` lets a user model be registered again (an edited
     file); a bundled model is never replaced."""
     card = ModelCard(name=name, paper=paper, table=table, input=input, index=index,
                      variable_length=variable_length, min_size=min_size, departures=tuple(departures),
-                     recipes=dict(recipes), source=source, code=code, transfer=transfer)
+                     recipes=dict(recipes), source=source, code=code, files=tuple(files),
+                     transfer=transfer)
 
     def deco(fn: F) -> F:
         if name in _FACTORIES and not (replace and _CARDS[name].source != "ferbench"):
