@@ -135,6 +135,12 @@ class ModelCard:
     #: The layers a transfer protocol (e.g. kim2017-transfer) copies from the source-trained network and freezes,
     #: in words; the model then has `transfer_modules() -> list[nn.Module]`. None: the model takes no part in one.
     transfer: str | None = None
+    #: The create_model options that build the paper's network where ferbench's defaults depart from it (per-clip
+    #: centring, batch norm, a fine-tuned CNN...); `--recipe paper` builds with them. The factory's own defaults
+    #: are the paper's widths.
+    paper_options: dict = field(default_factory=dict, hash=False, compare=True)
+    #: The frame size (H = W) the paper's network reads (None: no paper, or the paper does not read pixels).
+    paper_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.index not in INDEXES:

@@ -21,13 +21,15 @@ _CARDS: dict[str, ModelCard] = {}
 def register_model(name: str, *, paper: str, table: str, input: str, index: str, variable_length: bool,
                    min_size: int, recipes: dict[str, tuple[Recipe, ...]],
                    departures: tuple[str, ...] = (), source: str = "ferbench", code: str | None = None,
-                   transfer: str | None = None, replace: bool = False) -> Callable[[F], F]:
+                   transfer: str | None = None, paper_options: dict | None = None, paper_size: int | None = None,
+                   replace: bool = False) -> Callable[[F], F]:
     """Decorator: register a model class or factory `fn(num_classes, **cfg) -> nn.Module` under `name`,
     with its card (see `ModelCard` for the fields). `replace` lets a user model be registered again (an edited
     file); a bundled model is never replaced."""
     card = ModelCard(name=name, paper=paper, table=table, input=input, index=index,
                      variable_length=variable_length, min_size=min_size, departures=tuple(departures),
-                     recipes=dict(recipes), source=source, code=code, transfer=transfer)
+                     recipes=dict(recipes), source=source, code=code, transfer=transfer,
+                     paper_options=dict(paper_options or {}), paper_size=paper_size)
 
     def deco(fn: F) -> F:
         if name in _FACTORIES and not (replace and _CARDS[name].source != "ferbench"):
@@ -78,6 +80,7 @@ def model_info(name: str) -> dict:
         "name": c.name, "paper": c.paper, "table": c.table, "input": c.input, "index": c.index,
         "variable_length": c.variable_length, "min_size": c.min_size, "departures": list(c.departures),
         "recipes": {k: [_recipe_dict(r) for r in v] for k, v in c.recipes.items()}, "transfer": c.transfer,
+        "paper_options": dict(c.paper_options), "paper_size": c.paper_size,
     }
 
 

@@ -240,7 +240,10 @@ DEPARTURES_CNN = (
 @register_model(
     "mo-cnn-lstm", paper=PAPER, table="Tables 1 and 2 (eqs. 2-11); results Tables 3-6",
     input="(B, T, 3, 64, 64) + lengths (variable length); stage 1 takes expression-state frames",
-    index="native", variable_length=True, min_size=32, recipes=RECIPES, transfer=TRANSFER,
+    index="native", variable_length=True, min_size=32, recipes=RECIPES, transfer=TRANSFER, paper_size=64,
+    # Table 1 has no batch norm; section 3.1 extracts the learned CNN's F5 features to train the LSTM (the CNN is
+    # fixed in stage 2); the LSTM reads them uncentred; eqs. 4, 8, 10 are plain squared distances ('sum').
+    paper_options={"centre": False, "batch_norm": False, "freeze_cnn": True, "distance": "sum"},
     departures=DEPARTURES_CNN + (
         "The L8 output at each clip's last real frame feeds F9 (the text is cut where it says which output).",
         CENTRE_DEPARTURE + " Stage 1 trains on single frames, uncentred; stage 2's LSTM reads the centred F5 features.",
@@ -331,7 +334,8 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
 @register_model(
     "apex-cnn", paper=PAPER, table="Table 1 CNN; 'proposed spatial feature representation' row of Tables 3, 4, 6",
     input="(B, T, 3, 64, 64) + lengths; classifies one frame (apex= index, default the middle real frame)",
-    index="states", variable_length=True, min_size=32, transfer=TRANSFER,
+    index="states", variable_length=True, min_size=32, transfer=TRANSFER, paper_size=64,
+    paper_options={"batch_norm": False, "distance": "sum"},
     recipes={k: v[:1] for k, v in RECIPES.items()},
     departures=DEPARTURES_CNN + (
         "Without annotated apex indices the middle frame is used: on the five expression-state frames, the apex.",
