@@ -1,6 +1,8 @@
 """Whether a paper's number may be set beside ours as comparable: only when our run did what the paper's table
 did (the table's `design` in reported.yaml): the same class count and number of samples, the bundled protocol
-file unchanged, the same folds per repeat and repeats, the paper's recipe, the paper's aggregation (kim2017
+file unchanged, the same folds per repeat and repeats, every planned trial present with a finite score (records'
+`config.plan`), the paper's recipe, the paper's network and training as the paper describes them (records'
+`config.paper_departures`, written by the harness, one clause per departure), the paper's aggregation (kim2017
 pools its LOSO predictions) and, for a transfer experiment, the same source data (kim2017 Table 5: 246 CASME II
 samples trained C1-C2). Otherwise the number is a reference, with every reason, and no delta is printed.
 """

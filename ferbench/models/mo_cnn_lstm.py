@@ -253,7 +253,7 @@ DEPARTURES_CNN = (
         "frozen CNN gave 0.30, fine-tuning 0.49, fine-tuning with batch norm 0.56 (0.84 at 64x64, static 0.76): the "
         "frozen F5 features of 6 training subjects carried identity more than expression; on the temporal-order "
         "replica fine-tuning took it from 0.61 to 0.97. create_model('mo-cnn-lstm', n, freeze_cnn=True, "
-        "batch_norm=False, centre=False) is the paper's network.",
+        "batch_norm=False, centre=False, distance='sum') is the paper's network; --recipe paper builds it.",
     ),
 )
 class MOCnnLstm(_Stage1Mixin, nn.Module):
