@@ -141,17 +141,6 @@ def with_paper_options(models: list[str], kind: str, options: dict[str, dict[str
     return out
 
 
-def _factory_defaults(model: str) -> dict[str, Any]:
-    """The create_model defaults of a bundled model: the paper's widths (docs/models.md)."""
-    import inspect
-
-    from ferbench.models._registry import _FACTORIES
-
-    params = inspect.signature(_FACTORIES[model]).parameters
-    return {k: p.default for k, p in params.items()
-            if k not in ("self", "num_classes") and p.default is not inspect.Parameter.empty}
-
-
 def _say(value: Any) -> str:
     return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
@@ -160,9 +149,9 @@ def _option_departures(model: str, options: dict[str, Any]) -> list[str]:
     """One clause per way the network built with `options` departs from the paper's: its widths ('compact
     widths' when they are ferbench's compact ones, else 'fc 16 (paper: 512)'), a switch ('centring on (paper:
     off)'), any other option."""
-    from ferbench.models import compact_options, model_card
+    from ferbench.models import compact_options, model_card, model_defaults
 
-    defaults = _factory_defaults(model)
+    defaults = model_defaults(model)
     paper = {**defaults, **model_card(model).paper_options}
     built = {**defaults, **options}
     differ = {k: v for k, v in built.items()

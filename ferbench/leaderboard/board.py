@@ -172,7 +172,8 @@ def _attach_reported(row: dict, entry: Reported, summary: dict, design: Design |
     ours = ours_for(entry, design, summary)
     row.update({"reported": entry.value, "reported_metric": entry.metric, "reported_std": entry.std,
                 "reported_text": entry.text + (f" ({entry.scale})"), "reported_source": entry.source,
-                "reported_method": entry.method, "note": caveat(entry, design), "comparable": comparable, "reason": reason,
+                "reported_method": entry.method, "note": caveat(entry, design), "comparable": comparable,
+                "reason": reason,
                 "reported_aggregation": design.aggregation if design else None,
                 "delta": (ours - entry.value) if comparable and ours is not None else None})
 

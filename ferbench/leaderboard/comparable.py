@@ -61,7 +61,8 @@ def run_facts(records: list[dict[str, Any]]) -> RunFacts:
     config = first.get("config") or {}
     pretrain = config.get("pretrain") or {}
     plan = config.get("plan") if isinstance(config.get("plan"), dict) else {}
-    trials = sum(1 for r in records if r.get("status", "ok") == "ok" and _finite((r.get("scores") or {}).get(r["metric"])))
+    trials = sum(1 for r in records
+                 if r.get("status", "ok") == "ok" and _finite((r.get("scores") or {}).get(r["metric"])))
     return RunFacts(protocol=first["protocol"], protocol_fingerprint=first["fingerprints"]["protocol"],
                     recipes=tuple(sorted({str((r.get("recipe") or {}).get("name")) for r in records})),
                     classes=len(first["classes"]), samples=len(ids),

@@ -78,7 +78,8 @@ STANDARDIZE_DEPARTURE = (
 CENTRE_DEPARTURE = (
     "Frame features are centred per clip before the temporal model (centre_over_time: each clip's mean feature "
     "over its real frames is subtracted, as speech systems normalise each utterance); centre=False gives the "
-    "paper's network, and --recipe paper builds it. Measured on the order replica (9 subjects, 6 clips per class and subject, 32x32, the "
+    "paper's network, and --recipe paper builds it. Measured on the order replica (9 subjects, 6 clips per class "
+    "and subject, 32x32, the "
     "learnability widths): an LSTM-mean on the frame features of a frozen random frame CNN reached 0.50 held-out "
     "accuracy uncentred and 0.78 centred after 400 Adam steps; the within-clip variation of raw frame features "
     "is 8% of their norm, so identity, not expression, dominated the sequence."

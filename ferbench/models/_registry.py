@@ -94,6 +94,14 @@ def model_options(name: str) -> tuple[str, ...] | None:
     return tuple(k for k in params if k not in ("self", "num_classes"))
 
 
+def model_defaults(name: str) -> dict:
+    """The options model `name` takes with their defaults (a bundled model's defaults are its paper's sizes)."""
+    model_options(name)  # unknown names are one clear error
+    params = inspect.signature(_FACTORIES[name]).parameters
+    return {k: p.default for k, p in params.items()
+            if k not in ("self", "num_classes") and p.default is not inspect.Parameter.empty}
+
+
 def create_model(name: str, num_classes: int, **cfg) -> nn.Module:
     """Build model `name` for `num_classes` classes; `cfg` overrides its paper-sized defaults."""
     if name not in _FACTORIES:
