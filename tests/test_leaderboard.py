@@ -180,7 +180,7 @@ def test_reported_numbers_beside_ours(rendered):
     assert cross["dataset"] == "casme2-to-mmi" and cross["reported"] is None and cross["comparable"] is None
     transfer = next(r for r in rows if r["protocol"] == "kim2017-transfer" and not r["reported_only"])
     assert transfer["reported"] == pytest.approx(0.7283) and transfer["comparable"] is False
-    assert "samples, the paper used 205" in transfer["reason"] and transfer["delta"] is None
+    assert "samples, the paper used 173" in transfer["reason"] and transfer["delta"] is None
     # kim2017 reports CASME II accuracy while the LOSO table ranks by UF1; these records are not comparable
     kim = next(r for r in rows if r["dataset"] == "casme2" and r["protocol"] == "loso" and r["model"] == "mo-cnn-lstm")
     assert kim["reported_metric"] == "accuracy" and kim["delta"] is None and kim["comparable"] is False

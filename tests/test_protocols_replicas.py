@@ -174,7 +174,7 @@ def test_folds_command_writes_the_list_with_its_fingerprint_and_prints_class_cou
 def test_protocols_command_lists_every_bundled_protocol():
     result = runner.invoke(app, ["protocols"])
     assert result.exit_code == 0
-    for name, paper in (("10fold", "yu2018"), ("loso", "kim2017"), ("3fold", "yu2018"), ("val", "chao2016"),
+    for name, paper in (("10fold", "yu2018"), ("loso", "kim2017"), ("3fold", "ferbench"), ("val", "chao2016"),
                         ("unseen-mode", "baddar2019"), ("cross-dataset", "ferbench"), ("ck+-roundrobin", "ferbench")):
         assert any(line.split("│")[1].strip() == name and paper in line for line in result.output.splitlines()
                    if line.count("│") > 2), name

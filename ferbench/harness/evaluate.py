@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,8 @@ class _Setup:
     plans_needed: dict[float | None, list[str]]
     au_names: list[Any]
     ctx: RunContext
+    model_options: dict[str, dict[str, Any]]  # the user's, over the paper network's under --recipe paper
+    departures: dict[str, list[str]]  # per model, how the run departs from the paper's network and training
     warnings: list[str] = field(default_factory=list)  # plugins left out of --model all
 
 
@@ -255,6 +258,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
     if data_source is not None and not proto.pretrain:
         raise FerbenchError(f"--data-source is for transfer protocols (a protocol with `pretrain`); "
                             f"{proto.name!r} has none")
+    model_options = R.with_paper_options(names, recipe, model_options)
     _check_model_options(model_options, names)
     plans_needed: dict[float | None, list[str]] = {}
     stages_of: dict[str, tuple[dict[str, Any], ...]] = {}
@@ -274,8 +278,9 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
                       "protocol": proto.fingerprint, "code": code_fingerprint(),
                       **({"data_source": next(iter(pretrain.values())).fingerprint} if pretrain else {})},
     )
+    departures = {m: R.paper_departures(m, recipe, dataset, ov, model_options, size) for m in names}
     return _Setup(proto, Path(data), test_path, dataset, dataset_test, (table, table_test), stages_of, plans_needed,
-                  au_names, ctx, warnings)
+                  au_names, ctx, model_options, departures, warnings)
 
 
 def _num_outputs(proto: Any, table: Any, au_names: list[Any], data: Path) -> int:
@@ -519,7 +524,7 @@ def evaluate(
     outdir = Path(out)
     result = EvaluateResult(out=outdir, warnings=list(setup.warnings))
     with _runs_lock(outdir):
-        pending, plans = _plan(setup, repeats, model_options, outdir, force, result)
+        pending, plans = _plan(setup, repeats, setup.model_options, outdir, force, result)
         if progress:
             progress(_plan_event(pending, result, setup))
         if pending:
@@ -547,6 +552,9 @@ def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], s
 
     test_labels = test_labels_of(plans.values(), setup.data_test)
     protocol_meta = {"metric": setup.proto.metric, "metrics": list(setup.proto.metrics)}
+    folds = next(iter(plans.values())).folds  # every plan of a run has the same folds (validation aside)
+    per_repeat = Counter(int(f.repeat) for f in folds)
+    planned = {"repeats": len(per_repeat), "folds": max(per_repeat.values(), default=0), "trials": len(folds)}
 
     def on_result(spec: TaskSpec, res: dict[str, Any] | None, error: str | None) -> None:
         if error is not None:
@@ -554,7 +562,8 @@ def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], s
             if progress:
                 progress({"event": "task-failed", "task_id": spec.task_id, "error": error})
             return
-        rec = build_record(spec, res, test_labels, protocol_meta, config_common)
+        rec = build_record(spec, res, test_labels, protocol_meta,
+                           {**config_common, "plan": planned, "paper_departures": setup.departures[spec.model]})
         path = RC.write_record(result.out, rec)
         result.ran.append(spec.task_id)
         result.records.append(path)

@@ -111,3 +111,103 @@ def selection_of(stages: tuple[dict[str, Any], ...]) -> str:
     if any("member" in s for s in stages):
         return "validation" if any(s.get("selection") == "validation" for s in stages) else "last-epoch"
     return stages[-1].get("selection") or "last-epoch"
+
+
+# -- the paper's network and training: what `--recipe paper` builds, and how a run departs from it -----------
+
+#: Switches whose departure reads in words: option -> (what, word when True, word when False).
+_SWITCHES = {"centre": ("centring", "on", "off"), "batch_norm": ("batch norm", "on", "off"),
+             "freeze_cnn": ("CNN in stage 2", "frozen", "fine-tuned")}
+#: Options that follow the data (frame size, clip length, feature width), judged apart or not at all.
+_DATA_OPTIONS = ("image_size", "num_frames", "in_features", "in_channels")
+
+
+def _members(model: str) -> tuple[str, ...]:
+    return FUSION_MEMBERS if model in FUSION_ENTRIES else (model,)
+
+
+def with_paper_options(models: list[str], kind: str, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The create_model options of every model: under `--recipe paper`, the card's paper network (no centring,
+    kim2017's batch-norm-free, frozen-in-stage-2 CNN, ...) beneath the user's own options, which win."""
+    if kind != "paper":
+        return dict(options)
+    from ferbench.models import model_card
+
+    out = dict(options)
+    for m in (x for model in models for x in _members(model)):
+        paper = model_card(m).paper_options
+        if paper:
+            out[m] = {**paper, **options.get(m, {})}
+    return out
+
+
+def _say(value: Any) -> str:
+    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _option_departures(model: str, options: dict[str, Any]) -> list[str]:
+    """One clause per way the network built with `options` departs from the paper's: its widths ('compact
+    widths' when they are ferbench's compact ones, else 'fc 16 (paper: 512)'), a switch ('centring on (paper:
+    off)'), any other option."""
+    from ferbench.models import compact_options, model_card, model_defaults
+
+    defaults = model_defaults(model)
+    paper = {**defaults, **model_card(model).paper_options}
+    built = {**defaults, **options}
+    differ = {k: v for k, v in built.items()
+              if k in paper and k not in _DATA_OPTIONS and _say(v) != _say(paper[k])}
+    compact = compact_options(model)
+    widths = {k: v for k, v in differ.items() if k in compact}
+    out = []
+    if widths and all(_say(v) == _say(compact[k]) for k, v in widths.items()):
+        out.append("compact widths")
+        differ = {k: v for k, v in differ.items() if k not in widths}
+    for k, v in differ.items():
+        if k in _SWITCHES:
+            what, yes, no = _SWITCHES[k]
+            out.append(f"{what} {yes if v else no} (paper: {yes if paper[k] else no})")
+        else:
+            out.append(f"{k} {_say(v)} (paper: {_say(paper[k])})")
+    return out
+
+
+def _training_departures(model: str, dataset: str | None, ov: Overrides) -> list[str]:
+    """One clause per override of the paper recipe (`--epochs`, `--lr`, `--augment`; `--batch-size` where the
+    paper states a batch size -- none of the papers does, so ferbench's choice is no more the paper's than yours)."""
+    paper = card_recipe(model, "paper", dataset)
+    out = []
+    for key, value in ov.as_dict().items():
+        if key == "epochs":
+            was = "/".join(f"{r.epochs} epochs" if r.epochs else f"{r.iterations} iterations" for r in paper)
+            out.append(f"epochs {value} (paper recipe: {was})")
+        elif key == "lr" and any(float(value) != r.lr for r in paper):
+            out.append(f"lr {value:g} (paper recipe: {'/'.join(dict.fromkeys(f'{r.lr:g}' for r in paper))})")
+        elif key == "augment" and any((None if value.strip().lower() == "none" else value.strip().lower())
+                                      != r.augment for r in paper[:1]):
+            out.append(f"augmentation {value} (paper recipe: {paper[0].augment or 'none'})")
+        elif key == "batch_size" and any(r.batch_size is not None and r.batch_size != value for r in paper):
+            out.append(f"batch size {value} (paper recipe: {'/'.join(str(r.batch_size) for r in paper)})")
+    return out
+
+
+def paper_departures(model: str, kind: str, dataset: str | None, ov: Overrides, options: dict[str, dict[str, Any]],
+                     frame_size: int) -> list[str]:
+    """How a run departs from the paper's network and training as the paper describes them, one clause each
+    (empty: the paper's own); the leaderboard sets a paper's number beside the run as comparable only when empty.
+    Under another recipe only the network and frame size are listed (the leaderboard names the recipe itself;
+    overrides of a ferbench recipe are no departure from the paper's). Frame size: the card's `paper_size`
+    against the data's."""
+    from ferbench.models import model_card
+
+    out: list[str] = []
+    for m in _members(model):
+        card = model_card(m)
+        if card.source != "ferbench":
+            return [*out, "a user model (no paper network)"]
+        mine = _option_departures(m, options.get(m, {}))
+        if kind == "paper":
+            mine += _training_departures(m, dataset, ov)
+        if card.paper_size is not None and frame_size != card.paper_size:
+            mine.append(f"frame size {frame_size} (paper: {card.paper_size})")
+        out += [f"{m}: {d}" for d in mine] if len(_members(model)) > 1 else mine
+    return list(dict.fromkeys(out))

@@ -14,7 +14,7 @@ from typing import Any
 from ferbench.errors import FerbenchError
 from ferbench.leaderboard.records import load_records
 from ferbench.leaderboard import significance as stat_tests
-from ferbench.leaderboard.comparable import RunFacts, judge, ours_for, protocol_caveat, run_facts
+from ferbench.leaderboard.comparable import RunFacts, caveat, judge, ours_for, protocol_caveat, run_facts
 from ferbench.leaderboard.reported import Design, Reported, ReportedConfusion, ReportedSet, load_reported
 from ferbench.metrics import STD_DDOF, summarize
 
@@ -172,7 +172,8 @@ def _attach_reported(row: dict, entry: Reported, summary: dict, design: Design |
     ours = ours_for(entry, design, summary)
     row.update({"reported": entry.value, "reported_metric": entry.metric, "reported_std": entry.std,
                 "reported_text": entry.text + (f" ({entry.scale})"), "reported_source": entry.source,
-                "reported_method": entry.method, "note": entry.note, "comparable": comparable, "reason": reason,
+                "reported_method": entry.method, "note": caveat(entry, design), "comparable": comparable,
+                "reason": reason,
                 "reported_aggregation": design.aggregation if design else None,
                 "delta": (ours - entry.value) if comparable and ours is not None else None})
 
@@ -187,7 +188,7 @@ def _reported_row(entry: Reported, label: str, design: Design | None) -> dict[st
         "train_s": None, "train_s_total": None, "std_ddof": STD_DDOF, "repeats": None, "diverged": 0,
         "std_repeats": None, "ci_low": None, "ci_high": None, "ci_level": None, "ci_clusters": None,
         "reported_metric": entry.metric, "reported_std": entry.std, "reported_text": f"{entry.text} ({entry.scale})",
-        "reported_source": entry.source, "reported_method": entry.method, "note": entry.note,
+        "reported_source": entry.source, "reported_method": entry.method, "note": caveat(entry, design),
         "reported_p_value": entry.p_value, "comparable": False, "reason": reason,
         "reported_aggregation": design.aggregation if design else None,
     }
@@ -291,6 +292,8 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
     ref_rows.sort(key=lambda r: (r["reported_metric"] != metric, -r["reported"], r["model"]))
     confusions = {m: c for m, sm in summaries.items()
                   if (c := reported.confusion_for(dataset, protocol, sm["model"])) is not None}
+    notes += list(dict.fromkeys(f"{c.source} confusion matrix ({c.method}), beside {m}: {c.note}"
+                                for m, c in confusions.items() if c.note))
     task = next(iter(summaries.values()))["task"]
     return Section(dataset=dataset, dataset_test=dataset_test, protocol=protocol, metric=metric, task=task,
                    rows=rows + ref_rows, summaries=summaries, best=best, baseline=baseline,

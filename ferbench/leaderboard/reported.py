@@ -75,6 +75,7 @@ class ReportedConfusion:
     model: str | None
     classes: tuple[str, ...]
     rows: tuple[tuple[float, ...], ...]
+    note: str | None = None  # e.g. where the matrix disagrees with the paper's own accuracy
 
     @property
     def source(self) -> str:
@@ -161,7 +162,8 @@ def _confusion(raw: Any, where: str) -> ReportedConfusion:
     rows = tuple(tuple(_number(v, where, scale)[0] for v in r) for r in raw["rows"])
     return ReportedConfusion(paper=str(raw.get("paper")), table=str(raw.get("table")), dataset=str(raw.get("dataset")),
                              protocol=raw.get("protocol"), method=str(raw.get("method")), model=raw.get("model"),
-                             classes=tuple(str(c) for c in raw["classes"]), rows=rows)
+                             classes=tuple(str(c) for c in raw["classes"]), rows=rows,
+                             note=None if raw.get("note") is None else str(raw["note"]))
 
 
 _DESIGN_FIELDS = {"paper", "table", "classes", "samples", "folds", "repeats", "recipe", "aggregation",

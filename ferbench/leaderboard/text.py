@@ -239,6 +239,11 @@ def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
         console.print(pc)
         for note in section.notes:
             console.print(Text(plain(f"note: {note}")))
+        for row in section.rows:  # beside our rows: why a paper's number is a reference, and what to know about it
+            if not row["reported_only"] and row["reported"] is not None:
+                said = [f"not comparable: {row['reason']}" if row.get("reason") else "comparable"]
+                console.print(Text(plain(f"{row['model']} vs {row['reported_source']}: "
+                                         + "; ".join(said + ([row["note"]] if row.get("note") else [])))))
         if per_fold:
             head, body = fold_cells(section)
             ft = Table(title=Text(plain(f"{section.label} · {section.protocol} · per fold (%)")))

@@ -29,8 +29,8 @@ consumes, variable-length support, minimum size, departures, and training recipe
 from __future__ import annotations
 
 from ferbench.models._common import OPTIMIZERS, RECIPE_KINDS, SELECTIONS, STAGES, ModelCard, Recipe
-from ferbench.models._registry import (create_model, list_models, model_card, model_info, model_options,
-                                       register_model)
+from ferbench.models._registry import (create_model, list_models, model_card, model_defaults, model_info,
+                                       model_options, register_model)
 from ferbench.models.sizes import COMPACT, compact_options
 
 # Importing the model files registers them.
@@ -40,5 +40,6 @@ from ferbench.models import mo_cnn_lstm as _mo_cnn_lstm  # noqa: E402,F401
 from ferbench.models import lstm_encoding as _lstm_encoding  # noqa: E402,F401
 from ferbench.models import static as _static  # noqa: E402,F401
 
-__all__ = ["COMPACT", "OPTIMIZERS", "RECIPE_KINDS", "SELECTIONS", "STAGES", "ModelCard", "Recipe", "compact_options", "create_model", "list_models", "model_card", "model_info", "model_options",
+__all__ = ["COMPACT", "OPTIMIZERS", "RECIPE_KINDS", "SELECTIONS", "STAGES", "ModelCard", "Recipe", "compact_options",
+           "create_model", "list_models", "model_card", "model_defaults", "model_info", "model_options",
            "register_model"]

@@ -78,7 +78,8 @@ STANDARDIZE_DEPARTURE = (
 CENTRE_DEPARTURE = (
     "Frame features are centred per clip before the temporal model (centre_over_time: each clip's mean feature "
     "over its real frames is subtracted, as speech systems normalise each utterance); centre=False gives the "
-    "paper's network. Measured on the order replica (9 subjects, 6 clips per class and subject, 32x32, the "
+    "paper's network, and --recipe paper builds it. Measured on the order replica (9 subjects, 6 clips per class "
+    "and subject, 32x32, the "
     "learnability widths): an LSTM-mean on the frame features of a frozen random frame CNN reached 0.50 held-out "
     "accuracy uncentred and 0.78 centred after 400 Adam steps; the within-clip variation of raw frame features "
     "is 8% of their norm, so identity, not expression, dominated the sequence."
@@ -137,6 +138,12 @@ class ModelCard:
     #: The layers a transfer protocol (e.g. kim2017-transfer) copies from the source-trained network and freezes,
     #: in words; the model then has `transfer_modules() -> list[nn.Module]`. None: the model takes no part in one.
     transfer: str | None = None
+    #: The create_model options that build the paper's network where ferbench's defaults depart from it (per-clip
+    #: centring, batch norm, a fine-tuned CNN...); `--recipe paper` builds with them. The factory's own defaults
+    #: are the paper's widths.
+    paper_options: dict = field(default_factory=dict, hash=False, compare=True)
+    #: The frame size (H = W) the paper's network reads (None: no paper, or the paper does not read pixels).
+    paper_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.index not in INDEXES:

@@ -22,6 +22,7 @@ def register_model(name: str, *, paper: str, table: str, input: str, index: str,
                    min_size: int, recipes: dict[str, tuple[Recipe, ...]],
                    departures: tuple[str, ...] = (), source: str = "ferbench", code: str | None = None,
                    files: tuple[tuple[str, str], ...] = (), transfer: str | None = None,
+                   paper_options: dict | None = None, paper_size: int | None = None,
                    replace: bool = False) -> Callable[[F], F]:
     """Decorator: register a model class or factory `fn(num_classes, **cfg) -> nn.Module` under `name`,
     with its card (see `ModelCard` for the fields). `replace` lets a user model be registered again (an edited
@@ -29,7 +30,7 @@ def register_model(name: str, *, paper: str, table: str, input: str, index: str,
     card = ModelCard(name=name, paper=paper, table=table, input=input, index=index,
                      variable_length=variable_length, min_size=min_size, departures=tuple(departures),
                      recipes=dict(recipes), source=source, code=code, files=tuple(files),
-                     transfer=transfer)
+                     transfer=transfer, paper_options=dict(paper_options or {}), paper_size=paper_size)
 
     def deco(fn: F) -> F:
         if name in _FACTORIES and not (replace and _CARDS[name].source != "ferbench"):
@@ -80,6 +81,7 @@ def model_info(name: str) -> dict:
         "name": c.name, "paper": c.paper, "table": c.table, "input": c.input, "index": c.index,
         "variable_length": c.variable_length, "min_size": c.min_size, "departures": list(c.departures),
         "recipes": {k: [_recipe_dict(r) for r in v] for k, v in c.recipes.items()}, "transfer": c.transfer,
+        "paper_options": dict(c.paper_options), "paper_size": c.paper_size,
     }
 
 
@@ -91,6 +93,14 @@ def model_options(name: str) -> tuple[str, ...] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
     return tuple(k for k in params if k not in ("self", "num_classes"))
+
+
+def model_defaults(name: str) -> dict:
+    """The options model `name` takes with their defaults (a bundled model's defaults are its paper's sizes)."""
+    model_options(name)  # unknown names are one clear error
+    params = inspect.signature(_FACTORIES[name]).parameters
+    return {k: p.default for k, p in params.items()
+            if k not in ("self", "num_classes") and p.default is not inspect.Parameter.empty}
 
 
 def create_model(name: str, num_classes: int, **cfg) -> nn.Module:

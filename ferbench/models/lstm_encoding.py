@@ -37,7 +37,9 @@ ENC_PAPER = Recipe(
 ENC_DEFAULT = ferbench_recipe("end-to-end", 1e-3, 400, augment="stc-nlstm")
 ENC_QUICK = quick_recipe("end-to-end", 1e-3)
 RECIPES = {"default": (ENC_DEFAULT,), "paper": (ENC_PAPER,), "quick": (ENC_QUICK,)}
-CARD = dict(paper=PAPER, input=INPUT, index="native", variable_length=True, min_size=16, recipes=RECIPES)
+#: chao2016 feeds its encoders uncentred feature streams (it reads no pixels: no paper frame size).
+CARD = dict(paper=PAPER, input=INPUT, index="native", variable_length=True, min_size=16, recipes=RECIPES,
+            paper_options={"centre": False})
 
 DEPARTURES = (
     "The paper encodes pre-extracted streams (landmarks; pool5/conv4/conv3 features of a face-recognition CNN, "

@@ -240,7 +240,10 @@ DEPARTURES_CNN = (
 @register_model(
     "mo-cnn-lstm", paper=PAPER, table="Tables 1 and 2 (eqs. 2-11); results Tables 3-6",
     input="(B, T, 3, 64, 64) + lengths (variable length); stage 1 takes expression-state frames",
-    index="native", variable_length=True, min_size=32, recipes=RECIPES, transfer=TRANSFER,
+    index="native", variable_length=True, min_size=32, recipes=RECIPES, transfer=TRANSFER, paper_size=64,
+    # Table 1 has no batch norm; section 3.1 extracts the learned CNN's F5 features to train the LSTM (the CNN is
+    # fixed in stage 2); the LSTM reads them uncentred; eqs. 4, 8, 10 are plain squared distances ('sum').
+    paper_options={"centre": False, "batch_norm": False, "freeze_cnn": True, "distance": "sum"},
     departures=DEPARTURES_CNN + (
         "The L8 output at each clip's last real frame feeds F9 (the text is cut where it says which output).",
         CENTRE_DEPARTURE + " Stage 1 trains on single frames, uncentred; stage 2's LSTM reads the centred F5 features.",
@@ -250,7 +253,7 @@ DEPARTURES_CNN = (
         "frozen CNN gave 0.30, fine-tuning 0.49, fine-tuning with batch norm 0.56 (0.84 at 64x64, static 0.76): the "
         "frozen F5 features of 6 training subjects carried identity more than expression; on the temporal-order "
         "replica fine-tuning took it from 0.61 to 0.97. create_model('mo-cnn-lstm', n, freeze_cnn=True, "
-        "batch_norm=False, centre=False) is the paper's network.",
+        "batch_norm=False, centre=False, distance='sum') is the paper's network; --recipe paper builds it.",
     ),
 )
 class MOCnnLstm(_Stage1Mixin, nn.Module):
@@ -331,7 +334,8 @@ class MOCnnLstm(_Stage1Mixin, nn.Module):
 @register_model(
     "apex-cnn", paper=PAPER, table="Table 1 CNN; 'proposed spatial feature representation' row of Tables 3, 4, 6",
     input="(B, T, 3, 64, 64) + lengths; classifies one frame (apex= index, default the middle real frame)",
-    index="states", variable_length=True, min_size=32, transfer=TRANSFER,
+    index="states", variable_length=True, min_size=32, transfer=TRANSFER, paper_size=64,
+    paper_options={"batch_norm": False, "distance": "sum"},
     recipes={k: v[:1] for k, v in RECIPES.items()},
     departures=DEPARTURES_CNN + (
         "Without annotated apex indices the middle frame is used: on the five expression-state frames, the apex.",

@@ -31,7 +31,10 @@ STC_PAPER = Recipe(
 STC_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 500, augment="stc-nlstm")
 STC_QUICK = quick_recipe("end-to-end", 3e-4, 80)
 RECIPES = {"default": (STC_DEFAULT,), "paper": (STC_PAPER,), "quick": (STC_QUICK,)}
-CARD = dict(paper=PAPER, input=INPUT, index="clip", variable_length=False, min_size=16, recipes=RECIPES)
+CARD = dict(paper=PAPER, input=INPUT, index="clip", variable_length=False, min_size=16, recipes=RECIPES,
+            paper_size=64)  # section 4.1: faces resized to 64 x 64
+#: The recurrent three read their MSPP-norm sequences uncentred in the paper (section 3).
+RECURRENT_PAPER = dict(paper_options={"centre": False})
 
 COMMON_DEPARTURES = (
     "ReLU after every conv is assumed (the paper names no activation).",
@@ -119,7 +122,7 @@ class _STCBase(nn.Module):
 
 
 @register_model(
-    "stc-nlstm", table="Table 2 (CK+); results Tables 3, 5, 7, 9", **CARD,
+    "stc-nlstm", table="Table 2 (CK+); results Tables 3, 5, 7, 9", **CARD, **RECURRENT_PAPER,
     departures=COMMON_DEPARTURES + (
         "T-LSTM/C-LSTM hidden size is not given; 128 units ('two-level' = two stacked layers each).",
         "h_j is the T-LSTM output at the last frame; o is the C-LSTM output at the last layer.",
@@ -171,7 +174,7 @@ class _STCOneLSTM(_STCBase):
 
 
 @register_model(
-    "stc-lstm", table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", **CARD,
+    "stc-lstm", table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", **CARD, **RECURRENT_PAPER,
     departures=COMMON_DEPARTURES + (
         "The last conv layer enters the LSTM through its MSPP-norm (5376 per frame), the same configuration "
         "as STC-NLSTM; LSTM of 2 layers x 128 units.",
@@ -188,7 +191,7 @@ class STCLSTM(_STCOneLSTM):
 
 
 @register_model(
-    "stc-slstm", table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", **CARD,
+    "stc-slstm", table="section 4.2 baseline (Table 2 3DCNN); Tables 3, 5, 7", **CARD, **RECURRENT_PAPER,
     departures=COMMON_DEPARTURES + (
         "Sum fusion is done on the MSPP-norm vectors (same pyramid cell, same channel), the only place where all "
         "layers have one size; LSTM of 2 layers x 128 units.",
