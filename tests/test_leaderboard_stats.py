@@ -44,7 +44,17 @@ def _rows(runs) -> dict[str, dict]:
 
 
 def _draws(n_subjects: int, n_boot: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).multinomial(n_subjects, [1 / n_subjects] * n_subjects, size=n_boot)
+    """How often each subject is drawn: S draws with replacement per replicate (the seeded generator's)."""
+    picks = np.random.default_rng(seed).integers(0, n_subjects, size=(n_boot, n_subjects))
+    return np.array([np.bincount(row, minlength=n_subjects) for row in picks])
+
+
+def _tails(n_subjects: int) -> list[float]:
+    """Hesterberg's expanded percentile level for S subjects: z' = sqrt(S/(S-1)) t_{0.975, S-1}."""
+    from scipy.stats import norm, t
+
+    tail = 100 * norm.sf(np.sqrt(n_subjects / (n_subjects - 1)) * t.ppf(0.975, n_subjects - 1))
+    return [tail, 100 - tail]
 
 
 # -- 1. the cluster bootstrap counts a subject drawn twice twice, also when it is a trial of its own ----------
@@ -55,9 +65,9 @@ def test_loso_bootstrap_weights_each_subject_by_its_draw_count():
     right = draws @ acc / draws.sum(1)  # sum(k_s a_s) / sum(k_s)
     distinct = np.array([acc[d > 0].mean() for d in draws])  # what rescoring each trial alone averages
     ci = subject_bootstrap_ci(recs, "accuracy", n_boot=400, seed=0)
-    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(right, [2.5, 97.5])))
-    assert ci["high"] - ci["low"] > 1.05 * np.subtract(*np.percentile(distinct, [97.5, 2.5]))
-    assert ci["type"] == "percentile" and ci["level"] == 0.95 and ci["n_boot"] == 400
+    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(right, _tails(15))))
+    assert ci["high"] - ci["low"] > 1.05 * np.subtract(*np.percentile(distinct, _tails(15)[::-1]))
+    assert ci["type"] == "expanded percentile" and ci["level"] == 0.95 and ci["n_boot"] == 400
     # the pooled figure: sum(k_s correct_s) / sum(k_s n_s), with subjects of unequal size
     recs = _loso("stc", 0.6, subjects=10, rng=np.random.default_rng(5), units=[3, 9, 4, 12, 5, 6, 2, 8, 7, 10])
     correct = np.array([sum(y == p for y, p in zip(r["labels"], r["predictions"])) for r in recs])
@@ -65,7 +75,7 @@ def test_loso_bootstrap_weights_each_subject_by_its_draw_count():
     draws = _draws(10, 300)
     pooled = (draws @ correct) / (draws @ sizes)
     ci = subject_bootstrap_ci(recs, "accuracy", n_boot=300, seed=0, aggregation="pooled")
-    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(pooled, [2.5, 97.5])))
+    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(pooled, _tails(10))))
 
 
 # -- 2. kim2017's repeat-level test pairs repeats by id, never by list position --------------------------------
@@ -184,13 +194,13 @@ def test_loso_headline_is_pooled_and_the_verdict_claims_no_equivalence(tmp_path)
     assert "accuracy pooled" in head and "per-subject mean ± std" in head
     line = next(line for line in md.splitlines() if "| mean-best |" in line)
     assert "≈" not in md and ("not distinguishable from best (Holm p≥0.05)" in line or "below best" in line)
-    assert "Wilcoxon signed-rank test over subjects" in md and "percentile cluster bootstrap" in md
+    assert "Wilcoxon signed-rank test over subjects" in md and "expanded percentile cluster bootstrap" in md
     assert "B=2000" in md
     html = (tmp_path / "o" / "leaderboard.html").read_text()
     assert "accuracy pooled" in html and "B=2000" in html and "Wilcoxon" in html
     sec = json.loads((tmp_path / "o" / "leaderboard.json").read_text())["sections"][0]
     assert sec["aggregation"] == "pooled" and sec["test"].startswith("Wilcoxon")
-    assert sec["interval"] == {"type": "percentile", "level": 0.95, "n_boot": 2000, "seed": 0,
+    assert sec["interval"] == {"type": "expanded percentile", "level": 0.95, "n_boot": 2000, "seed": 0,
                                "clusters": "test subjects"}
 
 

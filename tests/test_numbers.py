@@ -201,10 +201,10 @@ def test_std_over_repeat_means_and_the_subject_bootstrap_interval(tmp_path):
     # the same interval from scikit-learn with sample weights, replicate by replicate (the same seeded draws of
     # subject counts); a trial counts as often as its subjects were drawn (sum of counts / its subjects)
     subjects = sorted({s for r in recs for s in r["subjects"]})
-    draws = np.random.default_rng(0).multinomial(len(subjects), [1 / len(subjects)] * len(subjects), size=60)
+    picks = np.random.default_rng(0).integers(0, len(subjects), size=(60, len(subjects)))
     reps = []
-    for d in draws:
-        count = dict(zip(subjects, d))
+    for d in picks:
+        count = dict(zip(subjects, np.bincount(d, minlength=len(subjects))))
         vals, weights = [], []
         for r in recs:
             w = np.array([count[s] for s in r["subjects"]], dtype=float)
@@ -213,7 +213,10 @@ def test_std_over_repeat_means_and_the_subject_bootstrap_interval(tmp_path):
                 weights.append(sum(count[s] for s in set(r["subjects"])) / len(set(r["subjects"])))
         reps.append(np.average(vals, weights=weights))
     ci = subject_bootstrap_ci(recs, "accuracy", n_boot=60, seed=0)
-    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+    from scipy.stats import norm, t  # Hesterberg's expanded percentile level for S = 12 subjects
+
+    tail = 100 * norm.sf(np.sqrt(12 / 11) * t.ppf(0.975, 11))
+    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(reps, [tail, 100 - tail])))
     assert subject_bootstrap_ci(recs, "accuracy", n_boot=60, seed=0) == ci  # seeded
 
 

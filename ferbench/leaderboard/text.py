@@ -36,9 +36,10 @@ LEGEND = ("± is the sample std (ddof=1) over all trials (repeats x folds); wher
           "the std of the repeat means. The papers do not say what their ± is (yu2018 never defines it). "
           "Headline: the mean over trials, except for leave-one-subject-out tables, which rank by the pooled "
           "figure (all test predictions of a repeat scored at once, averaged over repeats; kim2017 and the MEGC "
-          "pool LOSO) with the per-subject mean beside it. 95% CI: percentile interval of the headline by a "
-          "cluster bootstrap over test subjects (B=2000 draws with replacement, seed 0; a subject drawn twice "
-          "counts twice). A paper's number is 'comparable' only when data, protocol structure, recipe and "
+          "pool LOSO) with the per-subject mean beside it. 95% CI: expanded percentile interval (Hesterberg "
+          "2015: the percentile level widened for the number of subjects S) of the headline by a cluster "
+          "bootstrap over test subjects (B=2000 draws of S subjects with replacement, seed 0; a subject drawn "
+          "twice counts twice). A paper's number is 'comparable' only when data, protocol structure, recipe and "
           "aggregation match its table; otherwise it is a reference with the reason and no Δ. Rows with a "
           "diverged or missing trial are listed after the ranked ones, unranked.")
 
@@ -263,7 +264,7 @@ def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
                 if not row["reported_only"] and line[6] != "–":
                     console.print(Text(f"  {line[1]}: {line[6]}"))
         test = TEST_SHORT.get(TESTS[section.shape][0], "")
-        console.print(Text(f"  ± sample std over trials; CI: 95% percentile subject bootstrap (B=2000); p: {test}, "
+        console.print(Text(f"  ± sample std over trials; CI: 95% expanded percentile subject bootstrap (B=2000); p: {test}, "
                            "Holm-corrected, n paired; < best / ns vs best (not distinguishable): Holm p < / ≥ 0.05"
                            + (f"; left out at {console.width} columns: {', '.join(dropped)} (leaderboard.md has all)"
                               if dropped else "")), style="dim")
