@@ -35,9 +35,23 @@ from scipy.stats import norm, ttest_rel
 from ferbench.leaderboard.significance import ALPHA, corrected_t, exact_mcnemar, subject_wilcoxon
 from ferbench.metrics import HEADLINE_AGGREGATION, subject_bootstrap_ci
 
-SD = {"b": 1.0, "w": 0.5, "h": 0.4, "n": 0.6, "e": 0.0}
-GAMMA = 0.0
+SD = {"b": 1.0, "w": 0.5, "h": 0.4, "n": 0.6}
 BASE_ACCURACY = 0.70
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The run-to-run noise of training: tau, the sd of a per-trial shift (seed / initialisation), gamma, how much
+    a trial's training subjects move its model (0: the trained model does not depend on which subjects trained)."""
+
+    name: str
+    tau: float
+    gamma: float
+
+
+SCENARIOS = (Scenario("S0: subject heterogeneity only (no training noise)", 0.0, 0.0),
+             Scenario("S1: heterogeneity + per-trial noise", 0.15, 0.0),
+             Scenario("S2: S1 + training-set dependence", 0.15, 0.5))
 
 
 @dataclass(frozen=True)
@@ -57,21 +71,21 @@ SHAPES = (
     Shape("LOSO, 26 subjects (CASME II)", "loso", 26, 8.5, 26, 1, 0.10),
     Shape("LOSO, 30 subjects (MMI)", "loso", 30, 5.8, 30, 1, 0.10),
     Shape("subject 3-fold, 9 subjects (replicas)", "k-fold", 9, 7.0, 3, 1, 0.15),
-    Shape("fixed split, 120 test subjects (AFEW Val)", "fixed split", 360, 2.2, 1, 1, 0.07, test_subjects=120),
+    Shape("fixed split, 383 test clips, 1 per group (AFEW Val)", "fixed split", 1156, 0.0, 1, 1, 0.07,
+          test_subjects=383),
+    Shape("fixed split, 120 test subjects x ~3 units", "fixed split", 360, 2.2, 1, 1, 0.07, test_subjects=120),
 )
 
 
-def latent_mu(accuracy: float, train_subjects: float) -> float:
+def latent_mu(accuracy: float, sd: float) -> float:
     """The mean latent that gives this expected accuracy."""
-    return float(norm.ppf(accuracy) * total_sd(train_subjects))
+    return float(norm.ppf(accuracy) * sd)
 
 
-def total_sd(train_subjects: float) -> float:
-    return float(np.sqrt(sum(v ** 2 for v in SD.values()) + GAMMA ** 2 / train_subjects))
-
-
-def true_accuracy(mu: float, train_subjects: float) -> float:
-    return float(norm.cdf(mu / total_sd(train_subjects)))
+def total_sd(scenario: Scenario, train_subjects: float) -> float:
+    """The sd of the latent over subjects, units, trials and training sets (Var(mean of g) = 1/train subjects)."""
+    return float(np.sqrt(sum(v ** 2 for v in SD.values()) + scenario.tau ** 2
+                         + scenario.gamma ** 2 / train_subjects))
 
 
 def splits(shape: Shape, rng: np.random.Generator) -> list[tuple[int, int, np.ndarray]]:
@@ -88,7 +102,7 @@ def splits(shape: Shape, rng: np.random.Generator) -> list[tuple[int, int, np.nd
     return out
 
 
-def one_run(shape: Shape, mus: tuple[float, float], rng: np.random.Generator) -> dict:
+def one_run(shape: Shape, scenario: Scenario, mus: tuple[float, float], rng: np.random.Generator) -> dict:
     """One simulated evaluation of models A and B: per-trial accuracies, per-subject scores, unit correctness
     (pooled), and model A's records (lists only) for the bootstrap."""
     s = shape.subjects
@@ -100,6 +114,8 @@ def one_run(shape: Shape, mus: tuple[float, float], rng: np.random.Generator) ->
     noise = rng.normal(0, SD["n"], (2, len(subj)))
     trials = splits(shape, rng)
     acc = np.zeros((2, len(trials)))
+    given = []  # model A's accuracy on new subjects given each trial's trained model: Phi((mu + c) / sd_units)
+    sd_units = float(np.sqrt(sum(v ** 2 for v in SD.values())))
     correct_by_trial = []
     records = []
     for t, (rep, fold, test) in enumerate(trials):
@@ -107,7 +123,9 @@ def one_run(shape: Shape, mus: tuple[float, float], rng: np.random.Generator) ->
         mask = np.isin(subj, test)
         right = np.zeros((2, mask.sum()), dtype=bool)
         for m in range(2):
-            c = GAMMA * g[m, train].mean() + rng.normal(0, SD["e"])
+            c = scenario.gamma * g[m, train].mean() + rng.normal(0, scenario.tau)
+            if m == 0:
+                given.append((norm.cdf((mus[0] + c) / sd_units), mask.sum()))
             latent = mus[m] + shared[mask] + h[m, subj[mask]] + c + noise[m, mask]
             right[m] = latent > 0
         acc[:, t] = right.mean(1)
@@ -117,44 +135,52 @@ def one_run(shape: Shape, mus: tuple[float, float], rng: np.random.Generator) ->
                         "subjects": [f"s{v}" for v in subj[mask]]})
     test_units = np.array([np.isin(subj, test).sum() for _, _, test in trials])
     ratio = float(np.mean(test_units / (len(subj) - test_units)))  # n_test / n_train units, as the records give
-    return {"acc": acc, "right": correct_by_trial, "records": records, "ratio": ratio}
+    w = np.array([n for _, n in given], dtype=float) if shape.kind == "loso" else np.ones(len(given))
+    trained = float(np.average([v for v, _ in given], weights=w))  # trial mean, or pooled (unit-weighted) for LOSO
+    return {"acc": acc, "right": correct_by_trial, "records": records, "ratio": ratio, "trained": trained}
 
 
-def simulate(shape: Shape, sims: int, seed: int) -> dict[str, float]:
+def simulate(shape: Shape, scenario: Scenario, sims: int, seed: int) -> dict[str, float]:
+    """Type-I error (null runs), power (runs with the known difference) of the shape's test and of the old
+    design's, and the coverage of model A's interval of its true accuracy (null runs)."""
     rng = np.random.default_rng(seed)
     train_subjects = shape.subjects - (shape.test_subjects or shape.subjects / shape.folds)
-    mu_a = latent_mu(BASE_ACCURACY, train_subjects)
-    mu_b_power = latent_mu(BASE_ACCURACY - shape.delta, train_subjects)
+    sd = total_sd(scenario, train_subjects)
+    mu_a, mu_b = latent_mu(BASE_ACCURACY, sd), latent_mu(BASE_ACCURACY - shape.delta, sd)
     aggregation = HEADLINE_AGGREGATION[shape.kind]
-    out: dict[str, list] = {k: [] for k in ("main_null", "main_power", "old_null", "old_power", "cover")}
-    for cond, mus in (("null", (mu_a, mu_a)), ("power", (mu_a, mu_b_power))):
-        d_trials, d_subjects, ratios, disc, disc_pooled = [], [], [], [], []
+    out: dict[str, np.ndarray] = {}
+    cover, cover_trained = [], []
+    for cond, mus in (("null", (mu_a, mu_a)), ("power", (mu_a, mu_b))):
+        d_trials, ratios, discordant = [], [], []
         for _ in range(sims):
-            run = one_run(shape, mus, rng)
+            run = one_run(shape, scenario, mus, rng)
             d_trials.append(run["acc"][0] - run["acc"][1])
             ratios.append(run["ratio"])
-            b = sum(int((r[0] & ~r[1]).sum()) for r in run["right"])
-            c = sum(int((r[1] & ~r[0]).sum()) for r in run["right"])
-            disc_pooled.append((b, c))
-            ci = subject_bootstrap_ci(run["records"], "accuracy", aggregation=aggregation)
-            out["cover"].append(ci["low"] <= true_accuracy(mu_a, train_subjects) <= ci["high"])
-        d = np.array(d_trials)
-        bc = np.array(disc_pooled)
+            discordant.append((sum(int((r[0] & ~r[1]).sum()) for r in run["right"]),
+                               sum(int((r[1] & ~r[0]).sum()) for r in run["right"])))
+            if cond == "null":
+                ci = subject_bootstrap_ci(run["records"], "accuracy", aggregation=aggregation)
+                cover.append(ci["low"] <= BASE_ACCURACY <= ci["high"])
+                cover_trained.append(ci["low"] <= run["trained"] <= ci["high"])
+        d, bc = np.array(d_trials), np.array(discordant)
         if shape.kind == "k-fold":
-            main = corrected_t(d, np.array(ratios))
-            old = ttest_rel(d, np.zeros_like(d), axis=-1).pvalue if d.shape[1] > 1 else np.full(sims, np.nan)
+            out[cond] = corrected_t(d, np.array(ratios))
+            out[f"old_{cond}"] = ttest_rel(d, np.zeros_like(d), axis=-1).pvalue
         elif shape.kind == "loso":
-            main = subject_wilcoxon(d)  # one trial per subject: the trial differences are the subjects'
-            old = exact_mcnemar(bc[:, 0], bc[:, 1])  # the old design: McNemar on the pooled units
+            out[cond] = subject_wilcoxon(d)  # one trial per subject: the trial differences are the subjects'
+            out[f"old_{cond}"] = exact_mcnemar(bc[:, 0], bc[:, 1])  # the old design: McNemar on pooled units
         else:
-            main = exact_mcnemar(bc[:, 0], bc[:, 1])
-            old = np.full(sims, np.nan)
-        out[f"main_{cond}"] = main
-        out[f"old_{cond}"] = old
-    rate = lambda p: float(np.mean(np.nan_to_num(p, nan=1.0) < ALPHA)) if not np.isnan(p).all() else float("nan")
-    return {"type1": rate(out["main_null"]), "power": rate(out["main_power"]), "old_type1": rate(out["old_null"]),
-            "old_power": rate(out["old_power"]), "coverage": float(np.mean(out["cover"])),
-            "true": true_accuracy(mu_a, train_subjects)}
+            out[cond] = exact_mcnemar(bc[:, 0], bc[:, 1])
+            out[f"old_{cond}"] = np.full(sims, np.nan)
+    return {"type1": _rejects(out["null"]), "power": _rejects(out["power"]), "old_type1": _rejects(out["old_null"]),
+            "old_power": _rejects(out["old_power"]), "coverage": float(np.mean(cover)),
+            "coverage_trained": float(np.mean(cover_trained))}
+
+
+def _rejects(p: np.ndarray) -> float:
+    """Share of runs with p < alpha (an undefined p does not reject); NaN when the test never ran."""
+    p = np.asarray(p, dtype=float)
+    return float("nan") if np.isnan(p).all() else float(np.mean(np.nan_to_num(p, nan=1.0) < ALPHA))
 
 
 TESTS = {"k-fold": ("corrected resampled t", "plain paired t over trials"),
@@ -167,17 +193,20 @@ def main() -> None:
     ap.add_argument("--sims", type=int, default=1000, help="simulated runs per cell (null and known difference)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    print(f"{args.sims} simulated runs per cell; alpha {ALPHA}; model A's expected accuracy {BASE_ACCURACY}")
-    print("| protocol shape | test | type-I error | power (Δ) | old test: type-I / power | 95% CI coverage "
-          f"(headline) | s |\n|---|---|---|---|---|---|---|")
+    print(f"{args.sims} simulated runs per cell and condition; alpha {ALPHA}; model A's expected accuracy "
+          f"{BASE_ACCURACY}; coverage of model A's 95% interval of it over the null runs")
+    print("| protocol shape | scenario | test | type-I error | power (Δ accuracy) | old design: type-I / power "
+          "| 95% CI coverage: method / trained models | s |\n|---|---|---|---|---|---|---|---|")
     for i, shape in enumerate(SHAPES):
-        t0 = time.perf_counter()
-        r = simulate(shape, args.sims, args.seed + i)
-        main_test, old_test = TESTS[shape.kind]
-        old = "–" if np.isnan(r["old_type1"]) else f"{old_test}: {r['old_type1']:.3f} / {r['old_power']:.3f}"
-        agg = HEADLINE_AGGREGATION[shape.kind]
-        print(f"| {shape.name} | {main_test} | {r['type1']:.3f} | {r['power']:.3f} ({100 * shape.delta:.0f} points)"
-              f" | {old} | {r['coverage']:.3f} ({agg}) | {time.perf_counter() - t0:.0f} |", flush=True)
+        for j, scenario in enumerate(SCENARIOS):
+            t0 = time.perf_counter()
+            r = simulate(shape, scenario, args.sims, args.seed + 10 * i + j)
+            main_test, old_test = TESTS[shape.kind]
+            old = "–" if np.isnan(r["old_type1"]) else f"{old_test}: {r['old_type1']:.3f} / {r['old_power']:.3f}"
+            print(f"| {shape.name} | {scenario.name[:2]} | {main_test} | {r['type1']:.3f} | {r['power']:.3f} "
+                  f"({100 * shape.delta:.0f} points) | {old} | {r['coverage']:.3f} / {r['coverage_trained']:.3f} "
+                  f"({HEADLINE_AGGREGATION[shape.kind]}) | {time.perf_counter() - t0:.0f} |", flush=True)
+    print("; ".join(f"{s.name} (tau {s.tau}, gamma {s.gamma})" for s in SCENARIOS))
 
 
 if __name__ == "__main__":
