@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -297,14 +298,17 @@ CI_LEVEL = 0.95
 CI_TYPE = "expanded percentile"
 
 
+@lru_cache(maxsize=16)
 def subject_counts(n_subjects: int, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """(n_boot, n_subjects) multinomial counts: how often each subject is drawn in each bootstrap replicate
     (`rng.integers` draws S subjects with replacement per replicate, so every row sums to S). Seeded: the same
-    data give the same interval."""
+    data give the same interval. Cached (read-only): every row of a table with S test subjects shares them."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_subjects, size=(n_boot, n_subjects))
     flat = (draws + n_subjects * np.arange(n_boot)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_boot * n_subjects).reshape(n_boot, n_subjects).astype(float)
+    counts = np.bincount(flat, minlength=n_boot * n_subjects).reshape(n_boot, n_subjects).astype(float)
+    counts.flags.writeable = False
+    return counts
 
 
 def expanded_level(level: float, clusters: int) -> float:

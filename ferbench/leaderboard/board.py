@@ -20,7 +20,7 @@ from ferbench.metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, CI_LEVEL, CI_TY
                               summarize, trial_identity)
 
 BASELINES = ("static",)  # the single-frame floor every leaderboard is read against (SPEC section 4)
-SCHEMA = "ferbench.leaderboard/1"
+SCHEMA = "ferbench.leaderboard/2"  # 2: model = registry name (run_tag, label apart), one test per shape
 
 
 @dataclass
