@@ -1,5 +1,7 @@
-"""Assemble the leaderboard: one section per dataset x protocol, one row per model, the papers' numbers beside
-ours, and a paired t-test between the best model and each other one. Every renderer reads this structure only.
+"""Assemble the leaderboard: one section per dataset x protocol, one row per model run, the papers' numbers beside
+ours, complete rows ranked by the headline (pooled for leave-one-subject-out, else the trial mean), and the
+protocol shape's one test between the best row and each other ranked row (significance.py). Every renderer reads
+this structure only.
 
 All numbers are fractions in [0, 1] here (and in JSON / CSV); the human formats print percent.
 """
