@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -164,8 +165,10 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     """Everything a leaderboard row needs for one model x protocol x dataset, from its records.
 
     Keys: model, protocol, dataset, dataset_test, task, classes, metric, metrics, trials, std_ddof,
-    scores ({metric: {mean, std, trials}}), pooled ({metric: mean over repeats}), pooled_repeats, pooled_runs,
-    over_repeats (std of the repeat means), ci (subject bootstrap), per_class_accuracy, confusion (row-normalised,
+    scores ({metric: {mean, std, trials}}), pooled ({metric: mean over repeats}), pooled_repeats, pooled_runs
+    (per repeat: repeat, trials (identities), scores), over_repeats (std of the repeat means), shape (k-fold, loso,
+    fixed split), aggregation and headline (the figure the row is ranked by: pooled for loso, else the trial
+    mean), ci (subject bootstrap of the headline), per_class_accuracy, confusion (row-normalised,
     class order), per_au_f1 (au-detection), per_mode, selection, train_s ({mean, std, total}), per_trial (sorted
     by repeat, fold; for paired tests), diverged (the trials left out).
     """
@@ -181,13 +184,16 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     first = records[0]
     per_trial = [_trial_row(r) for r in records]
     metric_names = list(CLASSIFICATION_METRICS) if first["task"] == "classification" else ["f1"]
+    shape = protocol_shape(records + diverged)
+    aggregation = HEADLINE_AGGREGATION[shape]
     out: dict[str, Any] = {
         "model": first["model"], "protocol": first["protocol"], "dataset": first["dataset"],
         "dataset_test": first.get("dataset_test", first["dataset"]), "task": first["task"],
         "classes": list(first["classes"]), "metric": first["metric"],
         "metrics": list(first.get("metrics") or [first["metric"]]), "trials": len(records), "std_ddof": STD_DDOF,
         "scores": {m: mean_std(t[m] for t in per_trial) for m in metric_names},
-        "ci": subject_bootstrap_ci(records, first["metric"]),
+        "shape": shape, "aggregation": aggregation,
+        "ci": subject_bootstrap_ci(records, first["metric"], aggregation=aggregation),
         "selection": "/".join(sorted({str(r.get("selection")) for r in records if r.get("selection")})) or None,
         "train_s": _time_summary(t["train_s"] for t in per_trial),
         "per_trial": per_trial,
@@ -195,16 +201,52 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     }
     out.update(_over_repeats(records, per_trial, metric_names))
     out.update(_per_class(records, per_trial))
+    main = out["pooled"] if aggregation == "pooled" else {m: v["mean"] for m, v in out["scores"].items()}
+    out["headline"] = main.get(first["metric"])
     return out
+
+
+#: Protocol shapes, told apart by the records (what the statistics depend on, not the protocol's name).
+SHAPES = ("k-fold", "loso", "fixed split")
+#: The figure a table of each shape ranks by: the papers and the MEGC pool leave-one-subject-out predictions
+#: (kim2017: 136/173, 150/246), yu2018 averages its 10-fold trials.
+HEADLINE_AGGREGATION = {"k-fold": "mean", "loso": "pooled", "fixed split": "mean"}
+
+
+def protocol_shape(records: list[dict]) -> str:
+    """'fixed split' (one fold per repeat), 'loso' (several folds, each testing one subject) or 'k-fold'
+    (several folds, several test subjects each, e.g. 10-fold, subject-3fold)."""
+    folds: dict[int, set[int]] = defaultdict(set)
+    for r in records:
+        folds[r["repeat"]].add(r["fold"])
+    if max(len(f) for f in folds.values()) <= 1:
+        return "fixed split"
+    scored = [r for r in records if r.get("status", "ok") == "ok" and r.get("subjects")]
+    if scored and all(len(set(r["subjects"])) == 1 for r in scored):
+        return "loso"
+    return "k-fold"
+
+
+def trial_identity(record: dict) -> str:
+    """What makes two models' trials identical, so that a paired test may pair them: the data file(s), the
+    protocol file and this trial's split (the `folds` fingerprint hashes train, validation and test ids and the
+    seed), repeat, fold, seed and the test units."""
+    fp = record.get("fingerprints") or {}
+    parts = (fp.get("data"), fp.get("data_test"), fp.get("protocol"), fp.get("folds"), record["repeat"],
+             record["fold"], record.get("seed"), units_digest(record.get("sample_ids") or []))
+    return "|".join(str(p) for p in parts)
 
 
 def _trial_row(r: dict) -> dict[str, Any]:
     """One trial's figures (every metric, per mode), its time, selection and the digest of its test units."""
     row = {"repeat": r["repeat"], "fold": r["fold"], "seed": r.get("seed"), "units": len(r["labels"])}
     row.update(trial_scores(r))
+    subjects = sorted({str(s) for s in r.get("subjects") or []})
     row.update({"modes": mode_scores(r), "train_s": (r.get("timings") or {}).get("train_s"),
                 "selection": r.get("selection"), "selected_epoch": r.get("selected_epoch"),
-                "test_units": units_digest(r["sample_ids"])})
+                "test_units": units_digest(r["sample_ids"]), "identity": trial_identity(r),
+                "subject": subjects[0] if len(subjects) == 1 else None, "test_subjects": len(subjects),
+                "train_units": len(r.get("train_ids") or []) + len(r.get("val_ids") or [])})
     return row
 
 
@@ -213,18 +255,20 @@ def _over_repeats(records: list[dict], per_trial: list[dict], metric_names: list
     by_repeat: dict[int, list[dict]] = defaultdict(list)
     for r in records:
         by_repeat[r["repeat"]].append(r)
-    pooled_runs = []
+    pooled_runs = []  # one per repeat: its id, the identities of its trials (for pairing) and its pooled scores
     for rep in sorted(by_repeat):
         ys, ps = zip(*(_arrays(r) for r in by_repeat[rep]))
         y, p = np.concatenate(ys), np.concatenate(ps)
         if records[0]["task"] == "classification":
-            pooled_runs.append(classification_scores(y, p))
+            scores = classification_scores(y, p)
         else:
-            pooled_runs.append({"f1": au_scores(y, p, records[0]["classes"])["f1"]})
+            scores = {"f1": au_scores(y, p, records[0]["classes"])["f1"]}
+        pooled_runs.append({"repeat": rep, "trials": sorted(trial_identity(r) for r in by_repeat[rep]),
+                            "scores": scores})
     repeat_means = {m: [float(np.nanmean([t[m] for t in per_trial if t["repeat"] == rep] or [np.nan]))
                         for rep in sorted(by_repeat)] for m in metric_names}
     return {"repeats": len(by_repeat), "pooled_runs": pooled_runs, "pooled_repeats": len(pooled_runs),
-            "pooled": {m: float(np.mean([run[m] for run in pooled_runs])) for m in pooled_runs[0]},
+            "pooled": {m: float(np.mean([run["scores"][m] for run in pooled_runs])) for m in pooled_runs[0]["scores"]},
             "over_repeats": {m: mean_std(v) for m, v in repeat_means.items()}}
 
 
@@ -246,39 +290,115 @@ def _per_class(records: list[dict], per_trial: list[dict]) -> dict[str, Any]:
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+#: The interval of the cluster (subject) bootstrap (docs/leaderboard.md, "Intervals and tests"): the
+#: percentile interval at a level widened for the number of subjects S (Hesterberg 2015, "What teachers should
+#: know about the bootstrap", The American Statistician 69: the plain percentile interval is too narrow for
+#: small samples by about sqrt((S-1)/S) and the t/z ratio); measured by benchmarks/stat_calibration.py.
+CI_TYPE = "expanded percentile"
+
+
+@lru_cache(maxsize=16)
+def subject_counts(n_subjects: int, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """(n_boot, n_subjects) multinomial counts: how often each subject is drawn in each bootstrap replicate
+    (`rng.integers` draws S subjects with replacement per replicate, so every row sums to S). Seeded: the same
+    data give the same interval. Cached (read-only): every row of a table with S test subjects shares them."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_subjects, size=(n_boot, n_subjects))
+    flat = (draws + n_subjects * np.arange(n_boot)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=n_boot * n_subjects).reshape(n_boot, n_subjects).astype(float)
+    counts.flags.writeable = False
+    return counts
+
+
+def expanded_level(level: float, clusters: int) -> float:
+    """The percentile level that makes the interval as wide as a t interval on `clusters` - 1 degrees of freedom
+    with the sqrt(S/(S-1)) variance correction: z' = sqrt(S/(S-1)) t_{S-1}, level' = 2 Phi(z') - 1 (Hesterberg
+    2015). 0.95 becomes 0.986 for 9 subjects, 0.964 for 26, 0.954 for 100."""
+    from scipy.stats import norm, t
+
+    if clusters < 2:
+        return level
+    z = math.sqrt(clusters / (clusters - 1)) * t.ppf(0.5 + level / 2, clusters - 1)
+    return float(2 * norm.cdf(z) - 1)
+
+
+def percentile_interval(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float] | None:
+    """The percentile interval of the finite replicates at `level` (None when there are none)."""
+    reps = replicates[np.isfinite(replicates)]
+    if reps.size == 0:
+        return None
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(reps, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def subject_bootstrap_ci(records: list[dict], metric: str, n_boot: int = BOOTSTRAP_SAMPLES,
-                         seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> dict[str, Any]:
-    """A percentile interval for the mean of `metric` over trials, by a cluster bootstrap over test subjects.
+                         seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL,
+                         aggregation: str = "mean") -> dict[str, Any]:
+    """An (expanded) percentile interval for the row's headline figure by a cluster bootstrap over test subjects.
 
-    Each replicate draws the test subjects with replacement (a subject drawn twice counts twice in whichever
-    fold tests it, in every repeat); every trial is rescored on its drawn units and the replicate's figure is
-    the mean over trials, as the headline. Seeded: the same records give the same interval. Metrics are
-    computed with unit weights as one matrix product per class (scikit-learn takes one weight vector per call:
-    B x trials calls would take minutes); tests check them against scikit-learn's `sample_weight`.
+    Each replicate draws the S test subjects with replacement (multinomial counts k_s); every statistic is
+    recomputed with the counts as weights, so a subject drawn twice counts twice (STATISTICS.md, "Cluster
+    bootstrap"): each trial is rescored with unit weights k_s, and
+    - aggregation "mean" (the trial mean): the trials are averaged with weights sum(k_s) / (subjects tested in
+      the trial), i.e. a trial counts as often as its subjects were drawn. Under leave-one-subject-out this is
+      sum(k_s a_s) / sum(k_s); rescoring the trial alone would give a subject drawn twice weight 2 in both the
+      numerator and denominator of its own score and average the *distinct* subjects drawn (too narrow);
+    - aggregation "pooled": the units of all folds of a repeat weighted by k_s and scored at once (pooled
+      accuracy = sum(k_s correct_s) / sum(k_s n_s)), averaged over repeats.
+    Metrics use unit weights as one matrix product per class (see `weighted_score`); tests check them against
+    scikit-learn's `sample_weight`.
     """
     subjects = sorted({str(s) for r in records for s in r["subjects"]})
-    none = {"low": None, "high": None, "level": level, "n_boot": 0, "clusters": len(subjects), "seed": seed}
+    none = {"low": None, "high": None, "level": level, "n_boot": 0, "clusters": len(subjects), "seed": seed,
+            "type": CI_TYPE, "of": aggregation}
     if not subjects or any(len(r.get("subjects") or []) != len(r["labels"]) for r in records):
         return none
     pos = {s: i for i, s in enumerate(subjects)}
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((n_boot, len(subjects)))
-    draws = rng.integers(0, len(subjects), size=(n_boot, len(subjects)))
-    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
-    values = []
-    for r in records:
-        y, p = _arrays(r)
-        values.append(weighted_score(y, p, counts, [pos[str(s)] for s in r["subjects"]], metric, r["task"]))
-    reps = _nanmean_rows(np.vstack(values))  # each replicate: the mean over the trials it could score
-    reps = reps[np.isfinite(reps)]
-    if reps.size == 0:
+    counts = subject_counts(len(subjects), n_boot, seed)
+    groups = [np.array([pos[str(s)] for s in r["subjects"]], dtype=np.int64) for r in records]
+    if aggregation == "pooled":
+        reps = _bootstrap_pooled(records, groups, counts, metric)
+    else:
+        reps = _bootstrap_trial_mean(records, groups, counts, metric)
+    interval = percentile_interval(reps, expanded_level(level, len(subjects)))
+    if interval is None:
         return none
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(reps, [tail, 100 - tail])
-    return {"low": float(low), "high": float(high), "level": level, "n_boot": int(reps.size),
-            "clusters": len(subjects), "seed": seed}
+    return dict(none, low=interval[0], high=interval[1], n_boot=int(np.isfinite(reps).sum()))
+
+
+def _bootstrap_trial_mean(records: list[dict], groups: list[np.ndarray], counts: np.ndarray,
+                          metric: str) -> np.ndarray:
+    """Replicates of the trial mean: each trial rescored with unit weights, averaged with weights sum(k_s) /
+    (number of subjects the trial tests)."""
+    num = np.zeros(counts.shape[0])
+    den = np.zeros(counts.shape[0])
+    for r, g in zip(records, groups):
+        y, p = _arrays(r)
+        score = weighted_score(y, p, counts, g, metric, r["task"])
+        tested = np.unique(g)
+        weight = counts[:, tested].sum(1) / len(tested)
+        ok = np.isfinite(score) & (weight > 0)
+        num += np.where(ok, weight * np.where(ok, score, 0.0), 0.0)
+        den += np.where(ok, weight, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _bootstrap_pooled(records: list[dict], groups: list[np.ndarray], counts: np.ndarray, metric: str) -> np.ndarray:
+    """Replicates of the pooled figure: per repeat, all its test units weighted and scored at once; mean over
+    repeats."""
+    by_repeat: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_repeat[r["repeat"]].append(i)
+    per_repeat = []
+    for idx in by_repeat.values():
+        ys, ps = zip(*(_arrays(records[i]) for i in idx))
+        g = np.concatenate([groups[i] for i in idx])
+        per_repeat.append(weighted_score(np.concatenate(ys), np.concatenate(ps), counts, g, metric,
+                                         records[idx[0]]["task"]))
+    return _nanmean_rows(np.vstack(per_repeat))
 
 
 def weighted_score(y: np.ndarray, p: np.ndarray, counts: np.ndarray, groups: list[int] | np.ndarray, metric: str,
@@ -339,7 +459,10 @@ def _all_diverged(diverged: list[dict]) -> dict[str, Any]:
         "metric": first["metric"], "metrics": list(first.get("metrics") or [first["metric"]]), "trials": 0,
         "repeats": 0, "std_ddof": STD_DDOF, "scores": {m: mean_std([]) for m in names}, "pooled": {},
         "pooled_repeats": 0, "pooled_runs": [], "over_repeats": {m: mean_std([]) for m in names},
-        "ci": {"low": None, "high": None, "level": 0.95, "n_boot": 0, "clusters": 0, "seed": BOOTSTRAP_SEED}, "selection": first.get("selection"), "train_s": _time_summary([]), "per_trial": [],
+        "shape": protocol_shape(diverged), "aggregation": HEADLINE_AGGREGATION[protocol_shape(diverged)],
+        "headline": None,
+        "ci": {"low": None, "high": None, "level": CI_LEVEL, "n_boot": 0, "clusters": 0, "seed": BOOTSTRAP_SEED,
+               "type": CI_TYPE, "of": HEADLINE_AGGREGATION[protocol_shape(diverged)]}, "selection": first.get("selection"), "train_s": _time_summary([]), "per_trial": [],
         "diverged": [_divergence_row(r) for r in diverged],
     }
     if task == "classification":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.stats import ttest_rel
+from scipy.stats import t as student_t
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 from typer.testing import CliRunner
 
@@ -99,6 +99,14 @@ def _pooled(recs, metric):
     return float(np.mean(values))
 
 
+def _corrected_p(recs_a, recs_b, metric):
+    """Nadeau & Bengio's corrected resampled t-test by hand: t = mean(d) / sqrt((1/n + n_test/n_train) s^2)."""
+    d = np.array([_trial(a, metric) - _trial(b, metric) for a, b in zip(recs_a, recs_b)])
+    ratio = np.mean([len(a["sample_ids"]) / len(a["train_ids"] + a["val_ids"]) for a in recs_a])
+    t = d.mean() / np.sqrt((1 / len(d) + ratio) * d.var(ddof=1))
+    return float(2 * student_t.sf(abs(t), len(d) - 1))
+
+
 def _expected(records):
     """Independent figures per (dataset, protocol, model): mean, std, trials, pooled, p vs best."""
     out = {}
@@ -107,7 +115,7 @@ def _expected(records):
         per = {m: _group(records, dataset, protocol, m) for m in models}
         vals = {m: [_trial(r, metric) for r in recs] for m, recs in per.items()}
         best = max(vals, key=lambda m: statistics.mean(vals[m]))
-        raw = {m: float(ttest_rel(vals[best], v).pvalue) for m, v in vals.items() if m != best}
+        raw = {m: _corrected_p(per[best], per[m], metric) for m in vals if m != best}
         order = sorted(raw, key=raw.get)  # Holm: the i-th smallest p times (comparisons - i), kept monotone
         holm = {m: min(1.0, max((len(order) - j) * raw[order[j]] for j in range(order.index(m) + 1))) for m in raw}
         for m, v in vals.items():
@@ -283,7 +291,8 @@ def test_html_numbers(rendered):
     stc = expected[("ck+", "10fold", "stc")]
     row = next(r for r in parser.rows if r["cells"] and r["cells"][1].startswith("stc")
                and r["cells"][2].startswith(f"{_pct(stc['mean'])} ± {_pct(stc['std'])}"))
-    assert row["class"] == "below-baseline" and f"{_p(stc['p_value'])} (n={stc['trials']})" in row["cells"]
+    assert row["class"] == "below-baseline"
+    assert f"{_p(stc['p_value'])} (corr. t, n={stc['trials']} trials)" in row["cells"]
 
 
 def _invoke(*args):
@@ -345,6 +354,6 @@ def test_paired_test_only_pairs_trials_on_the_same_test_units(tmp_path):
         for r in rs:
             write_record(tmp_path, r)
     row = next(r for r in build_board(tmp_path).rows() if r["model"] == "static")
-    acc = {m: [_trial(r, "accuracy") for r in rs[:4]] for m, rs in recs.items()}
-    assert row["paired_trials"] == 4 and "left out" in row["paired_note"]
-    assert row["p_value"] == pytest.approx(ttest_rel(acc["stc-nlstm"], acc["static"]).pvalue, rel=1e-9)
+    assert row["paired_trials"] == 4 and "left out" in row["test_note"]
+    assert row["p_value"] == pytest.approx(_corrected_p(recs["stc-nlstm"][:4], recs["static"][:4], "accuracy"),
+                                           rel=1e-9)

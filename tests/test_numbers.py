@@ -200,20 +200,25 @@ def test_std_over_repeat_means_and_the_subject_bootstrap_interval(tmp_path):
     assert row["std_repeats"] == pytest.approx(np.std(rep_means, ddof=1))
     assert row["std"] == pytest.approx(np.std([r["scores"]["accuracy"] for r in recs], ddof=1))
     assert row["ci_low"] < row["mean"] < row["ci_high"] and row["ci_clusters"] == 12
-    # the same interval from scikit-learn with sample weights, replicate by replicate (the same seeded draws)
+    # the same interval from scikit-learn with sample weights, replicate by replicate (the same seeded draws of
+    # subject counts); a trial counts as often as its subjects were drawn (sum of counts / its subjects)
     subjects = sorted({s for r in recs for s in r["subjects"]})
-    draws = np.random.default_rng(0).integers(0, len(subjects), size=(60, len(subjects)))
+    picks = np.random.default_rng(0).integers(0, len(subjects), size=(60, len(subjects)))
     reps = []
-    for d in draws:
-        count = {s: int((d == i).sum()) for i, s in enumerate(subjects)}
-        vals = []
+    for d in picks:
+        count = dict(zip(subjects, np.bincount(d, minlength=len(subjects))))
+        vals, weights = [], []
         for r in recs:
             w = np.array([count[s] for s in r["subjects"]], dtype=float)
             if w.sum() > 0:
                 vals.append(accuracy_score(r["labels"], r["predictions"], sample_weight=w))
-        reps.append(np.mean(vals))
+                weights.append(sum(count[s] for s in set(r["subjects"])) / len(set(r["subjects"])))
+        reps.append(np.average(vals, weights=weights))
     ci = subject_bootstrap_ci(recs, "accuracy", n_boot=60, seed=0)
-    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+    from scipy.stats import norm, t  # Hesterberg's expanded percentile level for S = 12 subjects
+
+    tail = 100 * norm.sf(np.sqrt(12 / 11) * t.ppf(0.975, 11))
+    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.percentile(reps, [tail, 100 - tail])))
     assert subject_bootstrap_ci(recs, "accuracy", n_boot=60, seed=0) == ci  # seeded
 
 
@@ -222,13 +227,13 @@ def test_holm_mcnemar_and_only_identical_trials_paired(tmp_path):
 
     from ferbench.leaderboard.significance import holm
 
-    assert holm([0.01, 0.04, None, 0.03]) == [0.03, 0.06, None, 0.06]
-    runs = _runs(tmp_path, {"mv-lstm": 0.9, "stc": 0.6, "static": 0.5}, repeats=1, folds=8, protocol="loso",
-                 dataset="mmi")
+    assert holm([0.01, 0.04, None, 0.03]) == [0.04, 0.09, None, 0.09]  # the untestable comparison counts in m
+    # a fixed split (one train/test partition, e.g. AFEW Val): the exact McNemar test on the paired test units
+    runs = _runs(tmp_path, {"mv-lstm": 0.9, "stc": 0.6, "static": 0.5}, repeats=1, folds=1, n=96, protocol="val",
+                 dataset="afew")
     board = build_board(runs)
     rows = {r["model"]: r for r in board.rows() if not r["reported_only"]}
-    recs = {m: sorted((json.loads(p.read_text()) for p in runs.rglob("r*-f*.json") if f"/{m}/" in str(p)),
-                      key=lambda r: r["fold"]) for m in rows}
+    recs = {m: [json.loads(p.read_text()) for p in runs.rglob("r*-f*.json") if f"/{m}/" in str(p)] for m in rows}
     right = {m: {u: y == p for r in rs for u, y, p in zip(r["sample_ids"], r["labels"], r["predictions"])}
              for m, rs in recs.items()}
     raw = {}
@@ -236,18 +241,17 @@ def test_holm_mcnemar_and_only_identical_trials_paired(tmp_path):
         b = sum(right["mv-lstm"][u] and not right[m][u] for u in right[m])
         c = sum(right[m][u] and not right["mv-lstm"][u] for u in right[m])
         raw[m] = binomtest(b, b + c, 0.5).pvalue
-        assert rows[m]["mcnemar_raw"] == pytest.approx(raw[m]) and rows[m]["mcnemar_units"] == 96
-        assert rows[m]["paired_trials"] == 8
+        assert rows[m]["p_raw"] == pytest.approx(raw[m]) and rows[m]["test_n"] == 96
+        assert rows[m]["test"] == "exact McNemar test" and rows[m]["test_over"] == "units"
     low, high = sorted(raw, key=raw.get)
-    assert rows[low]["mcnemar_p"] == pytest.approx(min(1, 2 * raw[low]))  # Holm over the two comparisons
-    assert rows[high]["mcnemar_p"] == pytest.approx(min(1, max(2 * raw[low], raw[high])))
+    assert rows[low]["p_value"] == pytest.approx(min(1, 2 * raw[low]))  # Holm over the two comparisons
+    assert rows[high]["p_value"] == pytest.approx(min(1, max(2 * raw[low], raw[high])))
     # a run on another data file shares no identical trial with the best row: no pairs, no p
     other = json.loads(next(p for p in runs.rglob("r*-f*.json") if "/stc/" in str(p)).read_text())
     from _leaderboard_records import write_record
 
-    for f in range(8):
-        rec = dict(other, fold=f, task_id=f"stc/loso/r0/f{f}", fingerprints=dict(other["fingerprints"], data="e" * 64,
-                                                                                data_test="e" * 64))
-        write_record(runs, rec)
-    split = [r for r in build_board(runs).rows() if r["registry_model"] == "stc"]
-    assert len(split) == 2 and {r["paired_trials"] for r in split} == {0, 8}
+    write_record(runs, dict(other, fingerprints=dict(other["fingerprints"], data="e" * 64, data_test="e" * 64)))
+    split = [r for r in build_board(runs).rows() if r["model"] == "stc"]
+    assert len(split) == 2 and {r["test_n"] for r in split} == {0, 96}
+    assert {r["run_tag"] for r in split} == {r["run_key"][:7] for r in split}  # "d" + 6 hex digits
+    assert {r["label"] for r in split} == {f"stc [{r['run_tag']}]" for r in split}

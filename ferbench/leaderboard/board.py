@@ -1,5 +1,7 @@
-"""Assemble the leaderboard: one section per dataset x protocol, one row per model, the papers' numbers beside
-ours, and a paired t-test between the best model and each other one. Every renderer reads this structure only.
+"""Assemble the leaderboard: one section per dataset x protocol, one row per model run, the papers' numbers beside
+ours, complete rows ranked by the headline (pooled for leave-one-subject-out, else the trial mean), and the
+protocol shape's one test between the best row and each other ranked row (significance.py). Every renderer reads
+this structure only.
 
 All numbers are fractions in [0, 1] here (and in JSON / CSV); the human formats print percent.
 """
@@ -16,10 +18,11 @@ from ferbench.leaderboard.records import load_records
 from ferbench.leaderboard import significance as stat_tests
 from ferbench.leaderboard.comparable import RunFacts, caveat, judge, ours_for, protocol_caveat, run_facts
 from ferbench.leaderboard.reported import Design, Reported, ReportedConfusion, ReportedSet, load_reported
-from ferbench.metrics import STD_DDOF, summarize
+from ferbench.metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, CI_LEVEL, CI_TYPE, HEADLINE_AGGREGATION, STD_DDOF,
+                              summarize, trial_identity)
 
 BASELINES = ("static",)  # the single-frame floor every leaderboard is read against (SPEC section 4)
-SCHEMA = "ferbench.leaderboard/1"
+SCHEMA = "ferbench.leaderboard/2"  # 2: model = registry name (run_tag, label apart), one test per shape
 
 
 @dataclass
@@ -37,14 +40,16 @@ class Section:
     baseline: str | None
     reported_confusions: dict[str, ReportedConfusion] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    shape: str = "k-fold"  # the protocol shape (ferbench.metrics.protocol_shape): decides the test
+    aggregation: str = "mean"  # the headline: "mean" over trials or "pooled" (leave one subject out)
 
     @property
     def label(self) -> str:
         return self.dataset if self.dataset == self.dataset_test else f"{self.dataset}-to-{self.dataset_test}"
 
     def ranked(self) -> list[str]:
-        """Our models, best first (the table's order)."""
-        return [r["model"] for r in self.rows if not r["reported_only"]]
+        """Our rows' labels, best first (the table's order; unranked rows last)."""
+        return [r["label"] for r in self.rows if not r["reported_only"]]
 
     def per_class(self) -> tuple[str, list[str], list[tuple[str, list[float | None]]]]:
         """(what, class names, rows): per-class accuracy (the confusion diagonal) or per-AU F1 (mean over
@@ -70,10 +75,10 @@ class Section:
         out = []
         for model, s in self.summaries.items():
             for t in s["per_trial"]:
-                row = {"dataset": self.label, "protocol": self.protocol, "model": model,
+                row = {"dataset": self.label, "protocol": self.protocol, "model": s["model"], "label": model,
                        "repeat": t["repeat"], "fold": t["fold"], "seed": t["seed"], "units": t["units"]}
-                row.update({k: v for k, v in t.items()
-                            if k not in row and k not in ("modes", "selection", "selected_epoch")})
+                row.update({k: v for k, v in t.items() if k not in row and k not in (
+                    "modes", "selection", "selected_epoch", "identity", "subject", "test_subjects", "train_units")})
                 row["selected_epoch"] = t["selected_epoch"]
                 out.append(row)
         return out
@@ -98,36 +103,37 @@ class Board:
         return [head] + [f"{path}: {reason}" for path, reason in self.refused]
 
 
-def _units_correct(records: list[dict]) -> dict[tuple[int, str], bool]:
-    """(repeat, test unit) -> whether the prediction was right (classification records)."""
-    return {(r["repeat"], u): y == p for r in records if r["task"] == "classification"
-            for u, y, p in zip(r["sample_ids"], r["labels"], r["predictions"])}
+def _units_correct(records: list[dict]) -> dict[str, dict[str, bool]]:
+    """trial identity -> (test unit -> whether the prediction was right), for classification records."""
+    out: dict[str, dict[str, bool]] = {}
+    for r in records:
+        if r["task"] == "classification":
+            out[trial_identity(r)] = {u: y == p for u, y, p in zip(r["sample_ids"], r["labels"], r["predictions"])}
+    return out
 
 
-def _compare_with_best(rows: list[dict], best: str, summaries: dict[str, dict],
+def _compare_with_best(section_shape: str, ranked: list[dict], summaries: dict[str, dict],
                        records: dict[str, list[dict]], metric: str) -> None:
-    """Paired t-test (identical trials), Holm-corrected; exact McNemar for single-run protocols; the
-    repeat-level t-test where a protocol repeats. Fills p_value (Holm), p_raw, paired_trials and the rest."""
-    top = next(r for r in rows if r["model"] == best)
-    single_run = summaries[best]["repeats"] == 1 and summaries[best]["task"] == "classification"
-    best_units = _units_correct(records[best]) if single_run else {}
-    others = [r for r in rows if r["model"] != best and r["mean"] is not None]
-    raw, mc = [], []
+    """The shape's one test between the best row and every other ranked row, Holm-corrected over all of those
+    comparisons (m = ranked rows - 1, the untestable ones included); kim2017's repeat-level t-test beside it.
+    Fills test, p_raw, p_value (Holm), test_n, test_over, test_note, comparisons, paired_trials, p_repeats."""
+    top, others = ranked[0], ranked[1:]
+    name = top["label"]
+    best_units = _units_correct(records[name]) if section_shape == "fixed split" else {}
+    raw = []
     for row in others:
-        other = summaries[row["model"]]
-        p, n, why = stat_tests.paired_t(summaries[best], other, metric, top["run_key"], row["run_key"])
-        row.update({"p_raw": p, "paired_trials": n, "paired_note": why})
-        raw.append(p)
-        mp = None
-        if single_run and other["repeats"] == 1:
-            mp, discordant, units = stat_tests.mcnemar(best_units, _units_correct(records[row["model"]]))
-            row.update({"mcnemar_discordant": discordant, "mcnemar_units": units})
-        row["mcnemar_raw"] = mp
-        mc.append(mp)
-        rp, runs = stat_tests.repeat_level_t(summaries[best], other, metric)
+        units = None
+        if section_shape == "fixed split" and summaries[name]["task"] == "classification":
+            units = (best_units, _units_correct(records[row["label"]]))
+        result = stat_tests.compare(section_shape, summaries[name], summaries[row["label"]], metric, units)
+        pairs, _ = stat_tests.pair_trials(summaries[name], summaries[row["label"]])
+        row.update({"test": result.test, "p_raw": result.p, "test_n": result.n, "test_over": result.over,
+                    "test_note": result.note, "paired_trials": len(pairs)})
+        raw.append(result.p)
+        rp, runs = stat_tests.repeat_level_t(summaries[name], summaries[row["label"]], metric)
         row.update({"p_repeats": rp, "repeat_runs": runs})
-    for row, p, m in zip(others, stat_tests.holm(raw), stat_tests.holm(mc)):
-        row.update({"p_value": p, "mcnemar_p": m, "comparisons": sum(v is not None for v in raw)})
+    for row, p in zip(others, stat_tests.holm(raw)):
+        row.update({"p_value": p, "comparisons": len(others)})
 
 
 def _reported_for(entries: list[Reported], model: str, metric: str) -> Reported | None:
@@ -135,20 +141,22 @@ def _reported_for(entries: list[Reported], model: str, metric: str) -> Reported 
     return next((e for e in mine if e.metric == metric), mine[0] if mine else None)
 
 
-def _model_row(s: dict, label: str, name: str, key: str) -> dict[str, Any]:
+def _model_row(s: dict, label: str, name: str, key: str, run_tag: str | None) -> dict[str, Any]:
     metric = s["metric"]
     main = s["scores"].get(metric) or {"mean": None, "std": None, "trials": 0}
     row: dict[str, Any] = {
-        "dataset": label, "dataset_test": s["dataset_test"], "protocol": s["protocol"], "model": name,
-        "registry_model": s["model"], "run_key": key,
-        "metric": metric, "mean": main["mean"], "std": main["std"], "trials": s["trials"],
-        "pooled": s["pooled"].get(metric), "reported": None, "delta": None, "p_value": None,
-        "reported_only": False, "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None,
+        "dataset": label, "dataset_test": s["dataset_test"], "protocol": s["protocol"], "model": s["model"],
+        "run_tag": run_tag, "label": name, "run_key": key,
+        "metric": metric, "headline": s["headline"], "aggregation": s["aggregation"], "shape": s["shape"],
+        "mean": main["mean"], "std": main["std"], "trials": s["trials"],
+        "pooled": s["pooled"].get(metric), "reported": None, "delta": None, "reported_only": False,
+        **_untested(), "best": False, "beats_baseline": None,
         "selection": s["selection"], "train_s": s["train_s"]["mean"], "train_s_total": s["train_s"]["total"],
         "std_ddof": STD_DDOF, "repeats": s["repeats"], "diverged": len(s.get("diverged") or []),
         "std_repeats": (s["over_repeats"].get(metric) or {}).get("std"),
         "ci_low": s["ci"]["low"], "ci_high": s["ci"]["high"], "ci_level": s["ci"]["level"],
-        "ci_clusters": s["ci"]["clusters"],
+        "ci_type": s["ci"]["type"], "ci_of": s["ci"]["of"], "ci_n_boot": s["ci"]["n_boot"],
+        "ci_seed": s["ci"]["seed"], "ci_clusters": s["ci"]["clusters"],
     }
     for name, stats in s["scores"].items():
         if name != metric:
@@ -178,15 +186,24 @@ def _attach_reported(row: dict, entry: Reported, summary: dict, design: Design |
                 "delta": (ours - entry.value) if comparable and ours is not None else None})
 
 
+def _untested() -> dict[str, Any]:
+    """The test fields of a row that is not compared with the best one."""
+    return {"test": None, "p_value": None, "p_raw": None, "test_n": None, "test_over": None, "test_note": None,
+            "paired_trials": None, "comparisons": None, "p_repeats": None, "repeat_runs": None}
+
+
 def _reported_row(entry: Reported, label: str, design: Design | None) -> dict[str, Any]:
     reason = judge(entry, design, None)[1]
     return {
         "dataset": label, "dataset_test": entry.dataset_test, "protocol": entry.protocol,
-        "model": entry.model or entry.method, "registry_model": entry.model, "run_key": None, "metric": entry.metric, "mean": None, "std": None, "trials": 0,
-        "pooled": None, "reported": entry.value, "delta": None, "p_value": None, "reported_only": True,
-        "paired_trials": None, "paired_note": None, "best": False, "beats_baseline": None, "selection": None,
+        "model": entry.model or entry.method, "run_tag": None, "label": entry.model or entry.method,
+        "run_key": None, "metric": entry.metric, "headline": None, "aggregation": None, "shape": None,
+        "mean": None, "std": None, "trials": 0, "planned_trials": None, "status": "reported", "rank": None,
+        "pooled": None, "reported": entry.value, "delta": None, "reported_only": True,
+        **_untested(), "best": False, "beats_baseline": None, "selection": None,
         "train_s": None, "train_s_total": None, "std_ddof": STD_DDOF, "repeats": None, "diverged": 0,
-        "std_repeats": None, "ci_low": None, "ci_high": None, "ci_level": None, "ci_clusters": None,
+        "std_repeats": None, "ci_low": None, "ci_high": None, "ci_level": None, "ci_type": None, "ci_of": None,
+        "ci_n_boot": None, "ci_seed": None, "ci_clusters": None,
         "reported_metric": entry.metric, "reported_std": entry.std, "reported_text": f"{entry.text} ({entry.scale})",
         "reported_source": entry.source, "reported_method": entry.method, "note": caveat(entry, design),
         "reported_p_value": entry.p_value, "comparable": False, "reason": reason,
@@ -194,9 +211,10 @@ def _reported_row(entry: Reported, label: str, design: Design | None) -> dict[st
     }
 
 
-def _row_names(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """(model, key) -> the row's name: the model, or `model [d…]` naming the key parts (data d, protocol p,
-    model/recipe m) that differ between that model's rows when its records come from several runs."""
+def _run_tags(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """(model, key) -> the row's run tag: None, or `d… p…` naming the key parts (data d, protocol p,
+    model/recipe m) that differ between that model's rows when its records come from several runs (the row's
+    label is then `model [tag]`)."""
     by_model: dict[str, list[str]] = defaultdict(list)
     for model, key in keys:
         by_model[model].append(key)
@@ -204,11 +222,11 @@ def _row_names(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     for model, key in keys:
         others = by_model[model]
         if len(others) == 1:
-            names[(model, key)] = model
+            names[(model, key)] = None
             continue
         parts = key.split("-")
         differ = [i for i in range(3) if len({k.split("-")[i] for k in others}) > 1]
-        names[(model, key)] = f"{model} [{' '.join(parts[i][:7] for i in differ)}]"
+        names[(model, key)] = " ".join(parts[i][:7] for i in differ)
     return names
 
 
@@ -233,32 +251,41 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
     for path, r in items:
         by_run[(r["model"], path.parent.name)].append((path, r))
     _check_groups(by_run)
-    names = _row_names(sorted(by_run))
+    tags = _run_tags(sorted(by_run))
+    names = {k: (f"{k[0]} [{tag}]" if tag else k[0]) for k, tag in tags.items()}
     summaries = {names[k]: summarize([r for _, r in recs]) for k, recs in sorted(by_run.items())}
     metrics = {s["metric"] for s in summaries.values()}
     if len(metrics) > 1:
         raise FerbenchError(f"{dataset}/{protocol}: records disagree on the main metric ({', '.join(sorted(metrics))})")
     metric = metrics.pop()
     label = dataset if dataset == dataset_test else f"{dataset}-to-{dataset_test}"
-    keys = {names[k]: k[1] for k in by_run}
-    rows = [_model_row(s, label, name, keys[name]) for name, s in summaries.items()]
-    rows.sort(key=lambda r: (-(r["mean"] if r["mean"] is not None else -1.0), r["model"]))
-    best = rows[0]["model"] if rows and rows[0]["mean"] is not None else None
-    notes = []
+    rows = [_model_row(summaries[names[k]], label, names[k], k[1], tags[k]) for k in sorted(by_run)]
+    _mark_completeness(rows, {names[k]: recs for k, recs in by_run.items()})
+    ranked = sorted((r for r in rows if r["status"] == "ranked"), key=lambda r: (-r["headline"], r["label"]))
+    unranked = sorted((r for r in rows if r["status"] != "ranked"), key=lambda r: r["label"])
+    rows = ranked + unranked
+    best = ranked[0]["label"] if ranked else None
+    shapes = [r["shape"] for r in ranked] or [r["shape"] for r in rows]
+    shape = max(set(shapes), key=shapes.count)
+    notes = [_method_note(shape, summaries[best]["aggregation"] if best else HEADLINE_AGGREGATION[shape], best,
+                          len(ranked) - 1)]
     for i, row in enumerate(rows, 1):
-        row["rank"] = i
-        row["best"] = row["model"] == best
-    if best:
+        row["rank"] = i if row["status"] == "ranked" else None
+        row["best"] = row["label"] == best
+    if len(ranked) > 1:
         ok = {name: [r for _, r in by_run[k] if r.get("status", "ok") == "ok"] for k, name in names.items()}
-        _compare_with_best(rows, best, summaries, ok, metric)
+        _compare_with_best(shape, ranked, summaries, ok, metric)
+    odd = [r["label"] for r in ranked if r["shape"] != shape]
+    if odd:
+        notes.append(f"{', '.join(odd)}: records of another protocol shape than this table's {shape}")
     # the floor: the best-ranked row of a baseline model that has a figure (a diverged run is no floor)
-    baseline = next((r["model"] for b in BASELINES for r in rows if r["registry_model"] == b and r["mean"] is not None),
+    baseline = next((r["label"] for b in BASELINES for r in rows if r["model"] == b and r["headline"] is not None),
                     next((name for b in BASELINES for name in summaries if summaries[name]["model"] == b), None))
     if baseline:
-        floor = summaries[baseline]["scores"][metric]["mean"]
+        floor = summaries[baseline]["headline"]
         for row in rows:
-            if row["model"] != baseline and row["mean"] is not None and floor is not None:
-                row["beats_baseline"] = bool(row["mean"] > floor)
+            if row["label"] != baseline and row["headline"] is not None and floor is not None:
+                row["beats_baseline"] = bool(row["headline"] > floor)
     else:
         notes.append(f"no {'/'.join(BASELINES)} baseline among these records: the floor is unknown")
     for name, sm in summaries.items():
@@ -284,9 +311,9 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
     entries = reported.for_section(dataset, dataset_test, protocol)
     facts = {name: run_facts([r for _, r in by_run[(m, key)]]) for (m, key), name in names.items()}
     for row in rows:
-        entry = _reported_for(entries, row["registry_model"], metric)
+        entry = _reported_for(entries, row["model"], metric)
         if entry:
-            _attach_reported(row, entry, summaries[row["model"]], reported.design_of(entry), facts[row["model"]])
+            _attach_reported(row, entry, summaries[row["label"]], reported.design_of(entry), facts[row["label"]])
     ran = {s["model"] for s in summaries.values()}
     ref_rows = [_reported_row(e, label, reported.design_of(e)) for e in entries if e.model not in ran]
     ref_rows.sort(key=lambda r: (r["reported_metric"] != metric, -r["reported"], r["model"]))
@@ -297,7 +324,46 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
     task = next(iter(summaries.values()))["task"]
     return Section(dataset=dataset, dataset_test=dataset_test, protocol=protocol, metric=metric, task=task,
                    rows=rows + ref_rows, summaries=summaries, best=best, baseline=baseline,
-                   reported_confusions=confusions, notes=notes)
+                   reported_confusions=confusions, notes=notes, shape=shape,
+                   aggregation=summaries[best]["aggregation"] if best else HEADLINE_AGGREGATION[shape])
+
+
+def _mark_completeness(rows: list[dict], records: dict[str, list[tuple[Path, dict]]]) -> None:
+    """status, planned_trials: a row is ranked only when every trial the table's protocol plans was scored.
+    The plan of rows on the same data and protocol file (key parts d and p) is every (repeat, fold) any of them
+    has a record of (scored or diverged); records name no planned count, so trials no row ran are not seen."""
+    plans: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for row in rows:
+        plans[_setting(row["run_key"])] |= {(r["repeat"], r["fold"]) for _, r in records[row["label"]]}
+    for row in rows:
+        plan = plans[_setting(row["run_key"])]
+        scored = {(r["repeat"], r["fold"]) for _, r in records[row["label"]] if r.get("status", "ok") == "ok"}
+        row["planned_trials"] = len(plan)
+        if not scored:
+            row["status"] = "diverged"
+        elif row["headline"] is None:
+            row["status"] = "no figure"  # every trial's main metric undefined
+        elif scored != plan:
+            row["status"] = "incomplete"
+        else:
+            row["status"] = "ranked"
+
+
+def _setting(run_key: str) -> str:
+    """The data and protocol parts (d, p) of a record key."""
+    return "-".join(run_key.split("-")[:2])
+
+
+def _method_note(shape: str, aggregation: str, best: str | None, comparisons: int) -> str:
+    """The first note of every table: which figure it ranks by, which interval and which test it uses."""
+    name, _, over = stat_tests.TESTS[shape]
+    figure = ("pooled over the folds of a repeat (the papers' and MEGC's LOSO figure), per-subject mean beside it"
+              if aggregation == "pooled" else "mean over trials")
+    test = (f"p vs best: {name} over paired {over}, Holm-corrected over the {comparisons} comparison(s) this table "
+            f"makes with {best} (best is chosen on the same data it is tested on)" if best and comparisons > 0
+            else "p vs best: none (fewer than two ranked rows)")
+    return (f"{shape} protocol; headline {figure}; {int(100 * CI_LEVEL)}% CI: {CI_TYPE} cluster bootstrap over test "
+            f"subjects, B={BOOTSTRAP_SAMPLES}, seed {BOOTSTRAP_SEED}; {test}")
 
 
 def build_board(runs: str | Path = "runs", dataset: str | None = None, protocol: str | None = None,

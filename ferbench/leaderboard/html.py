@@ -14,7 +14,7 @@ import numpy as np
 from ferbench.leaderboard.safe import html_text as escape
 from ferbench.leaderboard.board import Board, Section
 from ferbench.leaderboard.reported import ReportedConfusion
-from ferbench.leaderboard.text import COLUMNS, LEGEND, P_LEGEND, cells, fold_cells, pct, title
+from ferbench.leaderboard.text import LEGEND, P_LEGEND, cells, fold_cells, heads, pct, title
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """
@@ -76,7 +76,7 @@ def _row_html(row: dict, section: Section) -> str:
     for i, v in enumerate(values):
         inner = escape(v)
         if i == 1:
-            name = escape(row["model"])
+            name = escape(row["label"])
             tag = ""
             if row["reported_only"]:
                 tag = '<span class="tag ref">reported only</span>'
@@ -94,14 +94,13 @@ def _section_html(section: Section, per_fold: bool) -> str:
     anchor = escape(f"{section.label}-{section.protocol}")
     parts = [f'<section id="{anchor}"><h2>{escape(title(section))}</h2>',
              '<table class="board"><thead><tr>'
-             + "".join(f"<th>{escape(c.format(metric=section.metric))}</th>" for c in COLUMNS)
+             + "".join(f"<th>{escape(c)}</th>" for c in heads(section))
              + "</tr></thead><tbody>"]
     parts += [_row_html(r, section) for r in section.rows]
     parts.append("</tbody></table>")
     notes = [f"note: {n}" for n in section.notes]
     notes += [f"{r['reported_method']} ({r['reported_source']}): {r['note']}" for r in section.rows if r.get("note")]
-    notes += [f"p-value of {r['model']} vs {section.best}: {r['paired_note']}" for r in section.rows
-              if r.get("paired_note")]
+    notes += [f"p of {r['label']} vs {section.best}: {r['test_note']}" for r in section.rows if r.get("test_note")]
     if notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
     figs = []

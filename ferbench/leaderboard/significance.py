@@ -1,86 +1,191 @@
-"""Which differences on a board are real: the statistical tests between the best row and each other one.
+"""Which differences on a board are real: one test per protocol shape between the best row and each other one,
+Holm-corrected over every comparison the table makes. Measured by simulation in benchmarks/stat_calibration.py
+(docs/leaderboard.md, "Intervals and tests"); the formulas and references are in the docstrings.
 
-- `paired_t`: scipy's paired t-test over *identical* trials only: the same data and protocol (the row keys'
-  `d` and `p` parts) and, per trial, the same repeat, fold, seed and test units. n pairs is reported.
-- `holm`: Holm's step-down correction of the p-values of one table (a board of 12 models makes 11
-  comparisons; uncorrected p < 0.05 verdicts would call about one difference in twenty real by chance).
-  scipy has no Holm and statsmodels is not a dependency for five lines.
-- `mcnemar`: the exact McNemar test (scipy's binomial test on the discordant pairs) on the pooled predictions of
-  single-run protocols (LOSO: one trial per subject, many of them with a handful of units), paired by test unit.
-- `repeat_level_t`: kim2017 Table 6's design: the whole protocol rerun with other initialisations
-  (`--repeats 20`), one rate per run (pooled over its folds), t-test over the run-level rates paired by repeat
-  (kim2017 does not say whether its test was paired; its rows are each tested against the row above, ours
-  against the best row).
+Every test pairs only *identical* trials (`ferbench.metrics.trial_identity`: the same data file(s), protocol
+file and split, repeat, fold, seed and test units). The shapes (`ferbench.metrics.protocol_shape`):
+
+- k-fold (10-fold x 4, subject-3fold, 3fold): the **corrected resampled t-test** (Nadeau & Bengio 2003,
+  Machine Learning 52; used for r x k-fold by Bouckaert & Frank 2004): the folds' training sets overlap, so
+  the per-trial differences are correlated and the plain paired t-test over them rejects a true null far
+  more often than alpha. The variance of the mean difference is taken as s^2 (1/n + n_test/n_train).
+- leave one subject out: the **Wilcoxon signed-rank test over subjects** (scipy), each subject's score
+  (mean over repeats) paired across the two models; the units of a subject are correlated, so a unit-level
+  test (McNemar on clips) overstates the evidence.
+- fixed split (one train/test partition, e.g. AFEW Val): the **exact McNemar test** on the paired test units
+  (two-sided binomial test on the discordant pairs).
+
+`repeat_level_t` is kim2017 Table 6's design (a t-test over whole-protocol reruns), shown beside the verdict
+for comparison with that paper, never in it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
-from scipy.stats import binomtest, ttest_rel
+import numpy as np
+from scipy.stats import binom, t as student_t, ttest_rel, wilcoxon
+
+ALPHA = 0.05
+#: Wilcoxon's treatment of subjects whose two scores are equal: "wilcox" drops them (the classic test; with a
+#: handful of units per subject many differences are exactly 0, and "zsplit"/"pratt" keep them at rank cost).
+WILCOXON_ZERO_METHOD = "wilcox"
+TESTS = {
+    "k-fold": ("corrected resampled t-test", "corrected t", "trials"),
+    "loso": ("Wilcoxon signed-rank test over subjects", "Wilcoxon", "subjects"),
+    "fixed split": ("exact McNemar test", "McNemar", "units"),
+}
 
 
-def _same_setting(key_a: str | None, key_b: str | None) -> bool:
-    """Two rows' records come from the same data file(s) and protocol file (key parts d and p)."""
-    return key_a is None or key_b is None or key_a.split("-")[:2] == key_b.split("-")[:2]
+@dataclass(frozen=True)
+class TestResult:
+    """One comparison: the test's name, its p (None when it cannot be computed: `note` says why), how many
+    paired things it used (`n` of `over`: trials, subjects or units)."""
+
+    test: str
+    p: float | None
+    n: int
+    over: str
+    note: str | None = None
 
 
-def paired_t(best: dict, other: dict, metric: str, key_best: str | None = None,
-             key_other: str | None = None) -> tuple[float | None, int, str | None]:
-    """(p, n pairs, note) of a paired t-test over identical trials."""
-    if not _same_setting(key_best, key_other):
-        return None, 0, "other data or protocol file: no identical trials to pair"
-    ident = ("repeat", "fold", "seed", "test_units")
-    a = {tuple(t.get(k) for k in ident): t[metric] for t in best["per_trial"]}
-    b = {tuple(t.get(k) for k in ident): t[metric] for t in other["per_trial"]}
-    keys = sorted(set(a) & set(b), key=str)
-    unmatched = len(b) - len(keys)
-    left_out = f"; {unmatched} trial(s) without an identical trial left out" if unmatched else ""
-    if len(keys) < 2:
-        return None, len(keys), f"{len(keys)} identical trial(s); a paired test needs 2 or more{left_out}"
-    x, y = [a[k] for k in keys], [b[k] for k in keys]
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in x + y):
-        return None, len(keys), "a trial's score is undefined"
-    if all(math.isclose(u - v, x[0] - y[0], abs_tol=1e-12) for u, v in zip(x, y)):
-        return None, len(keys), "the per-trial differences are all equal; the t statistic is undefined"
-    p = float(ttest_rel(x, y).pvalue)
-    return (p if math.isfinite(p) else None), len(keys), (left_out[2:] or None)
+def corrected_t(diffs: np.ndarray, test_train_ratio: float | np.ndarray) -> np.ndarray:
+    """Two-sided p of the corrected resampled t-test over the last axis of `diffs` (per-trial differences of
+    two models on identical trials): t = mean / sqrt((1/n + n2/n1) s^2), Student's t with n - 1 degrees of
+    freedom (Nadeau & Bengio 2003; Bouckaert & Frank 2004). NaN where s = 0 or n < 2."""
+    d = np.asarray(diffs, dtype=float)
+    n = d.shape[-1]
+    if n < 2:
+        return np.full(d.shape[:-1], np.nan)
+    var = d.var(axis=-1, ddof=1) * (1.0 / n + np.asarray(test_train_ratio, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = d.mean(axis=-1) / np.sqrt(var)
+    p = 2 * student_t.sf(np.abs(t), n - 1)
+    return np.where(var > 1e-24, p, np.nan)
 
 
-def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm-adjusted p-values (None stays None and does not count as a comparison).
+def subject_wilcoxon(diffs: np.ndarray) -> np.ndarray:
+    """Two-sided p of the Wilcoxon signed-rank test over the last axis (per-subject differences), zeros
+    handled by WILCOXON_ZERO_METHOD; NaN where every difference is 0."""
+    d = np.atleast_2d(np.asarray(diffs, dtype=float))
+    nonzero = (np.abs(d) > 1e-12).any(axis=-1)
+    p = np.full(d.shape[0], np.nan)
+    if nonzero.any():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p[nonzero] = wilcoxon(d[nonzero], zero_method=WILCOXON_ZERO_METHOD, axis=-1).pvalue
+    return p.reshape(np.shape(diffs)[:-1])
+
+
+def exact_mcnemar(b: np.ndarray | int, c: np.ndarray | int) -> np.ndarray:
+    """Two-sided exact McNemar p from the discordant counts (b: only the first model right, c: only the
+    second): the binomial test of b in b + c at 1/2, i.e. min(1, 2 P(X <= min(b, c))) (= scipy's binomtest)."""
+    b, c = np.asarray(b), np.asarray(c)
+    return np.minimum(1.0, 2 * binom.cdf(np.minimum(b, c), b + c, 0.5))
+
+
+def pair_trials(best: dict, other: dict) -> tuple[list[tuple[dict, dict]], int]:
+    """The (best, other) trial pairs that are identical (same identity), and how many of `other`'s trials have
+    no identical trial in `best`."""
+    mine = {t["identity"]: t for t in best["per_trial"]}
+    pairs = [(mine[t["identity"]], t) for t in other["per_trial"] if t["identity"] in mine]
+    pairs.sort(key=lambda ab: (ab[0]["repeat"], ab[0]["fold"]))
+    return pairs, len(other["per_trial"]) - len(pairs)
+
+
+def compare(shape: str, best: dict, other: dict, metric: str, units: tuple[dict, dict] | None = None) -> TestResult:
+    """The test of `shape` between two rows' summaries (`units`: for a fixed split, unit -> correct per row
+    keyed by trial identity and unit id)."""
+    name, _, over = TESTS[shape]
+    pairs, unmatched = pair_trials(best, other)
+    left_out = f"{unmatched} trial(s) without an identical trial in the best row left out" if unmatched else None
+    if not pairs:
+        return TestResult(name, None, 0, over, "no identical trials (other data, protocol or splits): nothing to pair")
+    if any(_undefined(a[metric]) or _undefined(b[metric]) for a, b in pairs):
+        return TestResult(name, None, 0, over, "a trial's score is undefined")
+    if shape == "k-fold":
+        return _corrected(pairs, metric, name, over, left_out)
+    if shape == "loso":
+        return _wilcoxon(pairs, metric, name, over, left_out)
+    return _mcnemar(pairs, units, name, over, left_out)
+
+
+def _undefined(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _join(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
+def _corrected(pairs: list[tuple[dict, dict]], metric: str, name: str, over: str, left_out: str | None) -> TestResult:
+    d = np.array([a[metric] - b[metric] for a, b in pairs])
+    if len(d) < 2:
+        return TestResult(name, None, len(d), over, _join("1 identical trial; the test needs 2 or more", left_out))
+    ratios = [a["units"] / a["train_units"] for a, _ in pairs if a.get("train_units")]
+    if not ratios:
+        return TestResult(name, None, len(d), over, _join("the records name no training units (n_test/n_train)",
+                                                          left_out))
+    p = float(corrected_t(d, float(np.mean(ratios))))
+    if not math.isfinite(p):
+        return TestResult(name, None, len(d), over, _join("the per-trial differences are all equal", left_out))
+    return TestResult(name, p, len(d), over, left_out)
+
+
+def _wilcoxon(pairs: list[tuple[dict, dict]], metric: str, name: str, over: str, left_out: str | None) -> TestResult:
+    per: dict[str, list[float]] = {}
+    for a, b in pairs:  # a subject tested in several repeats: its mean difference over them
+        per.setdefault(str(a["subject"]), []).append(a[metric] - b[metric])
+    d = np.array([np.mean(v) for v in per.values()])
+    p = float(subject_wilcoxon(d)) if len(d) else math.nan
+    if not math.isfinite(p):
+        return TestResult(name, None, len(d), over, _join("every subject's two scores are equal", left_out))
+    return TestResult(name, p, len(d), over, left_out)
+
+
+def _mcnemar(pairs: list[tuple[dict, dict]], units: tuple[dict, dict] | None, name: str, over: str,
+             left_out: str | None) -> TestResult:
+    if units is None:
+        return TestResult(name, None, 0, over, "no per-unit correctness (AU detection): McNemar does not apply")
+    first = pairs[0][0]  # a split run several times (seeds): the first common repeat
+    note = (f"McNemar on repeat {first['repeat']}, the first of {len(pairs)} runs of this split"
+            if len(pairs) > 1 else None)
+    ua, ub = units[0].get(first["identity"], {}), units[1].get(first["identity"], {})
+    common = set(ua) & set(ub)
+    b = sum(1 for u in common if ua[u] and not ub[u])
+    c = sum(1 for u in common if ub[u] and not ua[u])
+    return TestResult(name, float(exact_mcnemar(b, c)), len(common), over, _join(note, left_out))
+
+
+def holm(pvalues: list[float | None], m: int | None = None) -> list[float | None]:
+    """Holm-adjusted p-values over m comparisons (default: all of them). A None (a comparison the table makes
+    but cannot test) keeps None and still counts in m: it is a comparison that was not rejected, so leaving it
+    out would make the others' correction too small.
 
     >>> holm([0.01, 0.04, None, 0.03])
-    [0.03, 0.06, None, 0.06]
+    [0.04, 0.09, None, 0.09]
     """
+    m = len(pvalues) if m is None else m
     idx = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
-    m, out, running = len(idx), list(pvalues), 0.0
+    out, running = list(pvalues), 0.0
     for rank, i in enumerate(idx):
         running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
         out[i] = round(running, 15)
     return out
 
 
-def mcnemar(best_units: dict[Any, bool], other_units: dict[Any, bool]) -> tuple[float | None, int, int]:
-    """(exact p, discordant pairs, paired units) on the units both rows predicted (unit -> correct)."""
-    common = set(best_units) & set(other_units)
-    b = sum(1 for u in common if best_units[u] and not other_units[u])
-    c = sum(1 for u in common if other_units[u] and not best_units[u])
-    if not common:
-        return None, 0, 0
-    p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
-    return p, b + c, len(common)
-
-
 def repeat_level_t(best: dict, other: dict, metric: str) -> tuple[float | None, int]:
-    """(p, n runs): paired t-test over the per-repeat pooled rates of two rows (kim2017 Table 6's design)."""
-    a, b = best.get("pooled_runs") or [], other.get("pooled_runs") or []
-    n = min(len(a), len(b))
-    if n < 2:
-        return None, n
-    x, y = [r[metric] for r in a[:n]], [r[metric] for r in b[:n]]
+    """(p, n runs): paired t-test over the per-repeat pooled rates of two rows (kim2017 Table 6's design).
+    Repeats pair by repeat id, and only when both ran the same trials in it (same data, protocol, splits and
+    seeds): a repeat one row lost to divergence is left out, never shifted onto another."""
+    mine = {run["repeat"]: run for run in best.get("pooled_runs") or []}
+    pairs = [(mine[run["repeat"]], run) for run in other.get("pooled_runs") or []
+             if run["repeat"] in mine and mine[run["repeat"]]["trials"] == run["trials"]]
+    if len(pairs) < 2:
+        return None, len(pairs)
+    x, y = [a["scores"][metric] for a, _ in pairs], [b["scores"][metric] for _, b in pairs]
     if all(math.isclose(u - v, x[0] - y[0], abs_tol=1e-12) for u, v in zip(x, y)):
-        return None, n
+        return None, len(pairs)
     p = float(ttest_rel(x, y).pvalue)
-    return (p if math.isfinite(p) else None), n
+    return (p if math.isfinite(p) else None), len(pairs)

@@ -15,22 +15,39 @@ from rich.text import Text
 
 from ferbench.leaderboard.board import SCHEMA, Board, Section
 from ferbench.leaderboard.safe import csv_cell, json_value, md_text, plain
-from ferbench.metrics import STD_DDOF
+from ferbench.leaderboard.significance import TESTS
+from ferbench.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, CI_LEVEL, CI_TYPE, STD_DDOF
 from ferbench.records import finite_or_none
 
-CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "metric", "mean", "std", "trials", "pooled",
-              "ci_low", "ci_high", "std_repeats", "reported", "comparable", "reason", "delta", "p_value", "reported_only", "rank", "best", "beats_baseline", "paired_trials",
-              "selection", "train_s", "train_s_total", "diverged", "reported_metric", "reported_std", "reported_source",
-              "reported_method", "note")
-COLUMNS = ("#", "model", "{metric} mean ± std", "95% CI", "trials", "pooled", "secondary", "selection",
+CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "run_tag", "label", "metric", "aggregation", "headline",
+              "mean", "std", "trials", "planned_trials", "status", "pooled", "ci_low", "ci_high", "ci_level",
+              "ci_type", "ci_of", "ci_n_boot", "std_repeats", "reported", "comparable", "reason", "delta", "test",
+              "p_value", "p_raw", "test_n", "test_over", "comparisons", "reported_only", "rank", "best",
+              "beats_baseline", "paired_trials", "selection", "train_s", "train_s_total", "diverged",
+              "reported_metric", "reported_std", "reported_source", "reported_method", "note")
+COLUMNS = ("#", "model", "{headline}", "95% CI", "trials", "{other}", "secondary", "selection",
            "train s/trial", "paper", "Δ vs paper", "p vs best", "verdict")
-SHORT = ("#", "model", "{metric}", "95% CI", "n", "pooled", "other", "sel.", "s/trial", "paper", "Δ", "p", "verdict")
+SHORT = ("#", "model", "{headline}", "95% CI", "n", "{other}", "other", "sel.", "s/trial", "paper", "Δ", "p",
+         "verdict")
+#: Column heads of the headline and of the other aggregation, per section aggregation (full, short).
+AGGREGATION_HEADS = {"mean": (("{metric} mean ± std", "pooled"), ("{metric}", "pooled")),
+                     "pooled": (("{metric} pooled", "per-subject mean ± std"), ("{metric} pooled", "subj. mean"))}
 LEGEND = ("± is the sample std (ddof=1) over all trials (repeats x folds); where a protocol repeats, 'rep ±' is "
-          "the std of the repeat means. The papers do not say what their ± is (yu2018 never defines it). 95% CI: "
-          "percentile interval of the trial mean by a cluster bootstrap over test subjects (2000 draws, seed 0). "
-          "Pooled: all test predictions of a repeat scored at once, averaged over repeats (kim2017 and the MEGC "
-          "pool LOSO). A paper's number is 'comparable' only when data, protocol structure, recipe and aggregation "
-          "match its table; otherwise it is a reference with the reason and no Δ.")
+          "the std of the repeat means. The papers do not say what their ± is (yu2018 never defines it). "
+          "Headline: the mean over trials, except for leave-one-subject-out tables, which rank by the pooled "
+          "figure (all test predictions of a repeat scored at once, averaged over repeats; kim2017 and the MEGC "
+          "pool LOSO) with the per-subject mean beside it. 95% CI: expanded percentile interval (Hesterberg "
+          "2015: the percentile level widened for the number of subjects S) of the headline by a cluster "
+          "bootstrap over test subjects (B=2000 draws of S subjects with replacement, seed 0; a subject drawn "
+          "twice counts twice). A paper's number is 'comparable' only when data, protocol structure, recipe and "
+          "aggregation match its table; otherwise it is a reference with the reason and no Δ. Rows with a "
+          "diverged or missing trial are listed after the ranked ones, unranked.")
+
+
+def heads(section: Section, short: bool = False) -> list[str]:
+    """The table's column heads for this section (the headline column follows its aggregation)."""
+    head, other = AGGREGATION_HEADS[section.aggregation][1 if short else 0]
+    return [c.format(headline=head, other=other).format(metric=section.metric) for c in (SHORT if short else COLUMNS)]
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -96,44 +113,61 @@ def paper_cell(row: dict, short: bool = False) -> str:
 
 
 def verdict(row: dict, section: Section, short: bool = False) -> str:
-    """Plain words for what a row is: reported only, best, below the static baseline, vs best (Holm p)."""
+    """Plain words for what a row is: reported only, unranked (diverged, incomplete), best, below the static
+    baseline, and the test's finding against the best row (a test that finds no difference does not make two
+    rows equivalent: that would need an equivalence test or a ROPE)."""
     if row["reported_only"]:
         return "ref" if short else "REPORTED ONLY"
     words = []
-    if row.get("diverged"):
-        if short:
-            words.append("DIVERGED")
-        else:
-            words.append("DIVERGED" + (" (every trial)" if not row["trials"]
-                                       else f" ({row['diverged']} trial(s) left out)"))
+    status = row.get("status")
+    if status == "diverged":
+        words.append("DIVERGED" if short else "DIVERGED (every trial), unranked")
+    elif status == "incomplete":
+        k, n = row["trials"], row["planned_trials"]
+        words.append(f"INCOMPLETE {k}/{n}" if short else f"INCOMPLETE ({k} of {n} trials"
+                     + (f", {row['diverged']} diverged" if row.get("diverged") else "") + "), unranked")
+    elif status == "no figure":
+        words.append("no figure" if short else f"no figure (every trial's {row['metric']} undefined), unranked")
     if row["best"]:
         words.append("best")
-    if row["model"] == section.baseline:
+    if row["label"] == section.baseline:
         words.append("baseline")
     if row["beats_baseline"] is False:
         words.append(f"NOT > {section.baseline}" if short else f"NOT ABOVE {section.baseline}")
-    p = row["p_value"] if row["p_value"] is not None else row.get("mcnemar_p")
+    p = row.get("p_value")
     if p is not None:
         if short:
-            words.append("< best" if p < 0.05 else "≈ best")
+            words.append("< best" if p < 0.05 else "ns vs best")
         else:
-            words.append("below best (Holm p<0.05)" if p < 0.05 else "≈ best (Holm p≥0.05)")
-    elif row["paired_note"] and not short:
-        words.append("no paired test")
+            words.append("below best (Holm p<0.05)" if p < 0.05
+                         else "not distinguishable from best (Holm p≥0.05)")
+    elif row.get("test"):
+        words.append("untested" if short else f"not tested: {row.get('test_note') or 'no p'}")
     return ", ".join(words) or "–"
 
 
 def cells(row: dict, section: Section, short: bool = False) -> list[str]:
-    """The table's cells of one row; `short` (terminal): one decimal, the p that decides the verdict, terse
-    verdicts (the files keep every figure at two decimals)."""
-    rank = "ref" if row["reported_only"] else str(row["rank"])
-    name = f"{row['model']} [reported only]" if row["reported_only"] and not short else row["model"]
+    """The table's cells of one row; `short` (terminal): one decimal, terse verdicts (the files keep every
+    figure at two decimals). The headline column follows the section's aggregation."""
+    rank = "ref" if row["reported_only"] else ("–" if row["rank"] is None else str(row["rank"]))
+    name = f"{row['label']} [reported only]" if row["reported_only"] and not short else row["label"]
     digits = 1 if short else 2
-    return [rank, name, _short_mean(row) if short else mean_std(row), ci_cell(row, digits),
-            str(row["trials"]) if not row["reported_only"] else "–", pct(row["pooled"], digits),
+    mean = _short_mean(row) if short else mean_std(row)
+    pooled = pct(row["pooled"], digits)
+    first, other = (pooled, mean) if section.aggregation == "pooled" else (mean, pooled)
+    return [rank, name, first, ci_cell(row, digits), trials_cell(row), other,
             secondary(row, section, short), row["selection"] or "–",
             "–" if row["train_s"] is None else f"{row['train_s']:.1f}", paper_cell(row, short),
             signed_pct(row["delta"]), p_cell(row, short), verdict(row, section, short)]
+
+
+def trials_cell(row: dict) -> str:
+    """Trials scored; 'k of n' where the protocol planned more (a diverged or missing trial)."""
+    if row["reported_only"]:
+        return "–"
+    if row.get("planned_trials") and row["trials"] != row["planned_trials"]:
+        return f"{row['trials']} of {row['planned_trials']}"
+    return str(row["trials"])
 
 
 def _short_mean(row: dict) -> str:
@@ -142,40 +176,43 @@ def _short_mean(row: dict) -> str:
     return pct(row["mean"], 1) + (f"±{pct(row['std'], 1)}" if row["std"] is not None else "")
 
 
+TEST_SHORT = {"corrected resampled t-test": "corr. t", "Wilcoxon signed-rank test over subjects": "Wilcoxon",
+              "exact McNemar test": "McNemar"}
+
+
 def p_cell(row: dict, short: bool = False) -> str:
-    """Holm-corrected paired t-test p with its number of identical-trial pairs; McNemar's exact p (and the
-    paired units) where the protocol ran once. `short`: only the p the verdict uses, with its n."""
-    if short:
-        if row.get("p_value") is not None or (row.get("paired_trials") and row.get("mcnemar_p") is None):
-            return f"{p_text(row.get('p_value'), 3)} n={row.get('paired_trials') or 0}"
-        if row.get("mcnemar_p") is not None:
-            return f"McN {p_text(row['mcnemar_p'], 3)} n={row.get('mcnemar_units')}"
+    """The Holm-corrected p of the table's test, the test's name and how many paired trials, subjects or units
+    it used; '–' for the best row and the rows that are not compared."""
+    if not row.get("test"):
         return "–"
-    parts = []
-    if row.get("p_value") is not None or row.get("paired_trials"):
-        parts.append(f"{p_text(row.get('p_value'))} (n={row.get('paired_trials') or 0})")
-    if row.get("mcnemar_p") is not None:
-        parts.append(f"{'McN' if short else 'McNemar'} {p_text(row['mcnemar_p'])} (n={row.get('mcnemar_units')})")
-    return "; ".join(parts) or "–"
+    name = TEST_SHORT.get(row["test"], row["test"])
+    if short:
+        return f"{p_text(row.get('p_value'), 3)} n={row.get('test_n') or 0}"
+    return f"{p_text(row.get('p_value'))} ({name}, n={row.get('test_n') or 0} {row.get('test_over')})"
 
 
 def title(section: Section) -> str:
-    return (f"{section.label} · {section.protocol} · {section.metric} (%, mean ± sample std over trials; "
-            f"pooled = all folds of a repeat scored together)")
+    what = ("pooled over the folds of a repeat; per-subject mean ± sample std beside it"
+            if section.aggregation == "pooled" else "mean ± sample std over trials; pooled = all folds of a repeat "
+            "scored together")
+    return f"{section.label} · {section.protocol} · {section.metric} (%, {what})"
 
 
-P_LEGEND = ("p vs best: a paired t-test (scipy ttest_rel) over identical trials (same data, protocol, repeat, fold, "
-            "seed and test units; n pairs shown), Holm-corrected over the comparisons of a table; for single-run "
-            "protocols also an exact McNemar test on the paired pooled predictions.")
+P_LEGEND = ("p vs best: one test per protocol shape, between the best row and every other ranked row, pairing only "
+            "identical trials (same data file, protocol file and split, repeat, fold, seed and test units): the "
+            "corrected resampled t-test (Nadeau & Bengio 2003) over trials for k-fold protocols, the Wilcoxon "
+            "signed-rank test over subjects for leave-one-subject-out, the exact McNemar test over test units for "
+            "a fixed split; Holm-corrected over every comparison the table makes (untestable ones included). The "
+            "best row is chosen on the data it is tested on. 'not distinguishable' is no claim of equivalence.")
 
 
 def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
     rows = section.per_fold()
-    skip = ("dataset", "protocol", "model", "repeat", "fold", "seed", "units", "train_s", "selected_epoch",
+    skip = ("dataset", "protocol", "model", "label", "repeat", "fold", "seed", "units", "train_s", "selected_epoch",
             "test_units")
     metrics = [k for k in rows[0] if k not in skip] if rows else []
     head = ["model", "repeat", "fold", "units"] + metrics + ["train s", "epoch"]
-    body = [[r["model"], str(r["repeat"]), str(r["fold"]), str(r["units"])] + [pct(r.get(m)) for m in metrics]
+    body = [[r["label"], str(r["repeat"]), str(r["fold"]), str(r["units"])] + [pct(r.get(m)) for m in metrics]
             + ["–" if r["train_s"] is None else f"{r['train_s']:.1f}", str(r["selected_epoch"])] for r in rows]
     return head, body
 
@@ -210,24 +247,25 @@ def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
     """Print one rich table per section, with the columns that fit the terminal (the most important first;
     `leaderboard.md` and the other files hold them all). Text is passed as Text: markup in names stays text."""
     for section in board.sections:
-        heads = [c.format(metric=section.metric) for c in SHORT]
+        short_heads = heads(section, short=True)
         body = [[plain(c) for c in cells(row, section, short=True)] for row in section.rows]
-        keep = _fit_columns(body, heads, console.width)
+        keep = _fit_columns(body, short_heads, console.width)
         table = Table(title=Text(plain(title(section))), show_lines=False, expand=False)
         for i in keep:
-            table.add_column(heads[i], overflow="fold", no_wrap=i in RICH_NO_WRAP)
+            table.add_column(short_heads[i], overflow="fold", no_wrap=i in RICH_NO_WRAP)
         for row, line in zip(section.rows, body):
             style = "dim italic" if row["reported_only"] else ("bold green" if row["best"] else
                                                               ("red" if row["beats_baseline"] is False else None))
             table.add_row(*(Text(line[i]) for i in keep), style=style)
         console.print(table)
-        dropped = [heads[i] for i in range(len(heads)) if i not in keep and any(line[i] != "–" for line in body)]
+        dropped = [short_heads[i] for i in range(len(short_heads)) if i not in keep and any(line[i] != "–" for line in body)]
         if 6 not in keep:  # the secondary metrics (pooled UF1 / UAR among them) as lines instead
             for row, line in zip(section.rows, body):
                 if not row["reported_only"] and line[6] != "–":
                     console.print(Text(f"  {line[1]}: {line[6]}"))
-        console.print(Text("  ± sample std over trials; CI: 95% subject bootstrap; p: Holm-corrected, n pairs; "
-                           "≈ / < best: Holm p ≥ / < 0.05"
+        test = TEST_SHORT.get(TESTS[section.shape][0], "")
+        console.print(Text(f"  ± sample std over trials; CI: 95% expanded percentile subject bootstrap (B=2000); p: {test}, "
+                           "Holm-corrected, n paired; < best / ns vs best (not distinguishable): Holm p < / ≥ 0.05"
                            + (f"; left out at {console.width} columns: {', '.join(dropped)} (leaderboard.md has all)"
                               if dropped else "")), style="dim")
         what, names, prow = section.per_class()
@@ -271,8 +309,7 @@ def render_markdown(board: Board, per_fold: bool = False) -> str:
                                             "papers' numbers, not run here."), ""]
     for section in board.sections:
         lines += [f"## {md_text(title(section))}", ""]
-        head = [c.format(metric=section.metric) for c in COLUMNS]
-        lines += _md_table(head, [cells(r, section) for r in section.rows]) + [""]
+        lines += _md_table(heads(section), [cells(r, section) for r in section.rows]) + [""]
         lines += [f"- note: {md_text(n)}" for n in section.notes]
         lines += [f"- {md_text(r['reported_method'])}: {md_text(r['note'])}" for r in section.rows
                   if r.get("note")]
@@ -299,9 +336,9 @@ def _flat(value: Any) -> Any:
 
 def render_csv(board: Board) -> str:
     rows = board.rows()
-    extra = sorted({k for r in rows for k in r} - set(CSV_FIELDS) - {"paired_note", "reported_text", "std_ddof",
+    extra = sorted({k for r in rows for k in r} - set(CSV_FIELDS) - {"test_note", "reported_text", "std_ddof",
                                                                      "repeats", "reported_p_value"})
-    fields = list(CSV_FIELDS) + extra + ["reported_p_value", "paired_note"]
+    fields = list(CSV_FIELDS) + extra + ["reported_p_value", "test_note"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -328,7 +365,11 @@ def board_dict(board: Board, per_fold: bool = False) -> dict[str, Any]:
         "unit": "fraction", "std_ddof": STD_DDOF,
         "rows": board.rows(),
         "sections": [{"dataset": s.label, "dataset_test": s.dataset_test, "protocol": s.protocol,
-                      "metric": s.metric, "task": s.task, "best": s.best, "baseline": s.baseline, "notes": s.notes,
+                      "metric": s.metric, "task": s.task, "shape": s.shape, "aggregation": s.aggregation,
+                      "test": TESTS[s.shape][0], "interval": {"type": CI_TYPE, "level": CI_LEVEL,
+                                                              "n_boot": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED,
+                                                              "clusters": "test subjects"},
+                      "best": s.best, "baseline": s.baseline, "notes": s.notes,
                       "classes": {m: sm["classes"] for m, sm in s.summaries.items()},
                       "per_class": _per_class_dict(s),
                       "confusion": {m: sm.get("confusion") for m, sm in s.summaries.items() if sm.get("confusion")}}
