@@ -237,6 +237,21 @@ def test_diverged_and_incomplete_rows_are_listed_unranked(tmp_path):
         "static": 1, "lstm-last": None, "mv-lstm": None, "stc": None}
 
 
+def test_a_run_short_of_its_own_plan_is_unranked_even_alone(tmp_path):
+    """Every model of the table stopped after 4 of the 6 planned folds: the records' `config.plan` says 6, so no
+    row is ranked (the union of trials seen would call 4 of 4 complete)."""
+    rng = np.random.default_rng(3)
+    groups = []
+    for model in ("static", "stc"):
+        recs = _loso(model, 0.7, subjects=6, rng=rng)[:4]
+        for r in recs:
+            r["config"] = dict(r.get("config") or {}, plan={"repeats": 1, "folds": 6, "trials": 6})
+        groups.append(recs)
+    rows = _rows(_write(tmp_path / "runs", *groups))
+    assert {m: (r["status"], r["rank"], r["trials"], r["planned_trials"]) for m, r in rows.items()} == {
+        "static": ("incomplete", None, 4, 6), "stc": ("incomplete", None, 4, 6)}
+
+
 def test_json_model_is_the_registry_name_and_the_run_tag_a_field(tmp_path):
     rng = np.random.default_rng(1)
     old = _loso("static", 0.5, subjects=4, rng=rng)

@@ -99,7 +99,7 @@ class Board:
         if not self.refused:
             return []
         head = (f"{len(self.refused)} record file(s) refused and left out of every table (fix or delete them; "
-                "`ferbench evaluate` reruns their tasks, `ferbench runs prune` removes them):")
+                "`ferbench evaluate` reruns their tasks, `ferbench runs prune --remove-refused` removes them):")
         return [head] + [f"{path}: {reason}" for path, reason in self.refused]
 
 
@@ -331,22 +331,31 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
 def _mark_completeness(rows: list[dict], records: dict[str, list[tuple[Path, dict]]]) -> None:
     """status, planned_trials: a row is ranked only when every trial the table's protocol plans was scored.
     The plan of rows on the same data and protocol file (key parts d and p) is every (repeat, fold) any of them
-    has a record of (scored or diverged); records name no planned count, so trials no row ran are not seen."""
+    has a record of (scored or diverged), and at least the trial count the records say their run planned
+    (`config.plan.trials`; older records do not say, and then trials no row ran are not seen)."""
     plans: dict[str, set[tuple[int, int]]] = defaultdict(set)
     for row in rows:
         plans[_setting(row["run_key"])] |= {(r["repeat"], r["fold"]) for _, r in records[row["label"]]}
     for row in rows:
         plan = plans[_setting(row["run_key"])]
         scored = {(r["repeat"], r["fold"]) for _, r in records[row["label"]] if r.get("status", "ok") == "ok"}
-        row["planned_trials"] = len(plan)
+        planned = max([len(plan)] + [_declared_trials(r) for _, r in records[row["label"]]])
+        row["planned_trials"] = planned
         if not scored:
             row["status"] = "diverged"
         elif row["headline"] is None:
             row["status"] = "no figure"  # every trial's main metric undefined
-        elif scored != plan:
+        elif scored != plan or len(scored) < planned:
             row["status"] = "incomplete"
         else:
             row["status"] = "ranked"
+
+
+def _declared_trials(record: dict) -> int:
+    """The trials the record's run planned (`config.plan.trials`), 0 where an older record does not say."""
+    plan = (record.get("config") or {}).get("plan")
+    trials = plan.get("trials") if isinstance(plan, dict) else None
+    return trials if isinstance(trials, int) and not isinstance(trials, bool) and trials > 0 else 0
 
 
 def _setting(run_key: str) -> str:
