@@ -159,20 +159,21 @@ def _mcnemar(pairs: list[tuple[dict, dict]], units: tuple[dict, dict] | None, na
 
 
 def holm(pvalues: list[float | None], m: int | None = None) -> list[float | None]:
-    """Holm-adjusted p-values over m comparisons (default: all of them). A None (a comparison the table makes
-    but cannot test) keeps None and still counts in m: it is a comparison that was not rejected, so leaving it
-    out would make the others' correction too small.
+    """Holm-adjusted p-values over m comparisons (default: all of them; statsmodels' `multipletests`). A None
+    (a comparison the table makes but cannot test) keeps None and still counts in m: it enters the step-down as
+    p = 1, a comparison that is never rejected, so leaving it out would make the others' correction too small.
 
     >>> holm([0.01, 0.04, None, 0.03])
     [0.04, 0.09, None, 0.09]
     """
+    from statsmodels.stats.multitest import multipletests
+
     m = len(pvalues) if m is None else m
-    idx = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
-    out, running = list(pvalues), 0.0
-    for rank, i in enumerate(idx):
-        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
-        out[i] = round(running, 15)
-    return out
+    if not any(p is not None for p in pvalues):
+        return list(pvalues)
+    filled = [1.0 if p is None else float(p) for p in pvalues] + [1.0] * max(0, m - len(pvalues))
+    adjusted = multipletests(filled, alpha=ALPHA, method="holm")[1]
+    return [None if p is None else round(float(a), 15) for p, a in zip(pvalues, adjusted)]
 
 
 def repeat_level_t(best: dict, other: dict, metric: str) -> tuple[float | None, int]:
