@@ -63,7 +63,7 @@ def _resolve(spec: str) -> tuple[Callable[..., Any], Any, str, Path | None]:
     if target.endswith(".py") or "/" in target or target.startswith("."):
         path = Path(target).expanduser().resolve()
         if not path.is_file():
-            raise FerbenchError(f"{path}: model file not found (from --model {spec})")
+            raise FerbenchError(f"{path}: model file not found (from the model spec {spec!r})")
         module = _module_from_file(path)
         source = f"{path}:{attr}"
     else:
