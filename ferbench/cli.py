@@ -172,11 +172,18 @@ def synth(
 def models(
     check: Optional[str] = typer.Option(None, "--check", help="a model to check against the contract: a name, "
                                         "path/to/file.py:Name or package.module:factory"),
+    example: bool = typer.Option(False, "--example", metavar="", help="print a small model of your own to start "
+                                 "from: `ferbench models --example > my_model.py`"),
 ) -> None:
     """List the models (bundled, and your own from entry points) with their source; --check proves one fits."""
     from ferbench.models import list_models, model_card, model_info
     from ferbench.models.user import check_model, is_spec, load_entry_points, register_spec
 
+    if example:
+        from ferbench.example import example_source
+
+        print(example_source(), end="")  # plain stdout, so that a redirect gives the file byte for byte
+        return
     load_entry_points()
     if check is not None:
         name = register_spec(check) if is_spec(check) else check
@@ -196,7 +203,8 @@ def models(
         info, card = model_info(name), model_card(name)
         table.add_row(name, info["paper"], info["table"], card.source)
     console.print(table)
-    console.print("(`ferbench models --check SPEC` checks a model of your own; docs/own-model.md)", highlight=False)
+    console.print("(`ferbench models --check SPEC` checks a model of your own; `ferbench models --example > "
+                  "my_model.py` writes one to start from; docs/own-model.md)", highlight=False)
 
 
 @app.command()
