@@ -13,13 +13,16 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Column
+from rich.text import Text
 
 #: A run estimated longer than this on a CPU gets the ways to shorten it.
 LONG_S = 30 * 60
 SHORTEN = ("to shorten it: fewer models (--model NAME,NAME), the quick recipe (--recipe quick), a GPU "
            "(--device cuda), or tasks in parallel (--workers N, or --scheduler ADDRESS of a dask cluster)")
+#: A plan of this many tasks on a CPU gets the ways to shorten it before it starts.
+MANY = 50
 #: Characters the bar's fixed columns take at most (name, bar, done/total, elapsed, ETA, gaps).
 BAR_WIDTH = 12
 
@@ -34,6 +37,17 @@ def duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class EtaColumn(ProgressColumn):
+    """`ETA 2 h 10 min`: the estimate made when the last task finished, counting down until the next one
+    (rich's own column needs several updates within 30 s, which tasks of minutes never give: `-:--:--`)."""
+
+    def render(self, task: Task) -> Text:
+        left, at = task.fields.get("eta_s"), task.fields.get("eta_at")
+        if left is None or at is None:
+            return Text("ETA ?")
+        return Text(f"ETA {duration(max(0.0, left - (time.monotonic() - at)))}")
 
 
 class Estimate:
@@ -75,6 +89,8 @@ def plan_lines(plans: list[Any], slots: int = 1) -> list[str]:
     where = f"{slots} tasks at a time" if slots > 1 else "one task at a time"
     lines.append(f"plan: {pending} task(s) to run on {devices}, {where}; an estimate of the time follows the "
                  "first finished task")
+    if pending >= MANY and "cpu" in devices:
+        lines.append(f"plan: {pending} tasks on a CPU can take hours; {SHORTEN}")
     return lines
 
 
@@ -95,7 +111,7 @@ class ProgressView:
         self.told_long = False
         self.bar = Progress(
             TextColumn("[bold]evaluate[/]"), BarColumn(bar_width=BAR_WIDTH), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}", table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(), EtaColumn(table_column=Column(no_wrap=True)),
             TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
             console=console, disable=not self.live, transient=False,
         )
@@ -150,7 +166,7 @@ class ProgressView:
             self.started_at = time.monotonic()
         if self.live and self.task is None:
             self.bar.__enter__()
-            self.task = self.bar.add_task("tasks", total=self.total, eta="?", status="")
+            self.task = self.bar.add_task("tasks", total=self.total, eta_s=None, eta_at=None, status="")
         elif self.task is not None:
             self.bar.update(self.task, total=self.total)
         if ev.get("protocol"):
@@ -189,7 +205,7 @@ class ProgressView:
         left = self.estimate.left()
         eta = duration(left) if left is not None else "?"
         if self.task is not None:
-            self.bar.update(self.task, advance=1, eta=eta)
+            self.bar.update(self.task, advance=1, eta_s=left, eta_at=time.monotonic())
         elif not failed and not self.disable:
             self.console.print(self._line(ev, eta), highlight=False, soft_wrap=True)
         self._maybe_shorten(left)
