@@ -174,3 +174,24 @@ def test_heatmap_with_a_long_class_name_renders_without_layout_warnings():
         warnings.simplefilter("error")  # tight_layout's "Tight layout not applied" was a UserWarning
         png = _png(np.full((6, 6), 1 / 6), names, "mv-lstm")
     assert len(png) > 1000
+
+
+def test_a_local_dask_cluster_starts_quietly_when_port_8787_is_taken():
+    import socket
+
+    from ferbench.cluster import dask_client
+
+    taken = socket.socket()
+    try:
+        taken.bind(("0.0.0.0", 8787))  # another cluster's (or notebook's) dashboard
+    except OSError:
+        pass  # already taken by something else: the same situation
+    taken.listen()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(2, None) as client:
+                assert client.submit(abs, -3).result() == 3
+    finally:
+        taken.close()
+    assert not [w for w in caught if "8787" in str(w.message)], [str(w.message) for w in caught]
