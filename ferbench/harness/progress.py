@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Column
 from rich.text import Text
@@ -112,7 +113,8 @@ class ProgressView:
         self.bar = Progress(
             TextColumn("[bold]evaluate[/]"), BarColumn(bar_width=BAR_WIDTH), MofNCompleteColumn(),
             TimeElapsedColumn(), EtaColumn(table_column=Column(no_wrap=True)),
-            TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+            TextColumn("{task.fields[status]}", markup=False,  # model names and fusion members: plain text
+                       table_column=Column(no_wrap=True, overflow="ellipsis")),
             console=console, disable=not self.live, transient=False,
         )
         self.task = None
@@ -133,9 +135,10 @@ class ProgressView:
         self.device = ", ".join(sorted({p.device for p in plans}))
         if not self.disable:
             for line in plan_lines(plans, self.estimate.slots):
-                self.console.print(line, highlight=False, soft_wrap=True)
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def say(self, text: str) -> None:
+        """One line above the bar (or in the log); `text` is markup: user text in it goes through `escape`."""
         if not self.disable:
             (self.bar.console if self.task is not None else self.console).print(text, highlight=False, soft_wrap=True)
 
@@ -150,10 +153,11 @@ class ProgressView:
         elif kind == "task-done":
             self._finished(ev, failed=False)
         elif kind == "task-diverged":
-            self.say(f"[yellow]diverged[/] {ev['task_id']}: {ev['error']} (recorded; left out of the figures)")
+            self.say(f"[yellow]diverged[/] {escape(ev['task_id'])}: {escape(ev['error'])} (recorded; left out of "
+                     "the figures)")
         elif kind == "task-failed":
             self._finished(ev, failed=True)
-            self.say(f"[red]failed[/] {ev['task_id']}: {ev['error']}")
+            self.say(f"[red]failed[/] {escape(ev['task_id'])}: {escape(ev['error'])}")
 
     def _plan(self, ev: dict[str, Any]) -> None:
         """One dataset's plan: every option and file has been checked, so only now draw (errors stay one line)."""
@@ -161,7 +165,8 @@ class ProgressView:
             self.total += ev["pending"]
             self.estimate.expect(ev.get("pending_by_model", {}))
             self.device = self.device or ev.get("device", "")
-            self.say(f"plan: {ev['pending']} task(s) to run, {ev.get('skipped', 0)} reused, on {self.device or '?'}")
+            self.say(escape(f"plan: {ev['pending']} task(s) to run, {ev.get('skipped', 0)} reused, on "
+                            f"{self.device or '?'}"))
         if self.started_at is None:
             self.started_at = time.monotonic()
         if self.live and self.task is None:
@@ -170,14 +175,14 @@ class ProgressView:
         elif self.task is not None:
             self.bar.update(self.task, total=self.total)
         if ev.get("protocol"):
-            self.say(f"protocol file: {ev['protocol']}")
+            self.say(f"protocol file: {escape(ev['protocol'])}")
         reasons: dict[str, int] = {}
         for why in ev.get("rerun", {}).values():
             reasons[why] = reasons.get(why, 0) + 1
         for why, n in sorted(reasons.items()):
-            self.say(f"[cyan]rerun[/] {n} task(s) with a record: {why}")
+            self.say(f"[cyan]rerun[/] {n} task(s) with a record: {escape(why)}")
         for w in ev.get("warnings", []):
-            self.say(f"[yellow]warning:[/] {w}")
+            self.say(f"[yellow]warning:[/] {escape(w)}")
 
     def _status(self, ev: dict[str, Any]) -> None:
         """The current task on the bar: model, repeat, fold, then (where the width allows) stage, epoch, loss."""
@@ -207,7 +212,7 @@ class ProgressView:
         if self.task is not None:
             self.bar.update(self.task, advance=1, eta_s=left, eta_at=time.monotonic())
         elif not failed and not self.disable:
-            self.console.print(self._line(ev, eta), highlight=False, soft_wrap=True)
+            self.console.print(self._line(ev, eta), markup=False, highlight=False, soft_wrap=True)
         self._maybe_shorten(left)
 
     def _line(self, ev: dict[str, Any], eta: str) -> str:
@@ -231,4 +236,4 @@ class ProgressView:
         text = f"estimate: about {duration(left)} left for {self.total - self.done} task(s){rough}"
         if left > LONG_S and self.device.startswith("cpu"):
             text += f"; {SHORTEN}"
-        self.say(text)
+        self.say(escape(text))
