@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,7 +470,7 @@ class RunPlan:
     pending_by_model: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
-        """`ck+ 10fold: 14 models x 1 repeat x 10 folds = 140 tasks (140 to run)`."""
+        """`ck+ 10fold: 14 models x 1 repeat x 10 folds = 140 tasks (140 to run, 0 reused)`."""
         def n(k: int, word: str) -> str:
             return f"{k} {word}{'' if k == 1 else 's'}"
         return (f"{self.dataset} {self.protocol}: {n(len(self.models), 'model')} x {n(self.repeats, 'repeat')} x "
@@ -502,10 +503,7 @@ def plan_run(data: str | Path, protocol: str | Path, *, out: str | Path = "runs"
 
 def _by_model(pending: list[tuple[TaskSpec, Path]]) -> dict[str, int]:
     """How many pending tasks each model has (the progress view's estimate weighs each model's own time)."""
-    counts: dict[str, int] = {}
-    for spec, _ in pending:
-        counts[spec.model] = counts.get(spec.model, 0) + 1
-    return counts
+    return dict(Counter(spec.model for spec, _ in pending))
 
 
 def _task_seconds(rec: dict[str, Any]) -> float:
@@ -518,8 +516,8 @@ def _task_seconds(rec: dict[str, Any]) -> float:
 def _plan_event(pending: list[tuple[TaskSpec, Path]], result: EvaluateResult, setup: _Setup) -> dict[str, Any]:
     """What the progress view shows before the first task: how many tasks, reused, rerun (and why), warnings."""
     return {"event": "plan", "total": len(pending) + len(result.skipped), "skipped": len(result.skipped),
-            "pending": len(pending), "pending_by_model": _by_model(pending), "rerun": dict(result.rerun_reasons), "warnings": list(result.warnings),
-            "protocol": str(setup.proto.path), "device": setup.ctx.device}
+            "pending": len(pending), "pending_by_model": _by_model(pending), "rerun": dict(result.rerun_reasons),
+            "warnings": list(result.warnings), "protocol": str(setup.proto.path), "device": setup.ctx.device}
 
 
 def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], setup: _Setup,
