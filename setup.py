@@ -2,7 +2,8 @@
 
 Data folders live at the top level beside the code (protocols as data, the papers' reported numbers) and ship
 inside the package, so a regular, non-editable install finds them: `protocols/` as `ferbench._protocols`,
-`leaderboards/` (reported.yaml only, not rendered pages) as `ferbench._leaderboards`. pyproject's
+`leaderboards/` (reported.yaml only, not rendered pages) as `ferbench._leaderboards`, `examples/my_model.py` (the
+own-model example that `ferbench models --example` prints) as `ferbench._examples`. pyproject's
 packages.find cannot map a folder outside ferbench/ into the package, hence this file.
 """
 
@@ -16,6 +17,7 @@ SHIPPED = {
     for name, spec in {
         "ferbench._protocols": ("protocols", ["*.yaml", "README.md"]),
         "ferbench._leaderboards": ("leaderboards", ["reported.yaml"]),
+        "ferbench._examples": ("examples", ["my_model.py"]),  # `ferbench models --example`
     }.items()
     if (HERE / spec[0]).is_dir()  # a partial source copy (e.g. a packaging test's) may carry only some folders
 }

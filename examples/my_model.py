@@ -1,7 +1,8 @@
 """A model of one's own for ferbench: a small frame CNN, mean over the real frames, a linear classifier.
 
-    ferbench models --check examples/my_model.py:TinyTemporalNet
-    ferbench evaluate --data ck+ --protocol 10fold --model examples/my_model.py:TinyTemporalNet,static
+    ferbench models --example > my_model.py       # this file, from any install
+    ferbench models --check my_model.py:TinyTemporalNet
+    ferbench evaluate --data ck+ --protocol 10fold --model my_model.py:TinyTemporalNet,static
     ferbench leaderboard
 """
 

@@ -36,7 +36,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+def _main(version: bool = typer.Option(False, "--version", metavar="", callback=_version, is_eager=True,
                                        help="print the version and exit")) -> None:
     """Dynamic facial-expression recognition benchmark."""
 
@@ -62,8 +62,8 @@ def user_errors(fn: Callable) -> Callable:
 @app.command()
 @user_errors
 def datasets(
-    layout: bool = typer.Option(False, "--layout", help="show the native layout each adapter expects"),
-    as_json: bool = typer.Option(False, "--json", help="print the status as JSON"),
+    layout: bool = typer.Option(False, "--layout", metavar="", help="show the native layout each adapter expects"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print the status as JSON"),
 ) -> None:
     """Where ferbench looks for each dataset, whether it is there, and what is prepared (the data home)."""
     from ferbench.datasets import get_dataset, list_datasets
@@ -96,8 +96,11 @@ def datasets(
         elif r["prepared_present"]:
             prep = (f"{r['samples']} samples, {r['subjects']} subjects, {r['bytes'] / 2**20:.1f} MiB, "
                     f"data d{r['fingerprint']}")
-        else:
+        elif r["raw_present"]:
             prep = f"none (`ferbench prepare {r['dataset']}`)"
+        else:
+            prep = (f"none (first the raw data: `ferbench datasets --layout`; or try the tool on a replica: "
+                    f"`ferbench synth {r['dataset']} DIR`)")
         table.add_row(r["dataset"], Text(raw), Text(prep))
     console.print(table)
     console.print("(`ferbench datasets --layout` shows the layout each expects and where to obtain it)",
@@ -109,7 +112,7 @@ def datasets(
 def scan(
     dataset: str = typer.Argument(..., help=builtin_names()),
     root: Path = typer.Option(..., "--root", help="the dataset folder exactly as distributed"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print the summary as one JSON object"),
 ) -> None:
     """Report what a native dataset folder holds: samples per class, subjects, skipped files, problems."""
     from ferbench.datasets import scan as scan_api
@@ -148,7 +151,7 @@ def synth(
     intensity: float = typer.Option(
         1.0, "--intensity", help="expression strength, a multiplier on every action unit in (0, 3]; "
         "1.0 separates the classes as clearly as real posed data, lower values make the replica harder"),
-    as_json: bool = typer.Option(False, "--json", help="print what was written as one JSON object"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print what was written as one JSON object"),
 ) -> None:
     """Write a miniature, format-faithful replica of a dataset's native layout with real, animated faces."""
     from ferbench.datasets import ScanResult, get_dataset
@@ -173,6 +176,8 @@ def synth(
 def models(
     check: Optional[str] = typer.Option(None, "--check", help="a model to check against the contract: a name, "
                                         "path/to/file.py:Name or package.module:factory"),
+    example: bool = typer.Option(False, "--example", metavar="", help="print a small model of your own to start "
+                                 "from: `ferbench models --example > my_model.py`"),
 ) -> None:
     """List the models (bundled, and your own from entry points) with their source; --check proves one fits."""
     from rich.markup import escape
@@ -180,6 +185,11 @@ def models(
     from ferbench.models import list_models, model_card, model_info
     from ferbench.models.user import check_model, load_plugins, load_selected
 
+    if example:
+        from ferbench.example import example_source
+
+        print(example_source(), end="")  # plain stdout, so that a redirect gives the file byte for byte
+        return
     if check is not None:
         name = load_selected(check)  # a spec is imported, a plugin loaded (a broken one: one line naming it)
         model_card(name)  # an unknown name: one line with the known ones
@@ -203,7 +213,8 @@ def models(
     for plugin, why in broken:
         console.print(Text(f"plugin {plugin.name!r} of {plugin.dist} ({plugin.value}) cannot be used: {why}",
                            style="yellow"), soft_wrap=True)
-    console.print("(`ferbench models --check SPEC` checks a model of your own; docs/own-model.md)", highlight=False)
+    console.print("(`ferbench models --check SPEC` checks a model of your own; `ferbench models --example > "
+                  "my_model.py` writes one to start from; docs/own-model.md)", highlight=False)
 
 
 @app.command()
@@ -230,9 +241,9 @@ def prepare(
     materialize_augmentation: Optional[str] = typer.Option(
         None, "--materialize-augmentation", help="also write augmented copies (stc-nlstm or kim2017)"
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
-    restart: bool = typer.Option(False, "--restart", help="discard an unfinished run's temp folder and start over"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    overwrite: bool = typer.Option(False, "--overwrite", metavar="", help="replace an existing output file"),
+    restart: bool = typer.Option(False, "--restart", metavar="", help="discard an unfinished run's temp folder and start over"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print the summary as one JSON object"),
 ) -> None:
     """Detect, align and index every sample of a native dataset into one HDF5 file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
@@ -292,7 +303,7 @@ def prepare(
 @user_errors
 def inspect(
     file: Path = typer.Argument(..., help="a ferbench .h5 file"),
-    as_json: bool = typer.Option(False, "--json", help="print as one JSON object"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print as one JSON object"),
 ) -> None:
     """Print what a prepared HDF5 file holds."""
     from ferbench.store import inspect as inspect_api
@@ -328,7 +339,7 @@ def demo(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="local dask workers for prepare (default: cores)"),
     size: int = typer.Option(32, "--size", min=32, help="aligned face size in pixels (the papers use 64)"),
-    compact: bool = typer.Option(True, "--compact/--paper-widths", help="build the models at the compact widths (minutes on a CPU) or at the papers' widths"),
+    compact: bool = typer.Option(True, "--compact/--paper-widths", metavar="", help="build the models at the compact widths (minutes on a CPU) or at the papers' widths"),
 ) -> None:
     """Run the main job on a built-in replica: synth -> prepare -> evaluate (quick recipe) -> leaderboard."""
     from rich.progress import Progress
@@ -398,7 +409,7 @@ def folds(
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="override the protocol's repeats"),
     validation: Optional[float] = typer.Option(
         None, "--validation", min=0.0, max=1.0, help="share of training subjects held out for validation"),
-    force: bool = typer.Option(False, "--force", help="replace an existing --out file that is not a fold list"),
+    force: bool = typer.Option(False, "--force", metavar="", help="replace an existing --out file that is not a fold list"),
 ) -> None:
     """Generate a protocol's folds on a file, check them for leakage, print each fold's class counts."""
     from ferbench.protocols import check_folds_target, make_plan, write_folds
@@ -436,15 +447,17 @@ def leaderboard(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="only this dataset (e.g. ck+, casme2-to-mmi)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="only this protocol (e.g. 10fold, loso)"),
     fmt: str = typer.Option("rich,md,html,csv,json", "--format", help="comma-separated: rich,md,html,csv,json"),
-    out: Path = typer.Option(Path("leaderboards"), "--out", help="folder for the md/html/csv/json files"),
-    per_fold: bool = typer.Option(False, "--per-fold", help="add one row per (model, repeat, fold)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for the md/html/csv/json files (default: "
+                                       "leaderboards/ in the data home)"),
+    per_fold: bool = typer.Option(False, "--per-fold", metavar="", help="add one row per (model, repeat, fold)"),
     reported: Optional[Path] = typer.Option(None, "--reported", help="reported-numbers YAML (default: bundled)"),
 ) -> None:
     """Tables per dataset x protocol from task records, with the papers' numbers and paired t-tests."""
     from ferbench.leaderboard import build_board, check_out, parse_formats, write_leaderboard
 
-    from ferbench.home import runs_dir
+    from ferbench.home import leaderboards_dir, runs_dir
 
+    out = out if out is not None else leaderboards_dir()
     formats = parse_formats(fmt)
     check_out(out, formats)
     runs = runs if runs is not None else runs_dir()
@@ -454,7 +467,7 @@ def leaderboard(
     if "rich" in formats:
         write_leaderboard(dataclasses.replace(board, refused=[]), ["rich"], per_fold=per_fold, console=console)
     for kind, path in written.items():
-        err_console.print(f"{kind}: {path}", highlight=False)
+        err_console.print(f"wrote {kind}: {path.resolve()}", highlight=False, soft_wrap=True)
 
 
 def _warn(lines: list[str]) -> None:
@@ -472,7 +485,9 @@ def evaluate(
     data_test: Optional[str] = typer.Option(None, "--data-test", help="test file or dataset name (cross-dataset)"),
     data_source: Optional[str] = typer.Option(None, "--data-source", help="source file or dataset name of a "
                                               "transfer protocol (kim2017-transfer: casme2)"),
-    model: str = typer.Option("all", "--model", help="all, or a comma list (also fusion-svm, fusion-avg)"),
+    model: str = typer.Option("all", "--model", help="all, or a comma list of names (`ferbench models` lists them; "
+                              "also fusion-svm, fusion-avg) and of your own models: path/to/file.py:Name or "
+                              "package.module:factory (`ferbench models --example`)"),
     repeats: Optional[int] = typer.Option(None, "--repeats", help="repeats of the protocol (default: the protocol's)"),
     recipe: str = typer.Option("default", "--recipe", help="default, paper or quick"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="override every stage's epochs"),
@@ -488,11 +503,12 @@ def evaluate(
                                        "when a recipe selects on validation and the protocol has no validation set"),
     model_options: Optional[str] = typer.Option(None, "--model-options", help='JSON {"model": {option: value}}'),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32"),
-    force: bool = typer.Option(False, "--force", help="redo every task, even those with a valid record"),
-    as_json: bool = typer.Option(False, "--json", help="print the run summary as one JSON object"),
+    force: bool = typer.Option(False, "--force", metavar="", help="redo every task, even those with a valid record"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print the run summary as one JSON object"),
 ) -> None:
     """Train and score models under a protocol; one JSON record per task, resumable, in-process or on dask."""
     from ferbench.harness import evaluate as evaluate_api
+    from ferbench.harness import plan_run
     from ferbench.harness.progress import ProgressView
     from ferbench.harness.summary import format_mean_std, summary_rows
 
@@ -520,15 +536,18 @@ def evaluate(
     else:
         source = resolve_data(data_source) if data_source is not None else source_data(protocol)
         targets = [("", resolve_data(data), resolve_data(data_test), source)]
+    common = dict(models=model, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, augment=augment,
+                  device=device, workers=workers, scheduler=scheduler, threads=threads, model_options=options,
+                  val_fraction=val_fraction, precision=precision)
+    # every dataset checked and planned before the first task: the plan, and progress over the whole run
+    plans = [plan_run(d, protocol, data_test=t, data_source=s, out=out, force=force, repeats=repeats, **common)
+             for _, d, t, s in targets]
     results = []
-    for _, data_path, test_path, source_path in targets:
-        with ProgressView(err_console, disable=as_json) as view:
-            results.append(evaluate_api(
-                data_path, protocol, data_test=test_path, data_source=source_path, models=model, repeats=repeats,
-                recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
-                scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
-                precision=precision, progress=view,
-            ))
+    with ProgressView(err_console, disable=as_json, slots=workers or 1) as view:
+        view.expect(plans)
+        for _, data_path, test_path, source_path in targets:
+            results.append(evaluate_api(data_path, protocol, data_test=test_path, data_source=source_path, out=out,
+                                        force=force, repeats=repeats, progress=view, **common))
     result = _merge_results(results)
     rows = summary_rows(result.records)
     if as_json:
@@ -540,7 +559,7 @@ def evaluate(
         metrics = ", ".join(sorted({r["metric"] for r in rows}))
         table = Table(title=f"{protocol} ({metrics}, %): {len(result.ran)} tasks run, {len(result.skipped)} reused, "
                             f"records in {result.out}")
-        for col in ("model", "dataset", "mean ± std", "n", "pooled", "train s"):
+        for col in ("model", "dataset", "mean ± std", "n", "pooled", "train s, all folds"):
             table.add_column(col, justify="left" if col in ("model", "dataset") else "right", no_wrap=True)
         for r in rows:
             pooled = "-" if r["pooled"] is None else f"{100 * r['pooled']:.1f}"
@@ -596,8 +615,9 @@ app.add_typer(runs_app, name="runs")
 @user_errors
 def runs_prune(
     runs: Optional[Path] = typer.Option(None, "--runs", help="folder of task records (default: runs/ in the data home)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed; remove and create nothing"),
-    remove_refused: bool = typer.Option(False, "--remove-refused", help="also remove the record files the reader "
+    dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="list what would be removed; remove and create nothing"),
+    remove_refused: bool = typer.Option(False, "--remove-refused", metavar="",
+                                        help="also remove the record files the reader "
                                         "refuses (each listed first; never a link or a nested runs folder)"),
 ) -> None:
     """Keep the latest run with finite results of each model (per dataset and protocol) and remove the records

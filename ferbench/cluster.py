@@ -54,8 +54,10 @@ def dask_client(workers: int | None, scheduler: str | None, *, gpu: bool = False
         else:
             cluster = LocalCluster(
                 n_workers=int(workers or os.cpu_count() or 1), threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
-                resources={"GPU": 1} if gpu else None,
+                host="127.0.0.1", silence_logs=logging.ERROR, resources={"GPU": 1} if gpu else None,
+                # no dashboard, and the scheduler's small HTTP server on a free port: with dashboard_address=None
+                # it still binds 8787 and warns "Port 8787 is already in use" when another cluster holds it
+                dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
             )
             client = Client(cluster)
         with client:

@@ -5,6 +5,7 @@ commands run as typed (`ferbench prepare ck+`, `ferbench evaluate --protocol los
     ├── raw/<dataset>/          the dataset as its owners distribute it (a folder or a symlink)
     ├── prepared/<dataset>.h5   what `ferbench prepare <dataset>` writes
     ├── runs/                   what `ferbench evaluate` writes and `ferbench leaderboard` reads
+    ├── leaderboards/           what `ferbench leaderboard` writes (leaderboard.md, .html, .csv, .json)
     └── config.toml             optional: [raw] <dataset> = "/where/it/is" (`ferbench config set raw.ck+ PATH`)
 
 Like TFDS's `data_dir`, MNE's `MNE_DATA` or torchvision's `root`: explicit options (`--root`, `--out`,
@@ -76,6 +77,11 @@ def prepared_path(dataset: str) -> Path:
     return home() / "prepared" / f"{dataset}.h5"
 
 
+def leaderboards_dir() -> Path:
+    """Where `ferbench leaderboard` writes its files unless told (beside runs/, not the current folder)."""
+    return home() / "leaderboards"
+
+
 def runs_dir() -> Path:
     return home() / "runs"
 
@@ -88,7 +94,9 @@ def missing_raw_message(dataset: str) -> str:
     where, why = raw_dir(dataset)
     return (f"no raw {dataset} data at {where} (looked there because of {why}; {ENV}={home()}). Expected layout: "
             f"{adapter.layout}. Obtain it from {adapter.obtain}. Then put it (or a symlink to it) at {where}, run "
-            f"`ferbench config set raw.{dataset} /path/to/it`, or pass --root /path/to/it.")
+            f"`ferbench config set raw.{dataset} /path/to/it`, or pass --root /path/to/it. To try the tool first on "
+            f"a replica: `ferbench synth {dataset} {dataset}-replica`, then `ferbench prepare {dataset} --root "
+            f"{dataset}-replica --out {dataset}-replica.h5`.")
 
 
 def status() -> list[dict]:

@@ -45,7 +45,9 @@ def test_the_three_commands_as_typed(home, tmp_path):
         "optional FACS/.../*_facs.txt and Landmarks/.../*_landmarks.txt. Obtain it from its owners at the University "
         "of Pittsburgh / Carnegie Mellon University (the CK+ request form on Jeffrey Cohn's site, "
         "jeffcohn.net/Resources; a signed licence agreement). Then put it (or a symlink to it) at "
-        f"{raw}, run `ferbench config set raw.ck+ /path/to/it`, or pass --root /path/to/it.")
+        f"{raw}, run `ferbench config set raw.ck+ /path/to/it`, or pass --root /path/to/it. To try the tool first "
+        "on a replica: `ferbench synth ck+ ck+-replica`, then `ferbench prepare ck+ --root ck+-replica --out "
+        "ck+-replica.h5`.")
     assert _one_line(_run("evaluate", "--protocol", "loso")) == (
         f"error: protocol loso found no prepared file in the data home ({home / 'prepared'}) for mmi, casme2; "
         "prepare them first: `ferbench prepare mmi`; `ferbench prepare casme2` (or pass --data FILE.h5)")
@@ -84,7 +86,8 @@ def test_the_three_commands_as_typed(home, tmp_path):
     assert ck["fingerprint"] == data_fingerprint(home / "prepared" / "ck+.h5")[:10]
     assert not status["mmi"]["raw_present"] and not status["mmi"]["prepared_present"]
     text = _run("datasets").output
-    assert f"found: {raw}" in text and "none (`ferbench prepare mmi`)" in text
+    assert f"found: {raw}" in text and "none (first the raw data: `ferbench datasets --layout`; or try the tool on " \
+        "a replica: `ferbench synth mmi DIR`)" in text  # no raw mmi: `ferbench prepare mmi` would only fail
 
 
 def test_config_points_a_dataset_elsewhere(home, tmp_path):

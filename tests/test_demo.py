@@ -14,8 +14,15 @@ runner = CliRunner()
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_its_leaderboard_matches_the_records(tmp_path):
     work = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--workdir", str(work), "--model", "static", "--subjects", "3", "--workers", "0"])
+    home = tmp_path / "home"
+    result = runner.invoke(app, ["demo", "--workdir", str(work), "--model", "static", "--subjects", "3", "--workers", "0"],
+                           env={"FERBENCH_HOME": str(home)})
     assert result.exit_code == 0, result.output
+    assert not home.exists()  # the demo keeps to its own folder: leaderboards under --workdir, not the data home
+    # not on a terminal (as under CliRunner, or with stderr redirected): a plan line, then one line per task
+    assert "plan: 3 task(s) to run, 0 reused" in result.output
+    assert [line.split(":")[0] for line in result.output.splitlines() if line.startswith("done ")] == [
+        f"done {i + 1}/3 order static/subject-3fold/r0/f{i}" for i in range(3)]
     for stage in ("1/4 synth", "2/4 prepare", "3/4 evaluate", "4/4 leaderboard"):
         assert stage in result.output
     assert "Replica data" in result.output

@@ -1,4 +1,5 @@
-"""The bundled protocol files ship inside the wheel and are found by an installed (non-editable) ferbench."""
+"""The bundled protocol files (and the own-model example) ship inside the wheel and are found by an installed
+(non-editable) ferbench."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def test_wheel_carries_the_protocol_files_and_an_install_outside_the_checkout_lo
     src = tmp_path / "src"  # build from a copy, so the checkout gets no build/ or egg-info
     shutil.copytree(ROOT / "ferbench", src / "ferbench", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "protocols", src / "protocols")
+    shutil.copytree(ROOT / "examples", src / "examples")
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     dist = tmp_path / "dist"
@@ -35,6 +37,7 @@ def test_wheel_carries_the_protocol_files_and_an_install_outside_the_checkout_lo
         for p in shipped:
             assert f"ferbench/_protocols/{p.name}" in names
             assert z.read(f"ferbench/_protocols/{p.name}") == p.read_bytes()
+        assert z.read("ferbench/_examples/my_model.py") == (ROOT / "examples" / "my_model.py").read_bytes()
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True,
                    capture_output=True)
@@ -55,3 +58,12 @@ def test_wheel_carries_the_protocol_files_and_an_install_outside_the_checkout_lo
     from ferbench.protocols import load_protocol
 
     assert got["fp"] == load_protocol("10fold").fingerprint  # the same bytes as the checkout's file
+
+    # the README's own-model lines, as typed after a plain install: the example comes out of the package
+    cli = [sys.executable, "-m", "ferbench.cli", "models"]
+    example = subprocess.run([*cli, "--example"], cwd=elsewhere, env=env, check=True, capture_output=True).stdout
+    assert example == (ROOT / "examples" / "my_model.py").read_bytes()
+    (elsewhere / "my_model.py").write_bytes(example)
+    check = subprocess.run([*cli, "--check", "my_model.py:TinyTemporalNet"], cwd=elsewhere, capture_output=True,
+                           env={**env, "COLUMNS": "200"}, text=True)
+    assert check.returncode == 0 and "TinyTemporalNet fits the contract" in check.stdout, check.stdout + check.stderr

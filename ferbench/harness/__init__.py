@@ -11,6 +11,6 @@
   record module) writes it; `summary` and `progress` are the end table and the live view.
 """
 
-from ferbench.harness.evaluate import EvaluateResult, evaluate
+from ferbench.harness.evaluate import EvaluateResult, RunPlan, evaluate, plan_run
 
-__all__ = ["EvaluateResult", "evaluate"]
+__all__ = ["EvaluateResult", "RunPlan", "evaluate", "plan_run"]

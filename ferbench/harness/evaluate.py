@@ -510,17 +510,11 @@ def evaluate(
     paths a CUDA run takes) or `fp32`. One run writes a runs folder at a time (`ferbench.records.RunsLock`).
     """
     started = time.perf_counter()
-    ov = R.Overrides(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment)
-    ov.check()
-    _check_arguments(recipe=recipe, workers=workers, scheduler=scheduler, repeats=repeats, threads=threads,
-                     val_fraction=val_fraction, out=out, force=force, precision=precision)
-    dev = resolve_device(device)
-    threads = threads or max(1, (os.cpu_count() or 1) // (workers or 1))
-    model_options = {} if model_options is None else model_options
-    _check_model_options(model_options, [])  # the shape, before any file is read; values once models are known
-    model_options = dict(model_options)
-    setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction,
-                     precision, data_source)
+    setup, ov, dev, threads, model_options = _checked_setup(
+        data, protocol, data_test=data_test, data_source=data_source, models=models, repeats=repeats, recipe=recipe,
+        epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
+        scheduler=scheduler, force=force, threads=threads, model_options=model_options, val_fraction=val_fraction,
+        precision=precision)
     outdir = Path(out)
     result = EvaluateResult(out=outdir, warnings=list(setup.warnings))
     with _runs_lock(outdir):
@@ -537,11 +531,88 @@ def evaluate(
     return result
 
 
+def _checked_setup(data: str | Path, protocol: str | Path, *, data_test: Any, data_source: Any, models: Any,
+                   repeats: Any, recipe: Any, epochs: Any, batch_size: Any, lr: Any, augment: Any, device: Any,
+                   out: Any, workers: Any, scheduler: Any, force: Any, threads: Any, model_options: Any,
+                   val_fraction: Any, precision: Any) -> tuple[_Setup, R.Overrides, str, int, dict[str, Any]]:
+    """Every check `evaluate` makes before the runs folder is touched, and the resolved run."""
+    ov = R.Overrides(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment)
+    ov.check()
+    _check_arguments(recipe=recipe, workers=workers, scheduler=scheduler, repeats=repeats, threads=threads,
+                     val_fraction=val_fraction, out=out, force=force, precision=precision)
+    dev = resolve_device(device)
+    threads = threads or max(1, (os.cpu_count() or 1) // (workers or 1))
+    model_options = {} if model_options is None else model_options
+    _check_model_options(model_options, [])  # the shape, before any file is read; values once models are known
+    model_options = dict(model_options)
+    setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction,
+                     precision, data_source)
+    return setup, ov, dev, threads, model_options
+
+
+@dataclass
+class RunPlan:
+    """What an `evaluate` call with the same arguments would do, known before it starts (`plan_run`)."""
+
+    dataset: str
+    protocol: str
+    device: str
+    models: list[str]
+    repeats: int
+    folds: int  # folds per repeat
+    total: int  # models x repeats x folds
+    pending: int  # tasks to run (the others have a valid record)
+    pending_by_model: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """`ck+ 10fold: 14 models x 1 repeat x 10 folds = 140 tasks (140 to run, 0 reused)`."""
+        def n(k: int, word: str) -> str:
+            return f"{k} {word}{'' if k == 1 else 's'}"
+        return (f"{self.dataset} {self.protocol}: {n(len(self.models), 'model')} x {n(self.repeats, 'repeat')} x "
+                f"{n(self.folds, 'fold')} = {n(self.total, 'task')} ({self.pending} to run, "
+                f"{self.total - self.pending} reused)")
+
+
+def plan_run(data: str | Path, protocol: str | Path, *, out: str | Path = "runs", force: bool = False,
+             repeats: int | None = None, **options: Any) -> RunPlan:
+    """The tasks `evaluate(data, protocol, out=out, force=force, repeats=repeats, **options)` would plan, with
+    every check it makes, without running any or taking the runs folder's lock: the plan a command line prints
+    before a long run (and the total its progress counts when several datasets run one after another)."""
+    import inspect
+
+    params = inspect.signature(evaluate).parameters
+    unknown = [k for k in options if k not in params or k in ("data", "protocol", "progress")]
+    if unknown:
+        raise FerbenchError(f"plan_run: unknown option {unknown[0]!r}")
+    given = {k: v.default for k, v in params.items() if k not in ("data", "protocol", "progress")}
+    given.update(options, out=out, force=force, repeats=repeats)
+    setup, _, dev, _, model_options = _checked_setup(data, protocol, **given)
+    result = EvaluateResult(out=Path(out))
+    pending, plans = _plan(setup, repeats, model_options, Path(out), force, result)
+    folds = next(iter(plans.values())).folds
+    n_repeats = len({f.repeat for f in folds}) or 1
+    return RunPlan(dataset=RC.run_label(setup.dataset, setup.dataset_test), protocol=setup.proto.name, device=dev,
+                   models=list(setup.stages_of), repeats=n_repeats, folds=len(folds) // n_repeats,
+                   total=len(pending) + len(result.skipped), pending=len(pending), pending_by_model=_by_model(pending))
+
+
+def _by_model(pending: list[tuple[TaskSpec, Path]]) -> dict[str, int]:
+    """How many pending tasks each model has (the progress view's estimate weighs each model's own time)."""
+    return dict(Counter(spec.model for spec, _ in pending))
+
+
+def _task_seconds(rec: dict[str, Any]) -> float:
+    """A task's time from its record: loading, source training, training and prediction."""
+    t = rec.get("timings") or {}
+    pretrain = ((rec.get("config") or {}).get("pretrain") or {}).get("train_s") or 0.0
+    return float(sum(t.get(k) or 0.0 for k in ("load_s", "train_s", "predict_s")) + pretrain)
+
+
 def _plan_event(pending: list[tuple[TaskSpec, Path]], result: EvaluateResult, setup: _Setup) -> dict[str, Any]:
     """What the progress view shows before the first task: how many tasks, reused, rerun (and why), warnings."""
     return {"event": "plan", "total": len(pending) + len(result.skipped), "skipped": len(result.skipped),
-            "pending": len(pending), "rerun": dict(result.rerun_reasons), "warnings": list(result.warnings),
-            "protocol": str(setup.proto.path)}
+            "pending": len(pending), "pending_by_model": _by_model(pending), "rerun": dict(result.rerun_reasons),
+            "warnings": list(result.warnings), "protocol": str(setup.proto.path), "device": setup.ctx.device}
 
 
 def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], setup: _Setup,
@@ -573,7 +644,9 @@ def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], s
                 progress({"event": "task-diverged", "task_id": spec.task_id, "error": rec["divergence"]["message"]})
         if progress:
             progress({"event": "task-done", "task_id": spec.task_id, "model": spec.model, "path": str(path),
-                      "scores": rec.get("scores"), "train_s": rec["timings"]["train_s"]})
+                      "scores": rec.get("scores"), "metric": setup.proto.metric,
+                      "dataset": RC.run_label(spec.dataset, spec.dataset_test),
+                      "train_s": rec["timings"]["train_s"], "seconds": _task_seconds(rec)})
 
     run_tasks([s for s, _ in pending], on_result, workers=workers, scheduler=scheduler, progress=progress,
               gpu=dev.startswith("cuda"))

@@ -56,9 +56,9 @@ def _png(matrix: np.ndarray, classes: Sequence[str], caption: str) -> str:
         for j in range(k):
             v = 100 * matrix[i, j]
             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v > 55 else "black")
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    # the saved box grows to hold every label, however long (tight_layout warns and gives up on long names)
+    fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.05)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

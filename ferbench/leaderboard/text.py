@@ -218,7 +218,10 @@ def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
 
 
 #: Terminal columns by priority: the first ones always, the rest while the terminal is wide enough.
-RICH_PRIORITY = (0, 1, 2, 12, 11, 3, 4, 5, 9, 10, 8, 7, 6)
+RICH_PRIORITY = (0, 1, 2, 4, 9, 12, 11, 3, 5, 10, 8, 7, 6)
+#: Columns a terminal table never drops, however narrow: rank, model, headline ± std, trials (n), the paper's
+#: number (an incomplete row must not look complete, and a reference row must show its number).
+RICH_ESSENTIAL = (0, 1, 2, 4, 9)
 
 
 #: Terminal columns that never wrap (numbers); the others wrap at spaces.
@@ -227,7 +230,7 @@ RICH_NO_WRAP = (0, 2, 3, 4, 5, 8, 10)  # the model column wraps at spaces (a pap
 
 def _fit_columns(rows: list[list[str]], heads: list[str], width: int) -> list[int]:
     """Which columns (indices, in table order) fit in `width` characters, by RICH_PRIORITY: a number column
-    needs its widest cell, a text column its longest word (at least 10 characters)."""
+    needs its widest cell, a text column its longest word (at least 10 characters). RICH_ESSENTIAL always."""
     def need(i: int) -> int:
         cells_i = [r[i] for r in rows] + [heads[i]]
         if i in RICH_NO_WRAP:
@@ -235,39 +238,70 @@ def _fit_columns(rows: list[list[str]], heads: list[str], width: int) -> list[in
         return max([10] + [len(w) for c in cells_i for w in c.split()]) + 3
     chosen, used = [], 1
     for i in RICH_PRIORITY:
-        if i >= 3 and all(r[i] == "–" for r in rows):  # a column with nothing in it
+        if i not in RICH_ESSENTIAL and all(r[i] == "–" for r in rows):  # a column with nothing in it
             continue
-        if i < 3 or used + need(i) <= width:
+        if i in RICH_ESSENTIAL or used + need(i) <= width:
             chosen.append(i)
             used += need(i)
     return sorted(chosen)
 
 
+def _paper_terse(row: dict) -> str:
+    """The paper's number for a narrow terminal: `99.8±0.2 ref` or `87.5 =` (comparable); source below."""
+    if row["reported"] is None:
+        return "–"
+    std = f"±{pct(row['reported_std'], 1)}" if row["reported_std"] is not None else ""
+    return f"{pct(row['reported'], 1)}{std} {'=' if row.get('comparable') else 'ref'}"
+
+
+def _below(section: Section, heads: list[str], body: list[list[str]], keep: list[int]) -> list[str]:
+    """What did not fit, one line per run row under the table (`model: pooled 73.2, s/trial 4.5, UF1 ...`)."""
+    lines = []
+    for row, line in zip(section.rows, body):
+        if row["reported_only"]:
+            continue
+        parts = [line[i] if i == 6 else f"{heads[i]} {line[i]}" for i in range(len(heads))
+                 if i not in keep and line[i] != "–"]
+        if parts:
+            lines.append(f"  {line[1]}: {', '.join(parts)}")
+    return lines
+
+
 def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
-    """Print one rich table per section, with the columns that fit the terminal (the most important first;
-    `leaderboard.md` and the other files hold them all). Text is passed as Text: markup in names stays text."""
+    """Print one rich table per section with the columns that fit the terminal: rank, model, headline, trials
+    and the paper's number always, the others while they fit; what does not fit goes on lines under the table
+    (`leaderboard.md` and the other files hold every column). Text is passed as Text: markup stays text."""
     for section in board.sections:
         short_heads = heads(section, short=True)
         body = [[plain(c) for c in cells(row, section, short=True)] for row in section.rows]
         keep = _fit_columns(body, short_heads, console.width)
+        narrow = any(i not in keep and any(line[i] != "–" for line in body) for i in range(len(short_heads)))
+        if narrow:  # the paper's number alone in its column, its sources under the table
+            for row, line in zip(section.rows, body):
+                line[9] = _paper_terse(row)
+            keep = _fit_columns(body, short_heads, console.width)
         table = Table(title=Text(plain(title(section))), show_lines=False, expand=False)
         for i in keep:
-            table.add_column(short_heads[i], overflow="fold", no_wrap=i in RICH_NO_WRAP)
+            table.add_column(short_heads[i], overflow="fold", no_wrap=i in RICH_NO_WRAP or (narrow and i == 9))
         for row, line in zip(section.rows, body):
             style = "dim italic" if row["reported_only"] else ("bold green" if row["best"] else
                                                               ("red" if row["beats_baseline"] is False else None))
             table.add_row(*(Text(line[i]) for i in keep), style=style)
         console.print(table)
-        dropped = [short_heads[i] for i in range(len(short_heads)) if i not in keep and any(line[i] != "–" for line in body)]
-        if 6 not in keep:  # the secondary metrics (pooled UF1 / UAR among them) as lines instead
-            for row, line in zip(section.rows, body):
-                if not row["reported_only"] and line[6] != "–":
-                    console.print(Text(f"  {line[1]}: {line[6]}"))
+        dropped = [short_heads[i] for i in range(len(short_heads))
+                   if i not in keep and any(line[i] != "–" for line in body)]
+        for text_line in _below(section, short_heads, body, keep):
+            console.print(Text(text_line))
+        sources = sorted({row["reported_source"] for row in section.rows if row["reported"] is not None})
+        if narrow and sources:
+            console.print(Text(plain(f"  paper: from {', '.join(sources)}; = comparable with ours, ref = a "
+                                     "reference only (leaderboard.md says why)")))
         test = TEST_SHORT.get(TESTS[section.shape][0], "")
-        console.print(Text(f"  ± sample std over trials; CI: 95% expanded percentile subject bootstrap (B=2000); p: {test}, "
-                           "Holm-corrected, n paired; < best / ns vs best (not distinguishable): Holm p < / ≥ 0.05"
-                           + (f"; left out at {console.width} columns: {', '.join(dropped)} (leaderboard.md has all)"
-                              if dropped else "")), style="dim")
+        console.print(Text(f"  ± sample std over trials; n: trials (k of n: incomplete); CI: 95% expanded "
+                           f"percentile subject bootstrap (B=2000); p: {test}, Holm-corrected, n paired; < best / "
+                           "ns vs best (not distinguishable): Holm p < / ≥ 0.05"
+                           + (f"; under the table at {console.width} columns: {', '.join(dropped)} "
+                              "(leaderboard.md has all)" if dropped else "")), style="dim")
         what, names, prow = section.per_class()
         pc = Table(title=Text(plain(f"{section.label} · {section.protocol} · {what} (%)")))
         for col in ["model", *names]:

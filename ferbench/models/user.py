@@ -142,7 +142,7 @@ def _resolve(spec: str) -> tuple[Callable[..., Any], Any, str, list[Path]]:
     if target.endswith(".py") or "/" in target or target.startswith("."):
         path = Path(target).expanduser().resolve()
         if not path.is_file():
-            raise FerbenchError(f"{path}: model file not found (from --model {spec})")
+            raise FerbenchError(f"{path}: model file not found (from the model spec {spec!r})")
         module, files = _import_fresh(path.parent, lambda: _module_from_file(path))
         files = files or [path]
         source = f"{path}:{attr}"
