@@ -30,7 +30,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     truncated.write_bytes(blob[: len(blob) // 2])
     text = base / "notes.h5"
     text.write_text("not a store\n")
-    return {"data": data, "truncated": truncated, "text": text, "loso": write_protocol(base, "t-loso"), "base": base}
+    many = write_protocol(base, "t-50fold", splitter="stratified-group-kfold", params={"n_splits": 50})
+    absent = write_protocol(base, "t-absent", classes=["anger", "contempt"])  # the store has no contempt
+    return {"data": data, "truncated": truncated, "text": text, "loso": write_protocol(base, "t-loso"), "base": base,
+            "50fold": many, "absent": absent}
 
 
 def _cli(*args: str) -> list[str]:
@@ -49,6 +52,12 @@ def _cli(*args: str) -> list[str]:
         ("epochs", "--epochs must be a whole number >= 1"),
         ("recipe", "unknown recipe 'fast'"),
         ("scheduler", "cannot reach the dask scheduler"),
+        # refused only once the folds are made (make_plan): still before the runs folder is created
+        ("50fold", "n_splits"),
+        ("absent", "contempt"),
+        # an --out that cannot be a folder: refused before the data is opened
+        ("out-file", "is a file, not a folder"),
+        ("out-under-file", "lies under"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case, expected):
@@ -74,14 +83,22 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case, expected):
             free.bind(("127.0.0.1", 0))
             port = free.getsockname()[1]
         extra = ["--scheduler", f"tcp://127.0.0.1:{port}"]
+    elif case in ("50fold", "absent"):
+        proto = str(files[case])
     out = tmp_path / "runs"
+    if case.startswith("out-"):
+        (tmp_path / "afile").write_text("mine\n")
+        out = tmp_path / "afile" / ("runs" if case == "out-under-file" else "")
     result = runner.invoke(app, _cli("--data", data, "--protocol", proto, "--out", str(out), *extra))
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.output, result.output
     if case in ("missing", "text", "truncated"):
         assert data in lines[0]
-    assert not out.exists()  # refused before any work
+    if case.startswith("out-"):
+        assert str(out).rstrip("/") in lines[0] and (tmp_path / "afile").read_text() == "mine\n"
+    else:
+        assert not out.exists()  # refused before any work: not even the runs folder is made
 
 
 @pytest.mark.slow
