@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ferbench.terminal import as_text
+
 
 class ProgressView:
     """Use as a context manager; pass the instance as `evaluate(progress=...)`."""
@@ -16,7 +18,7 @@ class ProgressView:
         self.console = console
         self.bar = Progress(
             TextColumn("[bold]evaluate[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}", markup=False),
             console=console, disable=disable, transient=False,
         )
         self.task = None
@@ -36,14 +38,14 @@ class ProgressView:
             self.started = True
             self.task = self.bar.add_task("tasks", total=ev["pending"], status=f"{ev['skipped']} reused")
             if ev.get("protocol"):
-                self.bar.console.print(f"protocol file: {ev['protocol']}", highlight=False)
+                self.bar.console.print(as_text(f"protocol file: {ev['protocol']}"))
             reasons: dict[str, int] = {}
             for why in ev.get("rerun", {}).values():
                 reasons[why] = reasons.get(why, 0) + 1
             for why, n in sorted(reasons.items()):
-                self.bar.console.print(f"[cyan]rerun[/] {n} task(s) with a record: {why}", highlight=False)
+                self.bar.console.print(as_text(("rerun", "cyan"), f" {n} task(s) with a record: {why}"))
             for w in ev.get("warnings", []):
-                self.bar.console.print(f"[yellow]warning:[/] {w}", highlight=False)
+                self.bar.console.print(as_text(("warning:", "yellow"), f" {w}"))
         elif self.task is None:
             return
         elif kind == "start":
@@ -59,8 +61,8 @@ class ProgressView:
         elif kind == "task-done":
             self.bar.advance(self.task)
         elif kind == "task-diverged":
-            self.bar.console.print(f"[yellow]diverged[/] {ev['task_id']}: {ev['error']} (recorded; left out of the "
-                                   "figures)", highlight=False)
+            self.bar.console.print(as_text(("diverged", "yellow"), f" {ev['task_id']}: {ev['error']} (recorded; left "
+                                           "out of the figures)"))
         elif kind == "task-failed":
             self.bar.advance(self.task)
-            self.bar.console.print(f"[red]failed[/] {ev['task_id']}: {ev['error']}", highlight=False)
+            self.bar.console.print(as_text(("failed", "red"), f" {ev['task_id']}: {ev['error']}"))
