@@ -68,6 +68,7 @@ class _Dom(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
+    browser = _chromium()  # first: without a browser, skip (or fail) before building the page
     tmp = tmp_path_factory.mktemp("html")
     rng = np.random.default_rng(5)
     classes = EMOTIONS[:5] + [HOSTILE]
@@ -81,7 +82,7 @@ def page(tmp_path_factory):
                                                    task="au-detection"))
     board = build_board(tmp / "runs")
     path = write_leaderboard(board, ["html"], tmp / "out")["html"]
-    proc = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
+    proc = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
                            path.as_uri()], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "<html" in proc.stdout, proc.stderr[-2000:]
     dom = _Dom()
