@@ -212,8 +212,10 @@ def test_a_source_of_another_frame_size_is_refused_before_any_work(files, prepar
     mmi, _ = files
     other = prepared_replica("casme2", subjects=2, aligner="none", size=48)
     res = CliRunner().invoke(app, ["evaluate", "--data", str(mmi), "--data-source", str(other), "--protocol",
-                                   "kim2017-transfer", "--model", "apex-cnn", "--out", str(tmp_path / "runs")],
-                             env={"COLUMNS": "400"})
+                                   "kim2017-transfer", "--model", "apex-cnn", "--out", str(tmp_path / "runs"),
+                                   "--recipe", "quick", "--epochs", "1", "--batch-size", "8", "--threads", "1",
+                                   "--model-options", json.dumps({"apex-cnn": OPTS["apex-cnn"]})],
+                             env={"COLUMNS": "400"})  # were it not refused: a short run, not the default recipe
     lines = [x for x in res.output.splitlines() if x.strip()]
     assert res.exit_code == 2 and len(lines) == 1, res.output
     assert f"{other} (48x48 frames)" in lines[0] and f"{mmi} (64x64 frames)" in lines[0], lines[0]
