@@ -1,6 +1,6 @@
-"""Folders the CLI writes into (the data home, leaderboard and prepare --out) and paths it stores: one line
-naming the folder and what is wrong with it, exit 2, before any work, nothing written; never an OS error after
-the work (exit 1), never a data home that is a file read as an empty one."""
+"""Folders the CLI writes into (the data home, leaderboard --out; prepare's in test_prepare_safety) and paths it
+stores: one line naming the folder and what is wrong with it, exit 2, before any work, nothing written; never an
+OS error after the work (exit 1), never a data home that is a file read as an empty one."""
 
 from __future__ import annotations
 
@@ -66,14 +66,6 @@ def test_a_leaderboard_out_under_a_file_is_refused_before_the_table(tmp_path, a_
     line = _one_line(res)  # not the whole table first, then an OS error and exit 1
     assert line == f"error: --out (the folder of the leaderboard files) {out}: lies under {a_file}, a file", line
     assert a_file.read_text() == "mine\n"
-
-
-def test_a_prepare_out_under_a_file_is_refused(tmp_path, a_file):
-    (tmp_path / "raw").mkdir()
-    out = a_file / "ck+.h5"
-    line = _one_line(runner.invoke(app, ["prepare", "ck+", "--root", str(tmp_path / "raw"), "--out", str(out),
-                                         "--aligner", "none"], env=WIDE))
-    assert line == f"error: the folder of --out {a_file}: is a file, not a folder", line
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a folder without write permission, and a "
