@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _harness_data import make_store, write_protocol
 from _leaderboard_records import make_record, write_record
 from ferbench.cli import app
 
@@ -66,6 +67,14 @@ def test_a_leaderboard_out_under_a_file_is_refused_before_the_table(tmp_path, a_
     line = _one_line(res)  # not the whole table first, then an OS error and exit 1
     assert line == f"error: --out (the folder of the leaderboard files) {out}: lies under {a_file}, a file", line
     assert a_file.read_text() == "mine\n"
+
+
+def test_a_fold_list_under_a_file_is_refused_before_the_folds(tmp_path, a_file):
+    data = make_store(tmp_path / "d.h5")
+    out = a_file / "folds.csv"
+    res = runner.invoke(app, ["folds", "--data", str(data), "--protocol", str(write_protocol(tmp_path, "t-loso")),
+                              "--out", str(out)], env=WIDE)
+    assert _one_line(res) == f"error: the folder of --out {a_file}: is a file, not a folder"  # no fold table first
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a folder without write permission, and a "
