@@ -498,15 +498,17 @@ def evaluate(
     else:
         source = resolve_data(data_source) if data_source is not None else source_data(protocol)
         targets = [("", resolve_data(data), resolve_data(data_test), source)]
+    run = functools.partial(
+        evaluate_api, protocol=protocol, models=model, repeats=repeats, recipe=recipe, epochs=epochs,
+        batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers, scheduler=scheduler,
+        force=force, threads=threads, model_options=options, val_fraction=val_fraction, precision=precision)
+    if len(targets) > 1:  # every dataset's refusals before the first one runs
+        for _, data_path, test_path, source_path in targets:
+            run(data_path, data_test=test_path, data_source=source_path, check_only=True)
     results = []
     for _, data_path, test_path, source_path in targets:
         with ProgressView(err_console, disable=as_json) as view:
-            results.append(evaluate_api(
-                data_path, protocol, data_test=test_path, data_source=source_path, models=model, repeats=repeats,
-                recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
-                scheduler=scheduler, force=force, threads=threads, model_options=options, val_fraction=val_fraction,
-                precision=precision, progress=view,
-            ))
+            results.append(run(data_path, data_test=test_path, data_source=source_path, progress=view))
     result = _merge_results(results)
     rows = summary_rows(result.records)
     if as_json:

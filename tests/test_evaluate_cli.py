@@ -125,3 +125,27 @@ def test_kill_9_loses_only_the_task_in_flight(files, tmp_path):
     assert all(p.read_bytes() == blob for p, blob in kept.items())
     assert len(list(out.rglob("r*-f*.json"))) == 4
     assert summary["summary"][0]["model"] == "static" and summary["summary"][0]["trials"] == 4
+
+
+def test_a_later_dataset_of_the_protocol_is_refused_before_the_first_runs(prepared_replica, tmp_path, monkeypatch):
+    """`evaluate --protocol loso` without --data runs MMI then CASME II from the data home: CASME II's frames
+    (24 px) are too small for apex-cnn, and that is said before MMI trains, with no runs folder made."""
+    import shutil
+
+    from _replicas import REPLICAS
+    from ferbench.home import prepared_path
+
+    monkeypatch.setenv("FERBENCH_HOME", str(tmp_path / "home"))
+    prepared_path("mmi").parent.mkdir(parents=True)
+    shutil.copy(prepared_replica("mmi", **REPLICAS["mmi"]), prepared_path("mmi"))
+    shutil.copy(prepared_replica("casme2", subjects=2, aligner="none", size=24), prepared_path("casme2"))
+    out = tmp_path / "runs"
+    res = runner.invoke(app, _cli("--protocol", "loso", "--model", "apex-cnn", "--recipe", "quick", "--epochs", "1",
+                                  "--batch-size", "8", "--threads", "1", "--model-options",
+                                  json.dumps({"apex-cnn": TINY["apex-cnn"]}), "--out", str(out)),
+                        env={"COLUMNS": "400"})
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 2 and "needs frames of at least 32x32" in lines[-1], res.output
+    assert str(prepared_path("casme2")) in lines[-1] and "Traceback" not in res.output
+    assert len(lines) == 2 and lines[0].startswith("prepared in the data home: mmi, casme2"), res.output
+    assert not out.exists()  # MMI did not run first

@@ -425,6 +425,7 @@ def evaluate(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     precision: str = "auto",
     progress: Progress | None = None,
+    check_only: bool = False,
 ) -> EvaluateResult:
     """Train and score `models` under `protocol` on a prepared store; one JSON record per task under `out`.
 
@@ -434,6 +435,8 @@ def evaluate(
     `model_options` maps a model name to create_model overrides. `precision`:
     `auto` (bf16 autocast on CUDA, float32 on CPU), `bf16` (autocast on any device; on a CPU it runs the code
     paths a CUDA run takes) or `fp32`. One run writes a runs folder at a time (`ferbench.records.RunsLock`).
+    `check_only`: every check and the task plan, then return (nothing written, the runs folder not touched): how
+    the command line refuses a later dataset of a protocol before the first one runs.
     """
     started = time.perf_counter()
     ov = R.Overrides(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment)
@@ -450,6 +453,8 @@ def evaluate(
     outdir = Path(out)
     result = EvaluateResult(out=outdir)
     specs, plans = _tasks(setup, repeats, model_options, result)  # the last refusal: nothing is made before it
+    if check_only:
+        return result
     with _runs_lock(outdir):
         pending = _sort_tasks(specs, setup, outdir, force, result)
         if progress:
