@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ferbench.datasets import builtin_names
 from ferbench.errors import FerbenchError
-from ferbench.terminal import as_text, text_cells
+from ferbench.terminal import as_markup, as_text, text_cells
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dynamic facial-expression recognition benchmark.")
 console = Console()
@@ -79,7 +79,8 @@ def datasets(
     if as_json:
         print(json.dumps({"home": str(home()), "datasets": rows}))
         return
-    console.print(as_text(f"data home: {home()} (${ENV}); raw data in raw/<name>, prepared files in prepared/<name>.h5"))
+    console.print(as_text(f"data home: {home()} (${ENV}); raw data in raw/<name>, prepared files in "
+                          "prepared/<name>.h5"))
     table = Table(show_lines=False)
     table.add_column("dataset", style="bold", no_wrap=True)
     table.add_column("raw", overflow="fold")
@@ -249,7 +250,7 @@ def prepare(
     def on_progress(done: int, total: int) -> None:  # the bar appears with the first sample, after the scan
         if not task:
             bar.start()
-            task.append(bar.add_task(f"prepare {dataset}", total=None))
+            task.append(bar.add_task(as_markup(f"prepare {dataset}"), total=None))
         bar.update(task[0], completed=done, total=total)
 
     try:
@@ -333,7 +334,7 @@ def demo(
 
     models = None if model == "models" else model if model == "all" else [m.strip() for m in model.split(",") if m.strip()]
     with Progress(console=err_console, transient=True) as bar, ProgressView(err_console) as view:
-        task = bar.add_task(f"prepare {dataset} replica", total=None)
+        task = bar.add_task(as_markup(f"prepare {dataset} replica"), total=None)
         report = run_demo(
             workdir, dataset, subjects, protocol=protocol, models=models, recipe=recipe, device=device,
             workers=workers, size=size, compact=compact, on_stage=on_stage,
@@ -494,7 +495,8 @@ def evaluate(
         if not targets:
             raise FerbenchError(no_data_message(protocol, missing))
         err_console.print(as_text(f"prepared in the data home: {', '.join(t[0] for t in targets)}"
-                                + (f"; missing: {', '.join(missing)} ({prepare_commands(missing)})" if missing else "")))
+                                + (f"; missing: {', '.join(missing)} ({prepare_commands(missing)})"
+                                   if missing else "")))
     else:
         source = resolve_data(data_source) if data_source is not None else source_data(protocol)
         targets = [("", resolve_data(data), resolve_data(data_test), source)]
@@ -526,7 +528,8 @@ def evaluate(
             pooled = "-" if r["pooled"] is None else f"{100 * r['pooled']:.1f}"
             secs = "-" if r["train_s"] is None else f"{r['train_s']:.1f}"
             trials = str(r["trials"]) + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")
-            table.add_row(*text_cells(r["model"], r["dataset"], format_mean_std(r["mean"], r["std"]), trials, pooled, secs))
+            table.add_row(*text_cells(r["model"], r["dataset"], format_mean_std(r["mean"], r["std"]), trials, pooled,
+                                      secs))
         console.print(table)
         console.print(as_text(f"`ferbench leaderboard{'' if result.out == runs_dir() else f' --runs {result.out}'}` "
                             "shows them beside the papers' numbers"))

@@ -4,6 +4,7 @@ no link, `[raw]` in a message stays. Styles are given apart from the text, never
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 
 
@@ -15,3 +16,8 @@ def as_text(*parts: str | tuple[str, str]) -> Text:
 def text_cells(*values: object) -> list[Text]:
     """A table row's cells as literal text (`table.add_row(*text_cells(a, b))`)."""
     return [v if isinstance(v, Text) else Text(str(v)) for v in values]
+
+
+def as_markup(text: str) -> str:
+    """`text` escaped for the few rich inputs that take only a markup string (a progress task's description)."""
+    return escape(text)

@@ -58,10 +58,11 @@ def test_a_class_name_with_markup_is_shown_whole(tmp_path):
     assert f"{hostile} 8" in res.output, res.output  # the class, whole, with its 8 samples
 
 
-#: The rich calls that read a str as markup; each must be given text (`as_text(...)`, `text_cells(...)`, `Text(...)`),
-#: a constant written here, or a renderable held in a variable, never text built from values.
+#: The rich calls that read a str as markup; each must be given text (`as_text(...)`, `text_cells(...)`,
+#: `Text(...)`), escaped markup (`as_markup(...)`), a constant written here, or a renderable held in a variable;
+#: never text built from values.
 RICH_MODULES = ("ferbench/cli.py", "ferbench/harness/progress.py", "ferbench/leaderboard/text.py")
-SAFE_CALLS = {"as_text", "text_cells", "Text", "Table"}
+SAFE_CALLS = {"as_text", "text_cells", "as_markup", "Text", "Table"}
 
 
 def _name(node: ast.AST) -> str:
@@ -80,7 +81,8 @@ def _safe(arg: ast.AST, variables: bool) -> bool:
 
 
 def _unsafe_markup(source: str) -> list[str]:
-    """Calls where interpolated text would reach rich as markup: console.print, Table.add_row, Table(title=)."""
+    """Calls where interpolated text would reach rich as markup: console.print, Table.add_row, Table(title=),
+    Progress.add_task."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Call):
@@ -89,6 +91,8 @@ def _unsafe_markup(source: str) -> list[str]:
         receiver = _name(node.func.value) if isinstance(node.func, ast.Attribute) else ""
         if func == "print" and "console" in receiver or func == "add_row":
             args = node.args
+        elif func == "add_task":  # a progress task's description is markup
+            args = node.args[:1]
         elif func == "Table":
             args = [k.value for k in node.keywords if k.arg in ("title", "caption")]
         else:
@@ -101,8 +105,9 @@ def test_no_module_hands_interpolated_text_to_rich_as_markup():
     for module in RICH_MODULES:
         assert _unsafe_markup((ROOT / module).read_text()) == [], module
     # the check itself finds what it is for
-    bad = 'console.print(f"x {p}")\ntable.add_row(name, str(n))\nTable(title=f"{a}")\nerr_console.print("x" + y)\n'
-    assert len(_unsafe_markup(bad)) == 5
+    bad = ('console.print(f"x {p}")\ntable.add_row(name, str(n))\nTable(title=f"{a}")\nerr_console.print("x" + y)\n'
+           'bar.add_task(f"prepare {d}")\n')
+    assert len(_unsafe_markup(bad)) == 6
     assert _unsafe_markup('console.print(as_text(f"x {p}"))\ntable.add_row(*text_cells(a, b))\n'
                           'console.print(table)\n') == []
 
