@@ -15,7 +15,6 @@ from typing import Any
 
 from ferbench import records as RC
 from ferbench.errors import DatasetError, FerbenchError
-from ferbench.paths import require_folder
 from ferbench.harness import recipes as R
 from ferbench.harness.data import au_name
 from ferbench.harness.fingerprint import code_fingerprint, data_fingerprint
@@ -23,6 +22,7 @@ from ferbench.harness.record import build_record, test_labels_of
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
 from ferbench.harness.plan import RunContext, make_specs
 from ferbench.harness.train import PRECISIONS
+from ferbench.paths import require_folder
 
 Progress = Callable[[dict[str, Any]], None]
 DEVICES = ("auto", "cpu", "cuda")
@@ -294,13 +294,13 @@ def _pretrain(proto: Any, data_source: str | Path | None, names: list[str], reci
     with _open_checked(data_source, "source data file") as st:
         table, size = SampleTable.from_store(st), int(st.frame_shape[0])
     _check_frame_size(names, size, f"the source file {data_source}")
+    if table.dataset != proto.pretrain:
+        raise FerbenchError(f"protocol {proto.name!r} first trains on {proto.pretrain}, but {data_source} holds "
+                            f"{table.dataset}")
     if size != target[1]:
         raise FerbenchError(f"protocol {proto.name!r} copies layers trained on {data_source} ({size}x{size} frames) "
                             f"into a network trained on {target[0]} ({target[1]}x{target[1]} frames); prepare both "
                             f"at one size (`ferbench prepare ... --size N`)")
-    if table.dataset != proto.pretrain:
-        raise FerbenchError(f"protocol {proto.name!r} first trains on {proto.pretrain}, but {data_source} holds "
-                            f"{table.dataset}")
     labelled = [i for i, y in enumerate(table.labels) if y >= 0]
     if len({int(table.labels[i]) for i in labelled}) < 2:
         raise DatasetError(Path(data_source), "the source file of a transfer protocol needs labelled samples of at "
