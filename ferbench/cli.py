@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Callable, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from ferbench.datasets import builtin_names
 from ferbench.errors import FerbenchError
+from ferbench.terminal import as_markup, as_text, text_cells
 
 if TYPE_CHECKING:
     from ferbench.records import PrunePlan
@@ -31,7 +31,7 @@ def _version(value: bool) -> None:
     if value:
         import ferbench
 
-        console.print(f"ferbench {ferbench.__version__}", highlight=False)
+        console.print(as_text(f"ferbench {ferbench.__version__}"))
         raise typer.Exit()
 
 
@@ -49,11 +49,11 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except FerbenchError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(as_text(("error:", "bold red"), f" {e}"), soft_wrap=True)
             raise typer.Exit(2)
         except OSError as e:  # unwritable output, full disk, unreachable path: name it, no traceback
             where = f"{e.filename}: " if e.filename else ""
-            err_console.print(f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
+            err_console.print(as_text(("error:", "bold red"), f" {where}{e.strerror or e}"), soft_wrap=True)
             raise typer.Exit(1)
 
     return wrapper
@@ -75,16 +75,16 @@ def datasets(
         table.add_column("expected layout and where to obtain it", overflow="fold")
         for name in list_datasets():
             ds = get_dataset(name)
-            table.add_row(name, f"{ds.title}. Classes: {', '.join(ds.classes) or '-'}. {ds.layout}. "
-                                f"Obtain: {ds.obtain}.")
+            table.add_row(*text_cells(name, f"{ds.title}. Classes: {', '.join(ds.classes) or '-'}. {ds.layout}. "
+                                       f"Obtain: {ds.obtain}."))
         console.print(table)
         return
     rows = status()
     if as_json:
         print(json.dumps({"home": str(home()), "datasets": rows}))
         return
-    console.print(f"data home: {home()} (${ENV}); raw data in raw/<name>, prepared files in prepared/<name>.h5",
-                  highlight=False)
+    console.print(as_text(f"data home: {home()} (${ENV}); raw data in raw/<name>, prepared files in "
+                          "prepared/<name>.h5"))
     table = Table(show_lines=False)
     table.add_column("dataset", style="bold", no_wrap=True)
     table.add_column("raw", overflow="fold")
@@ -101,7 +101,7 @@ def datasets(
         else:
             prep = (f"none (first the raw data: `ferbench datasets --layout`; or try the tool on a replica: "
                     f"`ferbench synth {r['dataset']} DIR`)")
-        table.add_row(r["dataset"], Text(raw), Text(prep))
+        table.add_row(*text_cells(r["dataset"], raw, prep))
     console.print(table)
     console.print("(`ferbench datasets --layout` shows the layout each expects and where to obtain it)",
                   highlight=False)
@@ -122,20 +122,20 @@ def scan(
     if as_json:
         print(json.dumps(summary))
         return
-    table = Table(title=f"{dataset} at {root}")
+    table = Table(title=as_text(f"{dataset} at {root}"))
     table.add_column("class")
     table.add_column("samples", justify="right")
     for name, n in summary["classes"].items():
-        table.add_row(name, str(n))
+        table.add_row(*text_cells(name, n))
     console.print(table)
-    console.print(
+    console.print(as_text(
         f"samples {summary['samples']} (labelled {summary['labelled']}, unlabelled {summary['unlabelled']}), "
         f"subjects {summary['subjects']}, frames {summary['frames']}, skipped junk files {summary['skipped']}"
-    )
+    ))
     for note in summary["notes"]:
-        console.print(f"[cyan]note:[/] {note}", highlight=False)
+        console.print(as_text(("note:", "cyan"), f" {note}"))
     for problem in summary["problems"]:
-        console.print(f"[yellow]problem:[/] {problem}", highlight=False)
+        console.print(as_text(("problem:", "yellow"), f" {problem}"))
 
 
 @app.command()
@@ -165,10 +165,10 @@ def synth(
     if as_json:
         print(json.dumps(summary))
     else:
-        console.print(
+        console.print(as_text(
             f"wrote {summary['samples']} samples of {summary['subjects']} subjects to {out} "
             f"({summary['labelled']} labelled)"
-        )
+        ))
 
 
 @app.command()
@@ -180,8 +180,6 @@ def models(
                                  "from: `ferbench models --example > my_model.py`"),
 ) -> None:
     """List the models (bundled, and your own from entry points) with their source; --check proves one fits."""
-    from rich.markup import escape
-
     from ferbench.models import list_models, model_card, model_info
     from ferbench.models.user import check_model, load_plugins, load_selected
 
@@ -195,12 +193,11 @@ def models(
         model_card(name)  # an unknown name: one line with the known ones
         results = check_model(name)
         for what, ok, detail in results:
-            mark = "[green]ok[/]" if ok else "[bold red]DOES NOT FIT[/]"
-            console.print(f"{mark} {escape(what)}" + (f": {escape(detail)}" if detail else ""), highlight=False)
+            mark = ("ok", "green") if ok else ("DOES NOT FIT", "bold red")
+            console.print(as_text(mark, f" {what}" + (f": {detail}" if detail else "")))
         if not all(ok for _, ok, _ in results):
             raise typer.Exit(2)
-        console.print(f"{escape(name)} fits the contract; run it with `ferbench evaluate --model {escape(check)}`",
-                      highlight=False)
+        console.print(as_text(f"{name} fits the contract; run it with `ferbench evaluate --model {check}`"))
         return
     broken = load_plugins()[1]  # every plugin is imported to be listed; a broken one is named, not fatal
     table = Table(title="ferbench models")
@@ -208,11 +205,11 @@ def models(
         table.add_column(col, no_wrap=col == "name", overflow="fold")
     for name in list_models():
         info, card = model_info(name), model_card(name)
-        table.add_row(Text(name), Text(info["paper"]), Text(info["table"]), Text(card.source))
+        table.add_row(*text_cells(name, info["paper"], info["table"], card.source))
     console.print(table)
     for plugin, why in broken:
-        console.print(Text(f"plugin {plugin.name!r} of {plugin.dist} ({plugin.value}) cannot be used: {why}",
-                           style="yellow"), soft_wrap=True)
+        console.print(as_text((f"plugin {plugin.name!r} of {plugin.dist} ({plugin.value}) cannot be used: {why}",
+                               "yellow")), soft_wrap=True)
     console.print("(`ferbench models --check SPEC` checks a model of your own; `ferbench models --example > "
                   "my_model.py` writes one to start from; docs/own-model.md)", highlight=False)
 
@@ -271,7 +268,7 @@ def prepare(
     def on_progress(done: int, total: int) -> None:  # the bar appears with the first sample, after the scan
         if not task:
             bar.start()
-            task.append(bar.add_task(f"prepare {dataset}", total=None))
+            task.append(bar.add_task(as_markup(f"prepare {dataset}"), total=None))
         bar.update(task[0], completed=done, total=total)
 
     try:
@@ -284,19 +281,18 @@ def prepare(
     if as_json:
         print(json.dumps(summary.to_dict()))
         return
-    console.print(
-        f"[bold green]wrote[/] {summary.out}: {summary.written} samples written"
+    console.print(as_text(
+        ("wrote", "bold green"), f" {summary.out}: {summary.written} samples written"
         f" ({summary.resumed} resumed from an earlier run, {summary.redone} redone because their input changed),"
         f" {summary.failed} excluded, {summary.frames} frames,"
         f" faces detected on {summary.faces_detected} frames, {summary.frames_interpolated} tracked between detections,"
         f" {summary.frames_filled} filled; {summary.seconds:.1f} s",
-        highlight=False,
-    )
+    ))
     for failure in summary.failures:
-        console.print(f"[yellow]excluded:[/] {failure}", highlight=False)
+        console.print(as_text(("excluded:", "yellow"), f" {failure}"))
     for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    console.print(f"QC contact sheet: {summary.contact_sheet}; failures list: {summary.failures_csv}", highlight=False)
+        console.print(as_text(("warning:", "yellow"), f" {warning}"))
+    console.print(as_text(f"QC contact sheet: {summary.contact_sheet}; failures list: {summary.failures_csv}"))
 
 
 @app.command()
@@ -312,18 +308,18 @@ def inspect(
     if as_json:
         print(json.dumps(info, default=str))
         return
-    table = Table(title=str(file), show_header=False)
+    table = Table(title=as_text(str(file)), show_header=False)
     for key in ("dataset", "samples", "labelled", "frames", "subjects", "length", "aligner", "schema_version", "ferbench_version"):
-        table.add_row(key, str(info.get(key)))
-    table.add_row("classes", ", ".join(f"{k} {v}" for k, v in info["classes"].items()))
-    table.add_row("shapes", ", ".join(f"{k} {tuple(v)}" for k, v in info["shapes"].items()))
-    table.add_row("config", json.dumps(info["config"]))
-    table.add_row("frame flags", ", ".join(f"{k} {v}" for k, v in info["flags"].items()))
+        table.add_row(*text_cells(key, info.get(key)))
+    table.add_row(*text_cells("classes", ", ".join(f"{k} {v}" for k, v in info["classes"].items())))
+    table.add_row(*text_cells("shapes", ", ".join(f"{k} {tuple(v)}" for k, v in info["shapes"].items())))
+    table.add_row(*text_cells("config", json.dumps(info["config"])))
+    table.add_row(*text_cells("frame flags", ", ".join(f"{k} {v}" for k, v in info["flags"].items())))
     cov = info["coverage"]
     partial = ", ".join(f"{k} {v:.0%}" for k, v in list(cov["partial"].items())[:10])
-    table.add_row("face coverage", f"min {cov['min']:.0%}, mean {cov['mean']:.0%}"
-                  + (f"; partly covered: {partial}" if partial else ""))
-    table.add_row("failures", str(len(info["failures"])))
+    table.add_row(*text_cells("face coverage", f"min {cov['min']:.0%}, mean {cov['mean']:.0%}"
+                         + (f"; partly covered: {partial}" if partial else "")))
+    table.add_row(*text_cells("failures", len(info["failures"])))
     console.print(table)
 
 
@@ -352,11 +348,11 @@ def demo(
 
     def on_stage(name: str) -> None:
         step["n"] += 1
-        err_console.print(f"[bold cyan]{step['n']}/{len(STAGES)} {name}[/]", highlight=False)
+        err_console.print(as_text((f"{step['n']}/{len(STAGES)} {name}", "bold cyan")))
 
     models = None if model == "models" else model if model == "all" else [m.strip() for m in model.split(",") if m.strip()]
     with Progress(console=err_console, transient=True) as bar, ProgressView(err_console) as view:
-        task = bar.add_task(f"prepare {dataset} replica", total=None)
+        task = bar.add_task(as_markup(f"prepare {dataset} replica"), total=None)
         report = run_demo(
             workdir, dataset, subjects, protocol=protocol, models=models, recipe=recipe, device=device,
             workers=workers, size=size, compact=compact, on_stage=on_stage,
@@ -364,16 +360,16 @@ def demo(
             evaluate_progress=view,
         )
     prep = report.prepare
-    console.print(
+    console.print(as_text(
         f"replica {report.replica}: {report.scanned['samples']} samples of {report.scanned['subjects']} subjects; "
         f"prepared {prep['out']} ({prep['written']} samples, {prep['failed']} excluded, {prep['seconds']:.1f} s); "
         f"{len(report.evaluate.ran)} tasks run, {len(report.evaluate.skipped)} reused "
-        f"({report.evaluate.seconds:.0f} s)", highlight=False,
-    )
+        f"({report.evaluate.seconds:.0f} s)"
+    ))
     write_leaderboard(report.board, ["rich"], console=console)
     console.print("[bold]Replica data, not a licensed dataset:[/] these figures check the toolkit, not the papers.")
     for fmt, path in report.written.items():
-        console.print(f"leaderboard ({fmt}): {path}", highlight=False)
+        console.print(as_text(f"leaderboard ({fmt}): {path}"))
 
 
 @app.command()
@@ -383,7 +379,7 @@ def protocols() -> None:
     from ferbench.protocols import bundled_dir, list_protocols
 
     wide = console.width >= 120
-    table = Table(title=Text(f"ferbench protocols ({bundled_dir()})"), show_lines=False)
+    table = Table(title=as_text(f"ferbench protocols ({bundled_dir()})"), show_lines=False)
     for col in ("name", "datasets", "source", "trials") + (("splitter",) if wide else ()):
         table.add_column(col, no_wrap=col in ("name", "trials"))  # others wrap at spaces, never mid-word
     for p in list_protocols():
@@ -393,7 +389,7 @@ def protocols() -> None:
         datasets = ((f"{p.pretrain} => " if p.pretrain else "") + ", ".join(p.datasets)
                     + (f" -> {p.test_dataset}" if p.test_dataset else ""))
         source = p.paper if p.table in ("-", "") else f"{p.paper} {p.table}"
-        table.add_row(p.name, datasets, source, trials, *((p.splitter,) if wide else ()))
+        table.add_row(*text_cells(p.name, datasets, source, trials, *((p.splitter,) if wide else ())))
     console.print(table)
     if not wide:
         console.print("(the splitter of each: a terminal of 120 columns, or docs/protocols.md)", highlight=False)
@@ -420,21 +416,21 @@ def folds(
         check_folds_target(out, [data, data_test], force)
     plan = make_plan(protocol, data, data_test, repeats=repeats, validation=validation)
     p = plan.protocol
-    console.print(f"protocol {p.name} ({p.path}); {p.paper} {p.table}", highlight=False)
-    console.print(f"fingerprint: {plan.fingerprint}", highlight=False)
+    console.print(as_text(f"protocol {p.name} ({p.path}); {p.paper} {p.table}"))
+    console.print(as_text(f"fingerprint: {plan.fingerprint}"))
     for w in plan.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-    table = Table(title=f"{len(plan.folds)} folds, subject-disjoint (checked)")
+        err_console.print(as_text(("warning:", "yellow"), f" {w}"), soft_wrap=True)
+    table = Table(title=as_text(f"{len(plan.folds)} folds, subject-disjoint (checked)"))
     for col in ("repeat", "fold", "train", "val", "test", "test subjects", "test class counts"):
         table.add_column(col, justify="right" if col != "test class counts" else "left", overflow="fold")
     for f in plan.folds:
         counts = plan.class_counts(f, "test")
         subjects = len({plan.test_table.subjects[i] for i in f.test.tolist()})
-        table.add_row(str(f.repeat), str(f.fold), str(f.train.size), str(f.val.size), str(f.test.size), str(subjects),
-                      " ".join(f"{c} {n}" for c, n in counts.items()) or "-")
+        table.add_row(*text_cells(f.repeat, f.fold, f.train.size, f.val.size, f.test.size, subjects,
+                             " ".join(f"{c} {n}" for c, n in counts.items()) or "-"))
     console.print(table)
     if out is not None:
-        console.print(f"fold list: {write_folds(plan, out, force=force)}", highlight=False)
+        console.print(as_text(f"fold list: {write_folds(plan, out, force=force)}"))
     else:
         console.print("(add --out FILE.csv to write the fold list)", highlight=False)
 
@@ -467,13 +463,13 @@ def leaderboard(
     if "rich" in formats:
         write_leaderboard(dataclasses.replace(board, refused=[]), ["rich"], per_fold=per_fold, console=console)
     for kind, path in written.items():
-        err_console.print(f"wrote {kind}: {path.resolve()}", highlight=False, soft_wrap=True)
+        err_console.print(as_text(f"wrote {kind}: {path.resolve()}"), soft_wrap=True)
 
 
 def _warn(lines: list[str]) -> None:
     """Warnings and refusals, on stderr whatever the output format."""
     for line in lines:
-        err_console.print(Text(line, style="yellow"), soft_wrap=True)
+        err_console.print(as_text((line, "yellow")), soft_wrap=True)
 
 
 @app.command()
@@ -530,9 +526,9 @@ def evaluate(
         targets, missing = protocol_data(protocol)
         if not targets:
             raise FerbenchError(no_data_message(protocol, missing))
-        err_console.print(f"prepared in the data home: {', '.join(t[0] for t in targets)}"
-                          + (f"; missing: {', '.join(missing)} ({prepare_commands(missing)})" if missing else ""),
-                          highlight=False)
+        err_console.print(as_text(f"prepared in the data home: {', '.join(t[0] for t in targets)}"
+                                + (f"; missing: {', '.join(missing)} ({prepare_commands(missing)})"
+                                   if missing else "")))
     else:
         source = resolve_data(data_source) if data_source is not None else source_data(protocol)
         targets = [("", resolve_data(data), resolve_data(data_test), source)]
@@ -557,21 +553,22 @@ def evaluate(
                           "seconds": result.seconds, "summary": rows}))
     else:
         metrics = ", ".join(sorted({r["metric"] for r in rows}))
-        table = Table(title=f"{protocol} ({metrics}, %): {len(result.ran)} tasks run, {len(result.skipped)} reused, "
-                            f"records in {result.out}")
+        table = Table(title=as_text(f"{protocol} ({metrics}, %): {len(result.ran)} tasks run, "
+                                  f"{len(result.skipped)} reused, records in {result.out}"))
         for col in ("model", "dataset", "mean ± std", "n", "pooled", "train s, all folds"):
             table.add_column(col, justify="left" if col in ("model", "dataset") else "right", no_wrap=True)
         for r in rows:
             pooled = "-" if r["pooled"] is None else f"{100 * r['pooled']:.1f}"
             secs = "-" if r["train_s"] is None else f"{r['train_s']:.1f}"
             trials = str(r["trials"]) + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")
-            table.add_row(r["model"], r["dataset"], format_mean_std(r["mean"], r["std"]), trials, pooled, secs)
+            table.add_row(*text_cells(r["model"], r["dataset"], format_mean_std(r["mean"], r["std"]), trials, pooled,
+                                      secs))
         console.print(table)
-        console.print(f"`ferbench leaderboard{'' if result.out == runs_dir() else f' --runs {result.out}'}` shows "
-                      "them beside the papers' numbers", highlight=False)
+        console.print(as_text(f"`ferbench leaderboard{'' if result.out == runs_dir() else f' --runs {result.out}'}` "
+                            "shows them beside the papers' numbers"))
     if result.failed:
         for task_id, message in result.failed.items():
-            err_console.print(f"[bold red]failed:[/] {task_id}: {message}", highlight=False, soft_wrap=True)
+            err_console.print(as_text(("failed:", "bold red"), f" {task_id}: {message}"), soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -583,7 +580,7 @@ app.add_typer(config_app, name="config")
 @user_errors
 def config_set(
     key: str = typer.Argument(..., help="raw.<dataset>: where that dataset's raw folder is"),
-    value: Path = typer.Argument(..., help="the folder"),
+    value: str = typer.Argument(..., help="the folder"),  # str: an empty argument must not become "."
 ) -> None:
     """Remember a setting, e.g. `ferbench config set raw.ck+ ~/datasets/CK+`."""
     from ferbench.home import set_raw
@@ -591,9 +588,8 @@ def config_set(
     section, _, name = key.partition(".")
     if section != "raw" or not name:
         raise FerbenchError(f"unknown setting {key!r}; settings: raw.<dataset> (e.g. raw.ck+)")
-    if not value.expanduser().is_dir():
-        raise FerbenchError(f"{value}: no such folder (expected the {name} dataset as its owners distribute it)")
-    console.print(f"{key} = {value.expanduser().resolve()} ({set_raw(name, value)})", highlight=False)
+    written = set_raw(name, value)
+    console.print(as_text(f"{key} = {Path(value).expanduser().resolve()} ({written})"))
 
 
 @config_app.command("show")
@@ -602,9 +598,10 @@ def config_show() -> None:
     """Print the data home and its settings."""
     from ferbench.home import config_path, home, read_config
 
-    console.print(f"home: {home()}\nconfig: {config_path()}", highlight=False)
-    for name, path in sorted(read_config().get("raw", {}).items()):
-        console.print(f"raw.{name} = {path}", highlight=False)
+    raw = read_config().get("raw", {})  # a malformed file is one line, before anything is printed
+    console.print(as_text(f"home: {home()}\nconfig: {config_path()}"))
+    for name, path in sorted(raw.items()):
+        console.print(as_text(f"raw.{name} = {path}"))
 
 
 runs_app = typer.Typer(no_args_is_help=True, help="Look after a runs folder (the task records of evaluate).")
@@ -634,18 +631,18 @@ def runs_prune(
     _warn_prune(plan)
     done = "would remove" if dry_run else "removed"
     refused = len(plan.removable) if remove_refused else 0
-    console.print(f"{done} {len(plan.older)} record(s) of older runs and {refused} refused file(s) under {runs}",
-                  highlight=False, soft_wrap=True)
+    console.print(as_text(f"{done} {len(plan.older)} record(s) of older runs and {refused} refused file(s) under "
+                          f"{runs}"), soft_wrap=True)
 
 
 def _show_prune(plan: PrunePlan, verb: str) -> None:
     """Which run of a model is kept and why, then every file to be removed (before any is)."""
     for run, why in plan.kept:
-        console.print(f"keeping {run}: {why}", highlight=False, soft_wrap=True)
+        console.print(as_text(f"keeping {run}: {why}"), soft_wrap=True)
     for p in plan.older:
-        console.print(f"{verb} (older run): {p}", highlight=False, soft_wrap=True)
+        console.print(as_text(f"{verb} (older run): {p}"), soft_wrap=True)
     for p in plan.removable if plan.remove_refused else []:
-        console.print(f"{verb} (refused): {p}", highlight=False, soft_wrap=True)
+        console.print(as_text(f"{verb} (refused): {p}"), soft_wrap=True)
 
 
 def _warn_prune(plan: PrunePlan) -> None:

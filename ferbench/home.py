@@ -20,14 +20,21 @@ from pathlib import Path
 
 from ferbench.atomic import atomic_write
 from ferbench.errors import FerbenchError
+from ferbench.paths import require_folder
 
 ENV = "FERBENCH_HOME"
 DEFAULT = "~/ferbench_data"
 
 
 def home() -> Path:
-    """The data home: $FERBENCH_HOME, else ~/ferbench_data."""
-    return Path(os.environ.get(ENV) or DEFAULT).expanduser()
+    """The data home: $FERBENCH_HOME, else ~/ferbench_data; one line when it is a file or lies under one (every
+    command would otherwise find nothing in it, or fail on an OS error after its work)."""
+    return require_folder(Path(os.environ.get(ENV) or DEFAULT).expanduser(), f"the data home (${ENV})", write=False)
+
+
+def writable_home() -> Path:
+    """The data home, for a command that writes in it: also refused when it cannot be written."""
+    return require_folder(home(), f"the data home (${ENV})")
 
 
 def config_path() -> Path:
@@ -50,10 +57,17 @@ def read_config() -> dict[str, dict[str, str]]:
 
 
 def set_raw(dataset: str, folder: str | Path) -> Path:
-    """Remember where a dataset's raw folder is (`ferbench config set raw.<dataset> PATH`)."""
+    """Remember where a dataset's raw folder is (`ferbench config set raw.<dataset> PATH`): an existing folder
+    (an empty path would be the current folder, resolved to wherever the command happened to run)."""
     from ferbench.datasets import get_dataset
 
     get_dataset(dataset)  # an unknown name is refused with the known ones
+    if not str(folder).strip():
+        raise FerbenchError(f"raw.{dataset}: empty path; expected the folder of the {dataset} dataset as its owners "
+                            "distribute it")
+    if not Path(folder).expanduser().is_dir():
+        raise FerbenchError(f"{folder}: no such folder (expected the {dataset} dataset as its owners distribute it)")
+    writable_home()
     raw = read_config().get("raw", {})
     raw[dataset] = str(Path(folder).expanduser().resolve())
     lines = ["# ferbench data home settings (`ferbench config set raw.<dataset> PATH`)", "[raw]"]

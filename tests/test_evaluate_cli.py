@@ -30,7 +30,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     truncated.write_bytes(blob[: len(blob) // 2])
     text = base / "notes.h5"
     text.write_text("not a store\n")
-    return {"data": data, "truncated": truncated, "text": text, "loso": write_protocol(base, "t-loso"), "base": base}
+    many = write_protocol(base, "t-50fold", splitter="stratified-group-kfold", params={"n_splits": 50})
+    absent = write_protocol(base, "t-absent", classes=["anger", "contempt"])  # the store has no contempt
+    return {"data": data, "truncated": truncated, "text": text, "loso": write_protocol(base, "t-loso"), "base": base,
+            "50fold": many, "absent": absent}
 
 
 def _cli(*args: str) -> list[str]:
@@ -49,6 +52,12 @@ def _cli(*args: str) -> list[str]:
         ("epochs", "--epochs must be a whole number >= 1"),
         ("recipe", "unknown recipe 'fast'"),
         ("scheduler", "cannot reach the dask scheduler"),
+        # refused only once the folds are made (make_plan): still before the runs folder is created
+        ("50fold", "n_splits"),
+        ("absent", "contempt"),
+        # an --out that cannot be a folder: refused before the data is opened
+        ("out-file", "is a file, not a folder"),
+        ("out-under-file", "lies under"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case, expected):
@@ -74,14 +83,22 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case, expected):
             free.bind(("127.0.0.1", 0))
             port = free.getsockname()[1]
         extra = ["--scheduler", f"tcp://127.0.0.1:{port}"]
+    elif case in ("50fold", "absent"):
+        proto = str(files[case])
     out = tmp_path / "runs"
+    if case.startswith("out-"):
+        (tmp_path / "afile").write_text("mine\n")
+        out = tmp_path / "afile" / ("runs" if case == "out-under-file" else "")
     result = runner.invoke(app, _cli("--data", data, "--protocol", proto, "--out", str(out), *extra))
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.output, result.output
     if case in ("missing", "text", "truncated"):
         assert data in lines[0]
-    assert not out.exists()  # refused before any work
+    if case.startswith("out-"):
+        assert str(out).rstrip("/") in lines[0] and (tmp_path / "afile").read_text() == "mine\n"
+    else:
+        assert not out.exists()  # refused before any work: not even the runs folder is made
 
 
 @pytest.mark.slow
@@ -108,3 +125,27 @@ def test_kill_9_loses_only_the_task_in_flight(files, tmp_path):
     assert all(p.read_bytes() == blob for p, blob in kept.items())
     assert len(list(out.rglob("r*-f*.json"))) == 4
     assert summary["summary"][0]["model"] == "static" and summary["summary"][0]["trials"] == 4
+
+
+def test_a_later_dataset_of_the_protocol_is_refused_before_the_first_runs(prepared_replica, tmp_path, monkeypatch):
+    """`evaluate --protocol loso` without --data runs MMI then CASME II from the data home: CASME II's frames
+    (24 px) are too small for apex-cnn, and that is said before MMI trains, with no runs folder made."""
+    import shutil
+
+    from _replicas import REPLICAS
+    from ferbench.home import prepared_path
+
+    monkeypatch.setenv("FERBENCH_HOME", str(tmp_path / "home"))
+    prepared_path("mmi").parent.mkdir(parents=True)
+    shutil.copy(prepared_replica("mmi", **REPLICAS["mmi"]), prepared_path("mmi"))
+    shutil.copy(prepared_replica("casme2", subjects=2, aligner="none", size=24), prepared_path("casme2"))
+    out = tmp_path / "runs"
+    res = runner.invoke(app, _cli("--protocol", "loso", "--model", "apex-cnn", "--recipe", "quick", "--epochs", "1",
+                                  "--batch-size", "8", "--threads", "1", "--model-options",
+                                  json.dumps({"apex-cnn": TINY["apex-cnn"]}), "--out", str(out)),
+                        env={"COLUMNS": "400"})
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 2 and "needs frames of at least 32x32" in lines[-1], res.output
+    assert str(prepared_path("casme2")) in lines[-1] and "Traceback" not in res.output
+    assert len(lines) == 2 and lines[0].startswith("prepared in the data home: mmi, casme2"), res.output
+    assert not out.exists()  # MMI did not run first

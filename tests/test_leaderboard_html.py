@@ -2,6 +2,7 @@
 and a hostile class name (`<script>...`, from a dataset's folder names) is shown as text and runs nothing."""
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -20,11 +21,20 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+#: Set by .ci/run, which installs Chromium: there a missing browser fails the suite instead of skipping.
+REQUIRE_BROWSER = "FERBENCH_REQUIRE_BROWSER"
+
+
 def _chromium() -> str:
+    """The headless browser; on a machine without one the page tests are skipped with the fix (the README's
+    test command passes on a fresh machine), unless $FERBENCH_REQUIRE_BROWSER=1 asks for them (CI)."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        pytest.fail("chromium is not installed; install it with `apt-get update && apt-get install -y chromium` "
-                    "(.ci/run does this) to run the browser test")
+        why = ("chromium is not installed; install it with `apt-get update && apt-get install -y chromium` "
+               "(.ci/run does this) to run the browser test")
+        if os.environ.get(REQUIRE_BROWSER, "") not in ("", "0"):
+            pytest.fail(f"{why} (${REQUIRE_BROWSER} is set: the browser test is required here)")
+        pytest.skip(why)
     return exe
 
 
@@ -58,6 +68,7 @@ class _Dom(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
+    browser = _chromium()  # first: without a browser, skip (or fail) before building the page
     tmp = tmp_path_factory.mktemp("html")
     rng = np.random.default_rng(5)
     classes = EMOTIONS[:5] + [HOSTILE]
@@ -71,7 +82,7 @@ def page(tmp_path_factory):
                                                    task="au-detection"))
     board = build_board(tmp / "runs")
     path = write_leaderboard(board, ["html"], tmp / "out")["html"]
-    proc = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
+    proc = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
                            path.as_uri()], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "<html" in proc.stdout, proc.stderr[-2000:]
     dom = _Dom()

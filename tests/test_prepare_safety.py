@@ -413,4 +413,4 @@ def test_an_unwritable_output_place_is_one_line_exit_2(replica, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     result = runner.invoke(app, ["prepare", "ck+", "--root", str(replica), "--out", str(blocker / "x.h5"), *NONE])
-    assert "cannot create the output folder" in _one_line_error(result)  # exit 2, not 1
+    assert f"the folder of --out {blocker}: is a file" in _one_line_error(result)  # exit 2, not 1, before the scan

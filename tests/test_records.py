@@ -270,7 +270,7 @@ def test_prune_keeps_the_latest_run_of_each_model(tmp_path):
 # 6 -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case, expected", [
     ("model-options", "model 'stc' has no option(s) nope"),
-    ("out-unwritable", "cannot write the runs folder"),
+    ("out-unwritable", "lies under"),
     ("repeats", "--repeats must be a whole number from 1 to 100"),
     ("protocol-repeats", "field 'repeats': expected an integer >= 1 and <= 100"),
     ("val-fraction", "--val-fraction must be a fraction in (0, 0.5]"),

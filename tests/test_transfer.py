@@ -95,6 +95,7 @@ def test_evaluate_runs_the_transfer_and_records_it(files, tmp_path):
         pre = mine[0]["config"]["pretrain"]
         assert pre["dataset"] == "casme2" and pre["data"] == str(casme.resolve()) and pre["samples"] > 0
         assert pre["data_fingerprint"] == mine[0]["fingerprints"]["data_source"]
+        assert pre["frame_size"] == pre["target_frame_size"] == 64  # both files' frames, pixels a side
         assert all(r["dataset"] == r["dataset_test"] == "mmi" for r in mine)
         # the source is trained once in this process and timed apart from the fold's own training
         first, second = sorted(mine, key=lambda r: r["fold"])
@@ -201,6 +202,26 @@ def test_a_source_file_too_small_for_the_model_is_refused_before_any_work(files,
     small = prepared_replica("casme2", subjects=2, aligner="none", size=24)
     with pytest.raises(FerbenchError, match=f"needs frames of at least 32x32; the source file {small} has 24x24"):
         evaluate(mmi, "kim2017-transfer", data_source=small, models="apex-cnn", out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_source_of_another_frame_size_is_refused_before_any_work(files, prepared_replica, tmp_path):
+    """Layers trained on 48 px faces copied into a network that trains on 64 px ones: refused in one line (the
+    same check passes an equal size, test_evaluate_runs_the_transfer_and_records_it)."""
+    from typer.testing import CliRunner
+
+    from ferbench.cli import app
+
+    mmi, _ = files
+    other = prepared_replica("casme2", subjects=2, aligner="none", size=48)
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(mmi), "--data-source", str(other), "--protocol",
+                                   "kim2017-transfer", "--model", "apex-cnn", "--out", str(tmp_path / "runs"),
+                                   "--recipe", "quick", "--epochs", "1", "--batch-size", "8", "--threads", "1",
+                                   "--model-options", json.dumps({"apex-cnn": OPTS["apex-cnn"]})],
+                             env={"COLUMNS": "400"})  # were it not refused: a short run, not the default recipe
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert f"{other} (48x48 frames)" in lines[0] and f"{mmi} (64x64 frames)" in lines[0], lines[0]
     assert not (tmp_path / "runs").exists()
 
 

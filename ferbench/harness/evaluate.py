@@ -25,6 +25,7 @@ from ferbench.harness.record import build_record, test_labels_of
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
 from ferbench.harness.plan import RunContext, make_specs
 from ferbench.harness.train import PRECISIONS
+from ferbench.paths import require_folder
 
 Progress = Callable[[dict[str, Any]], None]
 DEVICES = ("auto", "cpu", "cuda")
@@ -157,8 +158,7 @@ def _check_arguments(*, recipe: Any, workers: Any, scheduler: Any, repeats: Any,
         raise FerbenchError(f"force must be True or False; got {force!r}")
     if not isinstance(out, (str, Path)) or not str(out).strip():
         raise FerbenchError(f"--out must be the path of a folder for the task records; got {out!r}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise FerbenchError(f"{out}: is a file; --out must be a folder for the task records")
+    require_folder(out, "--out (the folder of the task records)")
     if precision not in PRECISIONS:
         raise FerbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if scheduler is not None:
@@ -270,7 +270,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
             stages = _au_stages(stages)
         stages_of[m] = stages
         plans_needed.setdefault(_validation_share(R.selection_of(stages), proto, val_fraction), []).append(m)
-    pretrain = _pretrain(proto, data_source, names, recipe, ov, dev) if proto.pretrain else {}
+    pretrain = _pretrain(proto, data_source, names, recipe, ov, dev, (data, size)) if proto.pretrain else {}
     ctx = RunContext(
         recipe=recipe, dataset=dataset, dataset_test=dataset_test, data=Path(data).resolve(),
         data_test=test_path.resolve(), device=dev, threads=threads, precision=precision, pretrain=pretrain,
@@ -320,9 +320,11 @@ def _check_frame_size(names: list[str], size: int, where: Any) -> None:
 
 
 def _pretrain(proto: Any, data_source: str | Path | None, names: list[str], recipe: str, ov: R.Overrides,
-              dev: str) -> dict[str, Any]:
+              dev: str, target: tuple[str | Path, int]) -> dict[str, Any]:
     """Each model's source side of a transfer protocol: the source file, its labelled samples, the model's
-    recipe for the source dataset."""
+    recipe for the source dataset. `target`: the target file and its frame size, which the source's must equal
+    (layers trained on faces of one size are copied into a network that sees another size: not kim2017's
+    transfer, and no error shows it)."""
     from ferbench.harness.transfer import Pretrain
     from ferbench.models import model_card
     from ferbench.protocols import SampleTable
@@ -337,6 +339,10 @@ def _pretrain(proto: Any, data_source: str | Path | None, names: list[str], reci
     if table.dataset != proto.pretrain:
         raise FerbenchError(f"protocol {proto.name!r} first trains on {proto.pretrain}, but {data_source} holds "
                             f"{table.dataset}")
+    if size != target[1]:
+        raise FerbenchError(f"protocol {proto.name!r} copies layers trained on {data_source} ({size}x{size} frames) "
+                            f"into a network trained on {target[0]} ({target[1]}x{target[1]} frames); prepare both "
+                            f"at one size (`ferbench prepare ... --size N`)")
     labelled = [i for i, y in enumerate(table.labels) if y >= 0]
     if len({int(table.labels[i]) for i in labelled}) < 2:
         raise DatasetError(Path(data_source), "the source file of a transfer protocol needs labelled samples of at "
@@ -346,7 +352,7 @@ def _pretrain(proto: Any, data_source: str | Path | None, names: list[str], reci
                         classes=table.classes, ids=tuple(table.ids[i] for i in labelled),
                         labels=tuple(int(table.labels[i]) for i in labelled),
                         stages=R.resolve(m, recipe, table.dataset, ov, "cuda" if dev.startswith("cuda") else "cpu"),
-                        transfer=str(model_card(m).transfer))
+                        transfer=str(model_card(m).transfer), frame_size=size, target_frame_size=target[1])
             for m in names}
 
 
@@ -361,11 +367,18 @@ def _validation_share(selection: str, proto: Any, val_fraction: float) -> float 
 def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], outdir: Path, force: bool,
           result: EvaluateResult) -> tuple[list[tuple[TaskSpec, Path]], dict[float | None, Any]]:
     """Every task, split into reusable records (added to `result`) and pending tasks (spec, record path)."""
+    specs, plans = _tasks(setup, repeats, model_options, result)
+    return _sort_tasks(specs, setup, outdir, force, result), plans
+
+
+def _tasks(setup: _Setup, repeats: int | None, model_options: dict[str, Any],
+           result: EvaluateResult) -> tuple[list[tuple[TaskSpec, Any]], dict[float | None, Any]]:
+    """Every task of the run, from the folds of the protocol: where a protocol cannot be met on the data (more
+    folds than subjects, a class the file lacks) it is refused here, before the runs folder is touched."""
     from ferbench.protocols import make_plan
 
-    pending: list[tuple[TaskSpec, Path]] = []
+    specs: list[tuple[TaskSpec, Any]] = []  # each with the data file's truth its record is held to
     plans = {}
-    keys: dict[str, str] = {}
     for frac, members in setup.plans_needed.items():
         plan = make_plan(setup.proto, *setup.tables, repeats=repeats, validation=frac)  # tables read once
         plans[frac] = plan
@@ -373,20 +386,29 @@ def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], out
         classes = tuple(plan.classes) if plan.classes else _scored_aus(setup.proto, setup.au_names, setup.data)
         truth = _Truth(plan, setup.data_test, classes)
         for m in members:
-            for spec in make_specs(plan, m, setup.stages_of[m], model_options, _card_index(m)[0], classes,
-                                   setup.ctx, frac or None):
-                path = RC.record_path(outdir, dataset=spec.dataset, dataset_test=spec.dataset_test,
-                                      protocol=spec.protocol, model=m, repeat=spec.repeat, fold=spec.fold,
-                                      fingerprints=spec.fingerprints)
-                keys[m] = path.parent.name
-                reason = _rerun_reason(path, outdir, spec, force, truth)
-                if reason is None:
-                    result.skipped.append(spec.task_id)
-                    result.records.append(path)
-                else:
-                    if reason != "no record":
-                        result.rerun_reasons[spec.task_id] = reason
-                    pending.append((spec, path))
+            specs += [(spec, truth) for spec in make_specs(plan, m, setup.stages_of[m], model_options,
+                                                            _card_index(m)[0], classes, setup.ctx, frac or None)]
+    return specs, plans
+
+
+def _sort_tasks(specs: list[tuple[TaskSpec, Any]], setup: _Setup, outdir: Path, force: bool,
+                result: EvaluateResult) -> list[tuple[TaskSpec, Path]]:
+    """The tasks whose record under `outdir` is missing, refused, stale or disagrees with the data file (spec,
+    record path); the others' records go to `result` as reused."""
+    pending: list[tuple[TaskSpec, Path]] = []
+    keys: dict[str, str] = {}
+    for spec, truth in specs:
+        path = RC.record_path(outdir, dataset=spec.dataset, dataset_test=spec.dataset_test, protocol=spec.protocol,
+                              model=spec.model, repeat=spec.repeat, fold=spec.fold, fingerprints=spec.fingerprints)
+        keys[spec.model] = path.parent.name
+        reason = _rerun_reason(path, outdir, spec, force, truth)
+        if reason is None:
+            result.skipped.append(spec.task_id)
+            result.records.append(path)
+        else:
+            if reason != "no record":
+                result.rerun_reasons[spec.task_id] = reason
+            pending.append((spec, path))
     older = sum(1 for m, key in keys.items()
                 for p in (outdir / RC.run_label(setup.dataset, setup.dataset_test) / setup.proto.name / m).glob("*/r*-f*.json")
                 if p.parent.name != key)
@@ -395,7 +417,7 @@ def _plan(setup: _Setup, repeats: int | None, model_options: dict[str, Any], out
             f"{outdir} also holds {older} record(s) of other runs of these models (another data file, protocol "
             f"version or recipe); they are kept and shown as rows of their own by `ferbench leaderboard`; "
             f"`ferbench runs prune --runs {outdir}` keeps only the latest run of each model")
-    return pending, plans
+    return pending
 
 
 def _scored_aus(proto: Any, au_names: list[Any], data: Path) -> tuple[str, ...]:
@@ -517,8 +539,9 @@ def evaluate(
         precision=precision)
     outdir = Path(out)
     result = EvaluateResult(out=outdir, warnings=list(setup.warnings))
+    specs, plans = _tasks(setup, repeats, setup.model_options, result)  # the last refusal: nothing made before it
     with _runs_lock(outdir):
-        pending, plans = _plan(setup, repeats, setup.model_options, outdir, force, result)
+        pending = _sort_tasks(specs, setup, outdir, force, result)
         if progress:
             progress(_plan_event(pending, result, setup))
         if pending:

@@ -128,7 +128,8 @@ def pretrained_layers(ctx: Context, name: str) -> tuple[dict[str, torch.Tensor],
                      list(src.stages), "last-epoch")
         state, digest = layer_state(fitted.model, name)
         info = {"dataset": src.dataset, "data": src.data, "data_fingerprint": src.fingerprint,
-                "samples": len(src.ids), "classes": list(src.classes), "seed": src.seed, "stages": fitted.stages,
+                "samples": len(src.ids), "classes": list(src.classes), "seed": src.seed,
+                "frame_size": src.frame_size, "target_frame_size": src.target_frame_size, "stages": fitted.stages,
                 "layers": src.transfer, "parameters": sorted(state), "weights_sha256": digest,
                 "final_loss": fitted.curve[-1].get("loss") if fitted.curve else None}
         _LAST_SOURCE[key] = (state, info)

@@ -36,6 +36,8 @@ class Pretrain:
     labels: tuple[int, ...]
     stages: tuple[dict[str, Any], ...]  # the model's recipe for the source dataset
     transfer: str  # the card's description of the transferred layers
+    frame_size: int  # the source file's frames (pixels a side): the same as the target's, or refused
+    target_frame_size: int
     seed: int = 0  # set per repeat by `seeded`
 
     def describe(self) -> dict[str, Any]:

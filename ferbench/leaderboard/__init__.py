@@ -14,6 +14,7 @@ from ferbench.atomic import atomic_write
 from ferbench.errors import FerbenchError
 from ferbench.leaderboard.board import BASELINES, Board, Section, build_board
 from ferbench.leaderboard.reported import load_reported
+from ferbench.paths import require_folder
 
 FORMATS = ("rich", "md", "html", "csv", "json")
 FILES = {"md": "leaderboard.md", "html": "leaderboard.html", "csv": "leaderboard.csv", "json": "leaderboard.json"}
@@ -32,10 +33,10 @@ def parse_formats(text: str) -> list[str]:
 
 
 def check_out(out: str | Path, formats: list[str]) -> None:
-    """Refuse an --out that cannot hold the files before any record is read."""
-    out = Path(out)
-    if any(f != "rich" for f in formats) and out.exists() and not out.is_dir():
-        raise FerbenchError(f"{out}: is a file; --out must be a folder for the leaderboard files")
+    """Refuse an --out that cannot hold the files (a file, a path under one, a folder that cannot be written)
+    before any record is read or any table printed."""
+    if any(f != "rich" for f in formats):
+        require_folder(out, "--out (the folder of the leaderboard files)")
 
 
 def write_leaderboard(board: Board, formats: list[str], out: str | Path = "leaderboards", per_fold: bool = False,

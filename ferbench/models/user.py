@@ -23,7 +23,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
-import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path

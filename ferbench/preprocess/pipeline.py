@@ -30,6 +30,7 @@ from ferbench.datasets._media import frame_number
 from ferbench.datasets.base import DatasetAdapter, Sample
 from ferbench.errors import DatasetError, FerbenchError
 from ferbench.issues import PARTLY_COVERED, REPAIRED, RESIZED, RESUME, SCAN, Issue, failures_json
+from ferbench.paths import require_folder
 from ferbench.preprocess.align import TEMPLATES
 from ferbench.preprocess.detect import DETECTORS, Detector, get_detector
 from ferbench.preprocess.frames import LazyFrames
@@ -476,6 +477,7 @@ def check_options(
         raise FerbenchError(f"--out {path} is a folder; expected the path of the .h5 file to write (e.g. {path / (adapter.name + '.h5')})")
     if path.exists() and not overwrite:
         raise FerbenchError(f"{path} already exists; pass --overwrite to replace it")
+    require_folder(path.parent, "the folder of --out")  # a read-only or impossible folder, before work
     if cfg.aligner != "mtcnn":
         _plain_detector(cfg)  # a missing model pack fails here, before any work
     return adapter, cfg, path

@@ -22,6 +22,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from ferbench.atomic import atomic_open
 from ferbench.errors import FerbenchError
+from ferbench.paths import require_folder
 from ferbench.protocols.schema import MAX_REPEATS, Protocol, load_protocol
 from ferbench.protocols.splitters import build_splitter, splitter_key
 from ferbench.protocols.table import SampleTable
@@ -362,6 +363,7 @@ def check_folds_target(path: str | Path, inputs: Sequence[str | Path | None] = (
     path = Path(path)
     if path.is_dir():
         raise FerbenchError(f"{path}: is a folder (expected the path of a .csv file to write)")
+    require_folder(path.parent, "the folder of --out")  # before the folds are made and printed
     for given in inputs:
         if given is not None and Path(given).exists() and path.exists() and path.samefile(given):
             raise FerbenchError(f"{path}: is the data file this command reads; write the fold list elsewhere")
