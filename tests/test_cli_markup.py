@@ -119,7 +119,7 @@ def test_the_progress_view_prints_paths_reasons_and_names_as_typed():
 
     from ferbench.harness.progress import ProgressView
 
-    con = Console(file=io.StringIO(), record=True, width=300)
+    con = Console(file=io.StringIO(), record=True, width=300, force_terminal=True)  # the live bar shows the status
     with ProgressView(con) as view:
         view({"event": "plan", "total": 2, "skipped": 0, "pending": 2, "rerun": {"t": "record refused ([bad] key)"},
               "warnings": ["[raw] in /runs/[red]x[/red]"], "protocol": "/tmp/[red]p[/red].yaml"})
@@ -128,5 +128,5 @@ def test_the_progress_view_prints_paths_reasons_and_names_as_typed():
         view({"event": "task-failed", "task_id": "[bold]t[/bold]", "error": "boom"})
     shown = con.export_text()
     for typed in ("protocol file: /tmp/[red]p[/red].yaml", "record refused ([bad] key)",
-                  "warning: [raw] in /runs/[red]x[/red]", "fusion-svm [static] r0 f1", "failed [bold]t[/bold]: boom"):
+                  "warning: [raw] in /runs/[red]x[/red]", "fusion-svm r0 f1 [static]", "failed [bold]t[/bold]: boom"):
         assert typed in shown, (typed, shown)

@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Column
 from rich.text import Text
 
+from ferbench.terminal import as_text
+
 #: A run estimated longer than this on a CPU gets the ways to shorten it.
 LONG_S = 30 * 60
 SHORTEN = ("to shorten it: fewer models (--model NAME,NAME), the quick recipe (--recipe quick), a GPU "
@@ -135,7 +137,7 @@ class ProgressView:
         self.device = ", ".join(sorted({p.device for p in plans}))
         if not self.disable:
             for line in plan_lines(plans, self.estimate.slots):
-                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+                self.console.print(as_text(line), soft_wrap=True)
 
     def say(self, text: str) -> None:
         """One line above the bar (or in the log); `text` is markup: user text in it goes through `escape`."""
@@ -212,7 +214,7 @@ class ProgressView:
         if self.task is not None:
             self.bar.update(self.task, advance=1, eta_s=left, eta_at=time.monotonic())
         elif not failed and not self.disable:
-            self.console.print(self._line(ev, eta), markup=False, highlight=False, soft_wrap=True)
+            self.console.print(as_text(self._line(ev, eta)), soft_wrap=True)
         self._maybe_shorten(left)
 
     def _line(self, ev: dict[str, Any], eta: str) -> str:
