@@ -6,15 +6,16 @@ from __future__ import annotations
 import csv
 
 import cv2
-import numpy as np
 import pytest
 
+from _wild_roots import DFEW_FIVE as FIVE
+from _wild_roots import DFEW_TEST as TEST
+from _wild_roots import DFEW_TRAIN as TRAIN
+from _wild_roots import build_dfew as build
 from ferbench.datasets import get_dataset, scan, synth
 from ferbench.datasets.dfew import CLASSES, FOLDS
 from ferbench.errors import DatasetError
 
-TEST = "EmoLabel_DataSplit/test(single-labeled)"
-TRAIN = "EmoLabel_DataSplit/train(single-labeled)"
 
 
 @pytest.fixture(scope="module")
@@ -27,32 +28,6 @@ def replica(tmp_path_factory):
 def _rows(path):
     with open(path, newline="") as fh:
         return list(csv.reader(fh))
-
-
-def build(root, folds, frames_dir="Clip/clip_224x224", names=lambda clip, t: f"{clip}_{t:05d}.jpg", n=2,
-          train_dir=TRAIN, lists=None):
-    """A tiny DFEW root written by hand: `folds` = {fold: [(video_name, label), ...]} as the test lists; the train
-    lists are the other folds' rows (as in the release) unless `lists` overrides a file's text."""
-    tiny = np.full((8, 8, 3), 128, np.uint8)
-    for fold, rows in folds.items():
-        for name, _ in rows:
-            clip = f"{int(name):05d}"
-            for t in range(1, n + 1):
-                (root / frames_dir / clip).mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(root / frames_dir / clip / names(clip, t)), tiny)
-    for fold in FOLDS:
-        test = folds.get(fold, [])
-        train = [r for f, rows in folds.items() if f != fold for r in rows]
-        for where, rows in ((TEST, test), (train_dir, train)):
-            path = root / where / f"{fold}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("video_name,label\n" + "".join(f"{v},{lab}\n" for v, lab in rows))
-    for rel, text in (lists or {}).items():
-        (root / rel).write_text(text)
-    return root
-
-
-FIVE = {f"set_{k}": [(str(10 * k + 1), k), (str(10 * k + 2), k + 1)] for k in range(1, 6)}
 
 
 # ---------------------------------------------------------------- replica

@@ -3,15 +3,15 @@ without a newline), the 11 classes in the owners' order, every list fault named,
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import pytest
 
+from _wild_roots import MAFW_SINGLE as SINGLE
+from _wild_roots import MAFW_FIVE as FIVE
+from _wild_roots import build_mafw as build
 from ferbench.datasets import get_dataset, scan, synth
 from ferbench.datasets.mafw import CLASSES, FOLDS
 from ferbench.errors import DatasetError
 
-SINGLE = "Train & Test Set/single/no_caption"
 
 
 @pytest.fixture(scope="module")
@@ -19,28 +19,6 @@ def replica(tmp_path_factory):
     out = tmp_path_factory.mktemp("mafw")
     written = synth("mafw", out, subjects=1, seed=5)
     return out, written, scan("mafw", out)
-
-
-FIVE = {f"set_{k}": [(f"{100 * k + 1:05d}", CLASSES[k]), (f"{100 * k + 2:05d}", CLASSES[k + 5])] for k in range(1, 6)}
-
-
-def build(root, folds=FIVE, top="Train & Test Set", frames="data/frames", lists=None):
-    """A tiny MAFW root by hand: test lists from `folds`, train lists the other folds' rows; `lists` overrides."""
-    tiny = np.full((8, 8, 3), 70, np.uint8)
-    for rows in folds.values():
-        for clip, _ in rows:
-            (root / frames / clip).mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / frames / clip / "1.jpg"), tiny)
-    for fold in FOLDS:
-        test = folds.get(fold, [])
-        train = [r for f, rows in folds.items() if f != fold for r in rows]
-        for role, rows in (("test", test), ("train", train)):
-            path = root / top / "single/no_caption" / fold / f"{role}.txt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("\n".join(f"{c}.mp4 {w}" for c, w in rows))
-    for rel, text in (lists or {}).items():
-        (root / rel).write_text(text)
-    return root
 
 
 def test_replica_scan_equals_what_was_written(replica):
