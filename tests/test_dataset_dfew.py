@@ -133,3 +133,18 @@ def test_original_videos_only_go_through_the_detector(tmp_path):
     assert [s.video for s in result.samples] == [s.video for s in written] and all(not s.frames for s in written)
     assert {s.video.suffix for s in written} == {".mp4"} and written[0].video.parent.name == "original"
     assert get_dataset("dfew").default_aligner(tmp_path) == "mtcnn"
+
+
+def test_prepare_reads_the_crops_with_no_detector_and_names_the_excluded_clip(tmp_path):
+    """`prepare` with no --aligner: the face crops are read as they are (aligner none, recorded in the file), and
+    a clip the lists put in two folds is an excluded sample with the scan's reason, not a sample of either."""
+    from ferbench.preprocess.pipeline import PrepareConfig, prepare
+    from ferbench.store import inspect
+
+    root = build(tmp_path / "DFEW", {**FIVE, "set_3": FIVE["set_3"] + [("11", 1)]})
+    summary = prepare("dfew", root, tmp_path / "dfew.h5", PrepareConfig(size=32), workers=0)
+    assert summary.written == 9 and summary.failed == 1
+    (failure,) = summary.failures
+    assert failure.sample == "00011" and "2 test lists" in str(failure)
+    info = inspect(tmp_path / "dfew.h5")
+    assert info["aligner"] == "none" and info["config"]["length"] == 16

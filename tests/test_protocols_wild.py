@@ -145,6 +145,7 @@ def test_the_mission_commands_from_the_data_home(tmp_path, monkeypatch):
     """`ferbench synth dfew` into raw/dfew, then the three commands as typed: prepare (crops: no detector),
     evaluate --protocol dfew-5fold, leaderboard (WAR = accuracy and UAR shown)."""
     monkeypatch.setenv("FERBENCH_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # the leaderboard writes leaderboards/ in the working folder
     from ferbench import cli
 
     monkeypatch.setattr(cli.console, "width", 300)
