@@ -222,7 +222,8 @@ def prepare(
                                         "(default: raw/<dataset> in the data home, or its config.toml entry)"),
     out: Optional[Path] = typer.Option(None, "--out", help="output file (default: prepared/<dataset>.h5 in the "
                                        "data home, $FERBENCH_HOME)"),
-    aligner: str = typer.Option("mtcnn", "--aligner", help="mtcnn (default), insightface or none (pre-cropped)"),
+    aligner: Optional[str] = typer.Option(None, "--aligner", help="mtcnn, insightface or none (pre-cropped); default "
+                                          "mtcnn, or none where the release ships face crops (DFEW, FERV39k)"),
     size: int = typer.Option(64, "--size", min=16, help="aligned face size in pixels"),
     template: str = typer.Option("yu2018", "--template", help="yu2018 (eye-based) or arcface"),
     length: Optional[int] = typer.Option(None, "--length", min=1, help="fixed clip length T (default per dataset)"),
@@ -260,7 +261,7 @@ def prepare(
     config = PrepareConfig(aligner=aligner, size=size, template=template, length=length, detect_every=detect_every,
                            min_face=min_face, min_coverage=min_coverage)
     check_options(dataset, config, out, workers=workers, scheduler=scheduler, overwrite=overwrite,
-                  materialize_augmentation=materialize_augmentation)  # before the progress bar appears
+                  materialize_augmentation=materialize_augmentation, root=root)  # before the progress bar appears
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     bar = Progress(*columns, console=err_console, transient=as_json, disable=as_json)
     task: list = []

@@ -9,5 +9,8 @@ REPLICAS = {
     "oulu-casia": dict(subjects=2, modes=["VL/Strong", "VL/Dark", "NI/Strong"], aligner="none"),
     "bp4d": dict(subjects=3, aligner="none"),
     "afew": dict(subjects=1, aligner="none"),
+    "dfew": dict(subjects=1, aligner="none"),
+    "ferv39k": dict(subjects=1, aligner="none"),
+    "mafw": dict(subjects=1, aligner="none"),
     "folder": dict(subjects=2, aligner="none"),
 }

@@ -22,7 +22,7 @@ def register_dataset(cls: A) -> A:
 #: the modules, which pull in OpenCV; each module registers the name it is listed under.
 BUILTIN = {
     "ck+": "ckplus", "oulu-casia": "oulu", "mmi": "mmi", "casme2": "casme2", "bp4d": "bp4d", "afew": "afew",
-    "folder": "folder", "order": "order",
+    "dfew": "dfew", "ferv39k": "ferv39k", "mafw": "mafw", "folder": "folder", "order": "order",
 }
 
 

@@ -68,8 +68,9 @@ def write_image(path: Path, image: np.ndarray, quality: int = 92) -> None:
         raise OSError(f"{path}: could not write the image")
 
 
-def write_avi(path: Path, frames: Iterable[np.ndarray], fps: float = 25.0) -> int:
-    """Write BGR uint8 frames as an MJPG .avi (decodable by every OpenCV build); returns the frame count."""
+def write_avi(path: Path, frames: Iterable[np.ndarray], fps: float = 25.0, fourcc: str = "MJPG") -> int:
+    """Write BGR uint8 frames as an MJPG .avi (decodable by every OpenCV build; `fourcc="mp4v"` with an .mp4
+    path writes MPEG-4 part 2); returns the frame count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     writer: cv2.VideoWriter | None = None
     n = 0
@@ -77,9 +78,9 @@ def write_avi(path: Path, frames: Iterable[np.ndarray], fps: float = 25.0) -> in
         for frame in frames:
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (w, h))
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
                 if not writer.isOpened():
-                    raise OSError(f"{path}: OpenCV could not open an MJPG video writer")
+                    raise OSError(f"{path}: OpenCV could not open a {fourcc} video writer")
             writer.write(frame)
             n += 1
     finally:

@@ -28,10 +28,11 @@ VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".wmv", ".mpg", ".mpeg")
 
 #: `DatasetAdapter.phases` values.
 PHASES_RISING, PHASES_FULL, PHASES_NONE = "neutral-apex", "onset-apex-offset", "unsegmented"
-#: The emotion vocabulary `DatasetAdapter.emotions` draws from (six basic emotions, neutral, contempt, and
-#: CASME II's micro-expression classes).
+#: The emotion vocabulary `DatasetAdapter.emotions` draws from (six basic emotions, neutral, contempt,
+#: CASME II's micro-expression classes and MAFW's four compound-affect classes).
 CANONICAL_EMOTIONS = frozenset({
     "neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise", "repression", "others",
+    "anxiety", "helplessness", "disappointment",
 })
 
 
@@ -213,6 +214,11 @@ class DatasetAdapter:
     emotions: ClassVar[tuple[str, ...]] = ()
     #: What the root folder should be, for the message when it does not exist.
     root_hint: ClassVar[str] = "an existing folder"
+
+    def default_aligner(self, root: Path | None) -> str:
+        """The `prepare --aligner` this root needs when none is given: "mtcnn" (detect and align), or "none"
+        where the release under `root` ships face crops that the adapter reads (no detector runs on them)."""
+        return "mtcnn"
 
     def check_root(self, root: str | Path) -> Path:
         """The dataset root as a Path, or a DatasetError naming it when it is not an existing folder (checked

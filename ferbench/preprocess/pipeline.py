@@ -55,10 +55,11 @@ PARTIAL_COVERAGE = 0.9
 class PrepareConfig:
     """Everything that changes the arrays in the output file (it is stored in the file's attrs).
 
-    `None` fields take the dataset's defaults (`DatasetAdapter.clip_length`, `.target_fps`, `.min_face`).
+    `None` fields take the dataset's defaults (`DatasetAdapter.clip_length`, `.target_fps`, `.min_face`, and
+    `.default_aligner(root)`: "none" where the release ships face crops, else "mtcnn").
     """
 
-    aligner: str = "mtcnn"
+    aligner: str | None = None
     size: int = 64
     template: str = "yu2018"
     length: int | None = None  # fixed clip length T; None = the adapter's clip_length (CK+ 18, Oulu/MMI 22)
@@ -99,13 +100,15 @@ class PrepareConfig:
                 raise bad(option, value, f"a number {'above' if strict_low else 'from'} {lo:g} {'and at most' if strict_low else 'to'} {hi:g}")
         return self
 
-    def resolved(self, dataset: str | DatasetAdapter) -> PrepareConfig:
-        """The config with the dataset's defaults filled in (from its adapter), as written to the file."""
+    def resolved(self, dataset: str | DatasetAdapter, root: str | Path | None = None) -> PrepareConfig:
+        """The config with the dataset's defaults filled in (from its adapter and, for the aligner, what the
+        release under `root` holds), as written to the file."""
         adapter = get_dataset(dataset) if isinstance(dataset, str) else dataset
         length = self.length or adapter.clip_length
         fps = self.target_fps if self.target_fps is not None else adapter.target_fps
         min_face = self.min_face if self.min_face is not None else adapter.min_face
-        return dataclasses.replace(self, length=length, target_fps=fps, min_face=min_face).check()
+        aligner = self.aligner or adapter.default_aligner(None if root is None else Path(root).expanduser())
+        return dataclasses.replace(self, aligner=aligner, length=length, target_fps=fps, min_face=min_face).check()
 
 
 @dataclass
@@ -453,7 +456,7 @@ def prepare(
     """
     t0 = time.perf_counter()
     adapter, cfg, out = check_options(dataset, config, out, workers=workers, scheduler=scheduler,
-                                      overwrite=overwrite, materialize_augmentation=materialize_augmentation)
+                                      overwrite=overwrite, materialize_augmentation=materialize_augmentation, root=root)
     try:
         return _prepare(adapter, root, out, cfg, t0, workers=workers, scheduler=scheduler, overwrite=overwrite,
                         restart=restart, materialize_augmentation=materialize_augmentation, progress=progress)
@@ -465,12 +468,13 @@ def prepare(
 def check_options(
     dataset: str, config: PrepareConfig | None = None, out: str | Path | None = None, *,
     workers: int | None = None, scheduler: str | None = None, overwrite: bool = False,
-    materialize_augmentation: str | None = None,
+    materialize_augmentation: str | None = None, root: str | Path | None = None,
 ) -> tuple[DatasetAdapter, PrepareConfig, Path]:
     """Every option of a `prepare` run checked before any work (the CLI calls it before its progress bar):
-    the adapter, the resolved config and the output path, or one FerbenchError line naming the option."""
+    the adapter, the resolved config and the output path, or one FerbenchError line naming the option.
+    `root`: the native folder, which decides the default aligner (face crops shipped: none)."""
     adapter = get_dataset(dataset)
-    cfg = (config or PrepareConfig()).resolved(adapter)
+    cfg = (config or PrepareConfig()).resolved(adapter, root)
     _check_run_options(workers, scheduler, materialize_augmentation)
     path = Path(out) if out else default_output(adapter.name)
     if path.is_dir():

@@ -2,8 +2,9 @@
 
 scikit-learn's `GroupKFold`, `StratifiedGroupKFold` and `LeaveOneGroupOut` are used as they are; this module
 adds only what scikit-learn lacks: round-robin folds by sorted subject id, fixed subject lists (BP4D 3-fold),
-odd/even subject numbers (FERA 2015), fixed dataset splits (AFEW Train/Val), train-on-modes / test-on-modes
-with disjoint subjects (unseen-mode), and train-on-file / test-on-file (cross-dataset).
+odd/even subject numbers (FERA 2015), fixed dataset splits (AFEW Train/Val), folds stored on each sample
+(DFEW, MAFW: the owners' fold lists), train-on-modes / test-on-modes with disjoint subjects (unseen-mode), and
+train-on-file / test-on-file (cross-dataset).
 
 Splitters that need a per-sample attribute read it from `X` (a 1-D array of strings: the sample's split,
 its mode key such as "VL/Strong", or which file it came from); `KEY` names that attribute, and
@@ -211,6 +212,42 @@ class FixedSplit(BaseCrossValidator):
             yield train[used[train]], test
 
 
+class StoredFolds(BaseCrossValidator):
+    """The folds a dataset's own files give, read from each sample's split field (X): test fold k = the samples
+    whose fold is `folds[k]`, train = the samples of the other listed folds. Nothing is drawn (no seed): DFEW's
+    and MAFW's 5 folds are exactly their owners' lists (the adapter stores, per clip, the fold whose test list
+    holds it; each release's train list of a fold is the other folds' test lists).
+
+    Samples of a fold not listed are used in no fold (scikit-learn's PredefinedSplit would train on them;
+    otherwise this is PredefinedSplit). Invariants: the test folds partition the listed samples; no sample is on both
+    sides; a sample trains in every fold but its own.
+
+    >>> import numpy as np
+    >>> X = np.array(["set_2", "set_1", "set_2", "other", "set_1"])
+    >>> [(tr.tolist(), te.tolist()) for tr, te in StoredFolds(folds=["set_1", "set_2"]).split(X, None, list("abcde"))]
+    [([0, 2], [1, 4]), ([1, 4], [0, 2])]
+    """
+
+    KEY: str | None = "split"
+
+    def __init__(self, folds: Sequence[str] = ()):
+        names = _names(folds, "folds")
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"folds must list at least 2 distinct fold names (the samples' split values), got {folds!r}")
+        self.folds = names
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return len(self.folds)
+
+    def split(self, X: Any = None, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        x = np.asarray(X).astype(str)
+        index = {name: k for k, name in enumerate(self.folds)}
+        test_fold = np.array([index.get(v, -1) for v in x], dtype=np.int64)
+        listed = test_fold >= 0
+        for k in range(len(self.folds)):
+            yield np.flatnonzero(listed & (test_fold != k)), np.flatnonzero(test_fold == k)
+
+
 class ModeGroupKFold(BaseCrossValidator):
     """Train on some modes, test on the others, with subjects disjoint: GroupKFold over subjects, then per fold
     train = training subjects' samples in `train` modes, test = test subjects' samples in `test` modes
@@ -280,6 +317,7 @@ SPLITTERS: dict[str, type] = {
     "fixed-subjects": FixedGroupsKFold,
     "subject-parity": GroupParitySplit,
     "fixed-split": FixedSplit,
+    "stored-folds": StoredFolds,
     "train-on-modes": ModeGroupKFold,
     "train-on-file": FileSplit,
 }
