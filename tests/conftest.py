@@ -50,3 +50,16 @@ def prepared_replica(tmp_path_factory) -> Callable[..., Path]:
         return cache[key]
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _model_registry():
+    """A user model a test registers (a spec checked or evaluated in-process) is gone after that test, so the
+    registry tests see the bundled models only, whatever order the tests run in."""
+    from ferbench.models import _registry
+
+    factories, cards = dict(_registry._FACTORIES), dict(_registry._CARDS)
+    yield
+    for table, saved in ((_registry._FACTORIES, factories), (_registry._CARDS, cards)):
+        table.clear()
+        table.update(saved)
