@@ -8,11 +8,11 @@ For each size: a `folder` dataset of that many clips is synthesised (pre-cropped
 frames with a class band, `--frames` PNG frames per clip, 20 subjects), prepared by the real `prepare` with
 `--aligner none` (no face detection: a replica of an already aligned dataset, such as FERV39k's or DFEW's
 released face crops), then evaluated by the real `evaluate` under a one-split protocol (odd subjects train, even
-test), one epoch of `--model` (default: a tiny static CNN, so that reading frames weighs the most), twice: with the default memory budget (the frames fit:
-resident) and with `--memory-budget 1` (streamed). Every prepare and evaluate runs in a fresh child process, so
-each peak RSS (`ru_maxrss`) is that run's own. Printed per size: prepare clips/s and peak RSS; per mode the
-training time of the epoch (`timings.train_s` of the record), the prediction time and peak RSS; and the ratio of
-streamed to resident epoch time. The load average is printed: on a shared machine compare figures of one run.
+test), one epoch of `--model` (default: a tiny static CNN, so that reading frames weighs the most), twice: with
+the default memory budget (the frames fit: resident) and with `--memory-budget 1` (streamed). Every prepare and
+evaluate runs in a fresh child process, so each peak RSS (`ru_maxrss`) is that run's own. Printed per size:
+prepare clips/s and peak RSS; per mode the training time of the epoch (`timings.train_s` of the record), the
+prediction time and peak RSS; and the ratio of streamed to resident epoch time. The load average is printed: on a shared machine compare figures of one run.
 """
 
 from __future__ import annotations
