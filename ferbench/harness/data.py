@@ -37,6 +37,7 @@ class DataFile:
     store: Store
     row_of: dict[str, int]
     _loaded: dict[tuple[str, str], Loaded] = field(default_factory=dict)  # (index, device) -> resident frames
+    _streamed: dict[tuple[str, str], StreamedFrames] = field(default_factory=dict)  # one prefetcher per index
     _coded: np.ndarray | None = None
     _source_frame: np.ndarray | None = None
 
@@ -91,9 +92,11 @@ class DataFile:
         if resident:
             src: FrameSource = ResidentFrames(self.path, self.loaded(index, str(device)))
         else:
-            rows = self._rows(index)
-            src = StreamedFrames(self.store, index, list(range(len(self.store.samples))) if rows is None else rows,
-                                 device)
+            if (index, str(device)) not in self._streamed:
+                rows = self._rows(index)
+                self._streamed[(index, str(device))] = StreamedFrames(
+                    self.store, index, list(range(len(self.store.samples))) if rows is None else rows, device)
+            src = self._streamed[(index, str(device))]
         budget.modes[f"{self.path}:{index}"] = src.mode
         return src
 
