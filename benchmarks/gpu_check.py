@@ -6,6 +6,9 @@
 1. CUDA evaluate of every bundled model (and the two fusion entries) under bf16 autocast on a small CK+
    replica: every task ends `ok`, its record says `bfloat16 autocast` and a CUDA device, predictions are finite.
 2. Data resident on the device: the harness's loaded clips live on the GPU (no host copy per batch).
+4. Data streamed to the device (a memory budget smaller than the frames): batches are read into pinned host
+   memory by the prefetch thread and copied without blocking; they equal the resident batches, and an evaluate
+   run with `memory_budget=1` records `data_mode: streamed` with the resident run's predictions.
 3. The CK+ 40-trial STC-NLSTM paper-recipe timing: training clips/s of the paper-size network on paper-size
    clips (18x64x64x3) with the paper recipe's optimizer and augmentation, and the projected wall time of the
    whole protocol (40 trials x 278 training clips x the recipe's epochs), from benchmarks/evaluate.py.
@@ -66,11 +69,50 @@ def check_models(data: Path, proto: Path, out: Path) -> list[str]:
 def check_resident(data: Path) -> list[str]:
     from ferbench.harness.data import open_data
 
-    loaded, _ = open_data(data).loaded("clip", "cuda")
+    loaded = open_data(data).loaded("clip", "cuda")
     ok = loaded.x.is_cuda
     print(f"[2] loaded clips on {loaded.x.device} ({loaded.x.numel() / 2**20:.1f} Mi values, {loaded.x.dtype}): "
           f"{'ok' if ok else 'NOT on the GPU'}", flush=True)
     return [] if ok else ["loaded clips are not on the GPU"]
+
+
+def check_streamed(data: Path, proto: Path, out: Path) -> list[str]:
+    from ferbench.harness import evaluate
+    from ferbench.harness.data import open_data
+    from ferbench.harness.memory import Budget
+    from ferbench.harness.train import batches
+    from ferbench.records import read_record
+
+    failures = []
+    cuda = torch.device("cuda")
+    d = open_data(data)
+    resident = d.source("clip", cuda, Budget(2**40, explicit=True))
+    streamed = d.source("clip", cuda, Budget(1, explicit=True))
+    order = batches(len(resident.ids), 16, torch.Generator().manual_seed(0))
+    if not streamed.prefetch.depth or not streamed._read(streamed._clip_frames(order[0])[0]).is_pinned():
+        failures.append("streamed batches are not read into pinned host memory")
+    t0 = time.perf_counter()
+    streamed.plan_clips(order)
+    for pos in order:
+        xs = streamed.gather_clips(pos)[0]
+        if not xs.is_cuda or not torch.equal(xs, resident.gather_clips(pos)[0]):
+            failures.append("a streamed batch is not on the GPU or differs from the resident one")
+            break
+    torch.cuda.synchronize()
+    took = time.perf_counter() - t0
+    records = {}
+    for budget in (None, 1):
+        res = evaluate(data, proto, models="static", recipe="quick", epochs=2, device="cuda", out=out / f"b{budget}",
+                       memory_budget=budget)
+        records[budget] = [read_record(p) for p in sorted(res.records)]
+    modes = [r["config"]["data_mode"] for r in records[1]]
+    if any(m != "streamed" for m in modes):
+        failures.append(f"memory_budget=1 on CUDA ran {modes}, not streamed")
+    if [r["probabilities"] for r in records[None]] != [r["probabilities"] for r in records[1]]:
+        failures.append("streamed predictions on CUDA differ from the resident ones")
+    print(f"[4] streamed clips on CUDA: {len(resident.ids)} clips gathered in {took:.2f} s (pinned, non-blocking); "
+          f"evaluate streamed = resident: {'ok' if not failures else f'{len(failures)} problem(s)'}", flush=True)
+    return failures
 
 
 def check_timing() -> list[str]:
@@ -101,6 +143,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ferbench-gpu-"))
     data, proto = _replica(work)
     failures = check_models(data, proto, work / "runs") + check_resident(data)
+    failures += check_streamed(data, proto, work / "stream")
     if not args.quick:
         failures += check_timing()
     for f in failures:

@@ -500,6 +500,9 @@ def evaluate(
                                        "when a recipe selects on validation and the protocol has no validation set"),
     model_options: Optional[str] = typer.Option(None, "--model-options", help='JSON {"model": {option: value}}'),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32"),
+    memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="frames each task's process may keep "
+                                                "in memory (4GiB, 500MB, bytes); more is streamed from the file "
+                                                "(default: half the free memory)"),
     force: bool = typer.Option(False, "--force", metavar="", help="redo every task, even those with a valid record"),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print the run summary as one JSON object"),
 ) -> None:
@@ -517,6 +520,9 @@ def evaluate(
             raise FerbenchError(f"--model-options is not valid JSON ({e})") from None
         if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
             raise FerbenchError('--model-options must be a JSON object {"model": {"option": value}}')
+    from ferbench.harness.memory import parse_bytes
+
+    parse_bytes(memory_budget)  # a bad size is refused before the data home is read
     from ferbench.home import no_data_message, prepare_commands, protocol_data, resolve_data, runs_dir, source_data
 
     out = out if out is not None else runs_dir()
@@ -535,7 +541,7 @@ def evaluate(
         targets = [("", resolve_data(data), resolve_data(data_test), source)]
     common = dict(models=model, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, augment=augment,
                   device=device, workers=workers, scheduler=scheduler, threads=threads, model_options=options,
-                  val_fraction=val_fraction, precision=precision)
+                  val_fraction=val_fraction, precision=precision, memory_budget=memory_budget)
     # every dataset checked and planned before the first task: the plan, and progress over the whole run
     plans = [plan_run(d, protocol, data_test=t, data_source=s, out=out, force=force, repeats=repeats, **common)
              for _, d, t, s in targets]

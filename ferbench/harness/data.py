@@ -1,8 +1,10 @@
-"""Data on the device, loaded once per process: a store's frames as uint8 tensors, batches gathered by index.
+"""A task's data files, opened once per process, and the frame source of each index (`source`).
 
-Every process (the client in-process, or each dask worker) opens the data file itself and keeps the tensors
-for the rest of its life, so tasks after the first pay no loading cost and nothing large crosses the network.
-Labels are never read from here for training or selection: tasks get the labels they may use from their spec.
+Every process (the client in-process, or each dask worker) opens the data file itself, so nothing large crosses
+the network. Frames that fit the task's memory budget are loaded onto the device once and kept for the rest of
+the process's life (tasks after the first pay no loading cost); frames that do not are streamed from this
+process's own file handle (`ferbench.harness.sources`). Labels are never read from here for training or
+selection: tasks get the labels they may use from their spec.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 import torch
 
 from ferbench.errors import FerbenchError
+from ferbench.harness.memory import Budget, default_budget
+from ferbench.harness.sources import FrameSource, ResidentFrames, StreamedFrames
 from ferbench.store import Loaded, Store, open_store
 
 
@@ -32,7 +36,8 @@ class DataFile:
     path: Path
     store: Store
     row_of: dict[str, int]
-    _loaded: dict[tuple[str, str], tuple[Loaded, dict[str, int]]] = field(default_factory=dict)
+    _loaded: dict[tuple[str, str], Loaded] = field(default_factory=dict)  # (index, device) -> resident frames
+    _streamed: dict[tuple[str, str], StreamedFrames] = field(default_factory=dict)  # one prefetcher per index
     _coded: np.ndarray | None = None
     _source_frame: np.ndarray | None = None
 
@@ -51,26 +56,49 @@ class DataFile:
         except KeyError as e:
             raise FerbenchError(f"{self.path}: no sample {e.args[0]!r}; the fold list does not match this file") from None
 
-    def loaded(self, index: str, device: str) -> tuple[Loaded, dict[str, int]]:
-        """All samples (all with a states index, for `states`) on `device`, and id -> position in that tensor."""
+    def _rows(self, index: str) -> list[int] | None:
+        """The store rows an index serves: every sample, or (states) those with a states index."""
+        return [s.row for s in self.store.samples if s.states is not None] if index == "states" else None
+
+    def loaded(self, index: str, device: str) -> Loaded:
+        """All samples (all with a states index, for `states`) on `device`, loaded once and kept (see `source`,
+        which decides whether a task may keep them)."""
         key = (index, str(device))
         if key not in self._loaded:
-            if index == "states":
-                rows = [s.row for s in self.store.samples if s.states is not None]
-            else:
-                rows = None
-            data = self.store.load(device=device, index=index, samples=rows)
-            self._loaded[key] = (data, {sid: i for i, sid in enumerate(data.ids)})
+            self._loaded[key] = self.store.load(device=device, index=index, samples=self._rows(index))
         return self._loaded[key]
 
-    def positions(self, index: str, device: str, ids: tuple[str, ...] | list[str]) -> torch.Tensor:
-        """Positions of `ids` in the loaded tensor of `index` (states: refuses samples without a states index)."""
-        _, pos = self.loaded(index, device)
-        missing = [i for i in ids if i not in pos]
-        if missing:
-            why = "has no expression-state index" if index == "states" else "is not in the file"
-            raise FerbenchError(f"{self.path}: sample {missing[0]!r} {why} ({len(missing)} such samples)")
-        return torch.tensor([pos[i] for i in ids], dtype=torch.int64)
+    def resident_bytes(self, index: str) -> int:
+        """Bytes `loaded(index, ...)` holds: its frames (and their AU rows), from the sample table alone."""
+        rows = self._rows(index)
+        samples = self.store.samples if rows is None else [self.store.samples[r] for r in rows]
+        per_sample = {"clip": self.length, "states": 5}
+        frames = sum(per_sample[index] if index in per_sample else s.frame_count for s in samples)
+        h, w, c = self.store.frame_shape
+        return frames * (h * w * c + len(self.store.au_names))
+
+    def held_bytes(self, device_type: str) -> int:
+        """Bytes of resident frames this file holds on CPU or CUDA devices."""
+        return sum(self.resident_bytes(i) for i, d in self._loaded if str(d).startswith(device_type))
+
+    def source(self, index: str, device: torch.device, budget: Budget) -> FrameSource:
+        """The frames of `index` for a task: resident when they fit what is left of `budget` (frames of other
+        files or indexes that this task does not use are released first when needed), else streamed."""
+        key = (str(self.path), index, str(device))
+        nbytes = self.resident_bytes(index)
+        resident = budget.grant(key, nbytes)
+        loading = resident and (index, str(device)) not in self._loaded
+        release_except(budget.keys, budget.total - (nbytes if loading else 0))
+        if resident:
+            src: FrameSource = ResidentFrames(self.path, self.loaded(index, str(device)))
+        else:
+            if (index, str(device)) not in self._streamed:
+                rows = self._rows(index)
+                self._streamed[(index, str(device))] = StreamedFrames(
+                    self.store, index, list(range(len(self.store.samples))) if rows is None else rows, device)
+            src = self._streamed[(index, str(device))]
+        budget.modes[f"{self.path}:{index}"] = src.mode
+        return src
 
     # -- AU detection: coded frames and their native frame numbers ------------------------------------------
     def au_columns(self, classes: tuple[str, ...]) -> list[int]:
@@ -126,30 +154,34 @@ def open_data(path: str | Path) -> DataFile:
         return _CACHE[key]
 
 
+def held_bytes(device_type: str) -> int:
+    """Bytes of resident frames this process holds on CPU (`cpu`) or CUDA (`cuda`) devices, every file."""
+    with _LOCK:
+        files = list(_CACHE.values())
+    return sum(d.held_bytes(device_type) for d in files)
+
+
+def release_except(keep: set[tuple[str, str, str]], room: int) -> None:
+    """Drop resident frames (of any file) whose (file, index, device) is not in `keep` until this process holds
+    at most `room` bytes of them: a budget bounds what the process keeps, not only what one task loads."""
+    with _LOCK:
+        files = list(_CACHE.values())
+    for d in files:
+        for index, dev in list(d._loaded):
+            if held_bytes("cpu") + held_bytes("cuda") <= room:
+                return
+            if (str(d.path), index, dev) not in keep:
+                del d._loaded[(index, dev)]
+
+
+def task_budget(memory_budget: int | None, device: torch.device) -> Budget:
+    """A task's budget: `memory_budget` bytes when given, else the default share of this process's memory."""
+    if memory_budget is not None:
+        return Budget(int(memory_budget), explicit=True)
+    return Budget(default_budget(device, held_bytes("cpu"), held_bytes("cuda")), explicit=False)
+
+
 # -- batches ---------------------------------------------------------------------------------------------------
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 frames -> float in [0, 1] (models normalise inside if they need to)."""
     return x.float().div_(255.0)
-
-
-def gather_clips(data: Loaded, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T, 3, H, W) uint8 clips and their lengths for positions `pos` (native index: right-padded)."""
-    dev = data.x.device
-    pos = pos.to(dev)
-    if data.index != "native":
-        x = data.x.index_select(0, pos)
-        return x, torch.full((x.shape[0],), x.shape[1], dtype=torch.int64, device=dev)
-    starts, counts = data.offsets[pos, 0], data.offsets[pos, 1]
-    t = int(counts.max())
-    steps = torch.arange(t, device=dev)
-    idx = starts[:, None] + torch.minimum(steps[None, :], counts[:, None] - 1)  # pad by repeating the last frame
-    return data.x[idx], counts
-
-
-def gather_windows(data: Loaded, pos: torch.Tensor, local: torch.Tensor, length: int) -> torch.Tensor:
-    """Fixed-length windows ending at frame `local` of sample `pos` (native index); frames before a sample's
-    first frame repeat its first frame. (B, length, 3, H, W) uint8."""
-    dev = data.x.device
-    starts = data.offsets[pos.to(dev), 0]
-    rel = local.to(dev)[:, None] - (length - 1) + torch.arange(length, device=dev)[None, :]
-    return data.x[starts[:, None] + rel.clamp_min(0)]

@@ -21,6 +21,7 @@ from ferbench.errors import DatasetError, FerbenchError
 from ferbench.harness import recipes as R
 from ferbench.harness.data import au_name
 from ferbench.harness.fingerprint import code_fingerprint, data_fingerprint
+from ferbench.harness.memory import parse_bytes
 from ferbench.harness.record import build_record, test_labels_of
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
 from ferbench.harness.plan import RunContext, make_specs
@@ -131,7 +132,7 @@ def _au_stages(stages: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]
 
 
 def _check_arguments(*, recipe: Any, workers: Any, scheduler: Any, repeats: Any, threads: Any, val_fraction: Any,
-                     out: Any, force: Any, precision: Any) -> None:
+                     out: Any, force: Any, precision: Any, memory_budget: Any = None) -> None:
     """Every option's type and range, before any file is read (the Python API gets the CLI's checks)."""
     from ferbench.protocols.schema import MAX_REPEATS
 
@@ -161,6 +162,7 @@ def _check_arguments(*, recipe: Any, workers: Any, scheduler: Any, repeats: Any,
     require_folder(out, "--out (the folder of the task records)")
     if precision not in PRECISIONS:
         raise FerbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    parse_bytes(memory_budget)
     if scheduler is not None:
         from ferbench.cluster import check_scheduler
 
@@ -224,7 +226,8 @@ class _Setup:
 
 def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | None, models: Any, recipe: str,
              ov: R.Overrides, dev: str, threads: int, model_options: dict[str, Any], val_fraction: float,
-             precision: str = "auto", data_source: str | Path | None = None) -> _Setup:
+             precision: str = "auto", data_source: str | Path | None = None,
+             memory_budget: int | None = None) -> _Setup:
     """Open the data, load the protocol, resolve models and recipes; refuse mismatches in one line."""
     from ferbench.protocols import load_protocol
 
@@ -274,6 +277,7 @@ def _resolve(data: str | Path, protocol: str | Path, data_test: str | Path | Non
     ctx = RunContext(
         recipe=recipe, dataset=dataset, dataset_test=dataset_test, data=Path(data).resolve(),
         data_test=test_path.resolve(), device=dev, threads=threads, precision=precision, pretrain=pretrain,
+        memory_budget=memory_budget,
         fingerprints={"data": data_fingerprint(data), "data_test": data_fingerprint(test_path),
                       "protocol": proto.fingerprint, "code": code_fingerprint(),
                       **({"data_source": next(iter(pretrain.values())).fingerprint} if pretrain else {})},
@@ -520,6 +524,7 @@ def evaluate(
     model_options: dict[str, dict[str, Any]] | None = None,
     val_fraction: float = DEFAULT_VAL_FRACTION,
     precision: str = "auto",
+    memory_budget: int | str | None = None,
     progress: Progress | None = None,
 ) -> EvaluateResult:
     """Train and score `models` under `protocol` on a prepared store; one JSON record per task under `out`.
@@ -529,14 +534,17 @@ def evaluate(
     seed, device and thread count. `data_source`: the source file of a transfer protocol (one with `pretrain`).
     `model_options` maps a model name to create_model overrides. `precision`:
     `auto` (bf16 autocast on CUDA, float32 on CPU), `bf16` (autocast on any device; on a CPU it runs the code
-    paths a CUDA run takes) or `fp32`. One run writes a runs folder at a time (`ferbench.records.RunsLock`).
+    paths a CUDA run takes) or `fp32`. `memory_budget` (bytes, or text such as "4GiB"): the frames each
+    task's process may keep resident; frames that do not fit are streamed from the file (same predictions).
+    Default: half of the memory the process could use (`ferbench.harness.memory`). One run writes a runs
+    folder at a time (`ferbench.records.RunsLock`).
     """
     started = time.perf_counter()
     setup, ov, dev, threads, model_options = _checked_setup(
         data, protocol, data_test=data_test, data_source=data_source, models=models, repeats=repeats, recipe=recipe,
         epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, device=device, out=out, workers=workers,
         scheduler=scheduler, force=force, threads=threads, model_options=model_options, val_fraction=val_fraction,
-        precision=precision)
+        precision=precision, memory_budget=memory_budget)
     outdir = Path(out)
     result = EvaluateResult(out=outdir, warnings=list(setup.warnings))
     specs, plans = _tasks(setup, repeats, setup.model_options, result)  # the last refusal: nothing made before it
@@ -557,19 +565,21 @@ def evaluate(
 def _checked_setup(data: str | Path, protocol: str | Path, *, data_test: Any, data_source: Any, models: Any,
                    repeats: Any, recipe: Any, epochs: Any, batch_size: Any, lr: Any, augment: Any, device: Any,
                    out: Any, workers: Any, scheduler: Any, force: Any, threads: Any, model_options: Any,
-                   val_fraction: Any, precision: Any) -> tuple[_Setup, R.Overrides, str, int, dict[str, Any]]:
+                   val_fraction: Any, precision: Any,
+                   memory_budget: Any = None) -> tuple[_Setup, R.Overrides, str, int, dict[str, Any]]:
     """Every check `evaluate` makes before the runs folder is touched, and the resolved run."""
     ov = R.Overrides(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment)
     ov.check()
     _check_arguments(recipe=recipe, workers=workers, scheduler=scheduler, repeats=repeats, threads=threads,
-                     val_fraction=val_fraction, out=out, force=force, precision=precision)
+                     val_fraction=val_fraction, out=out, force=force, precision=precision,
+                     memory_budget=memory_budget)
     dev = resolve_device(device)
     threads = threads or max(1, (os.cpu_count() or 1) // (workers or 1))
     model_options = {} if model_options is None else model_options
     _check_model_options(model_options, [])  # the shape, before any file is read; values once models are known
     model_options = dict(model_options)
     setup = _resolve(data, protocol, data_test, models, recipe, ov, dev, threads, model_options, val_fraction,
-                     precision, data_source)
+                     precision, data_source, parse_bytes(memory_budget))
     return setup, ov, dev, threads, model_options
 
 

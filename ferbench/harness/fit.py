@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,9 +15,11 @@ from torch import nn
 
 from ferbench.errors import FerbenchError
 from ferbench.harness import train as T
-from ferbench.harness.data import DataFile, open_data, to_float
+from ferbench.harness.data import DataFile, open_data, task_budget, to_float
 from ferbench.harness.fingerprint import hash_json
 from ferbench.harness.inputs import ClipSource, WindowSource, augment
+from ferbench.harness.memory import Budget
+from ferbench.harness.sources import FrameSource
 from ferbench.harness.predict import predict, selection_score
 from ferbench.harness.spec import TaskSpec, stage_seed
 from ferbench.harness.transfer import Pretrain, layer_state, load_and_freeze
@@ -45,7 +47,8 @@ def build_model(name: str, num_classes: int, options: dict[str, Any], size: int,
 
 @dataclass
 class Context:
-    """What a task's parts share: the device, the two data files, labels it may use, its progress hook."""
+    """What a task's parts share: the device, the two data files, labels it may use, its progress hook, and its
+    memory budget (which decides whether each frame source is resident or streamed)."""
 
     spec: TaskSpec
     device: torch.device
@@ -53,6 +56,19 @@ class Context:
     test: DataFile
     labels: dict[str, int]  # train + val labels (never test)
     progress: Progress | None
+    budget: Budget | None = field(default=None)
+
+    def frames(self, data: DataFile, index: str) -> FrameSource:
+        """The frames of `index` of one of the task's files, resident or streamed as the budget allows."""
+        if self.budget is None:
+            self.budget = task_budget(self.spec.memory_budget, self.device)
+        return data.source(index, self.device, self.budget)
+
+    def clips(self, data: DataFile, index: str, ids: tuple[str, ...]) -> ClipSource:
+        return ClipSource(self.frames(data, index), ids)
+
+    def windows(self, data: DataFile, ids: tuple[str, ...]) -> WindowSource:
+        return WindowSource(self.frames(data, "native"), data, ids, data.au_columns(self.spec.classes))
 
     def emit(self, **event: Any) -> None:
         if self.progress is not None:
@@ -90,12 +106,12 @@ def fit(ctx: Context, name: str, stages: list[dict[str, Any]], selection: str, m
     used: list[dict[str, Any]] = []
     result = None
     for si, stage in enumerate(stages):
-        n, batcher, loss_fn = _stage_inputs(ctx, stage, index)
+        n, batcher, loss_fn, plan = _stage_inputs(ctx, stage, index)
         used.append({**stage, "batch_size": max(1, min(int(stage["batch_size"]), n)), "units": n})
         result = T.train_stage(
             model, stage, si, n, batcher, loss_fn, device=dev, seed=stage_seed(spec.seed, 1, member, si),
             validate=validate if si == len(stages) - 1 else None,
-            on_epoch=lambda p, name=name: ctx.emit(event="epoch", member=name, **p),
+            on_epoch=lambda p, name=name: ctx.emit(event="epoch", member=name, **p), plan=plan,
         )
         curve.extend(result.curve)
     assert result is not None
@@ -124,8 +140,8 @@ def pretrained_layers(ctx: Context, name: str) -> tuple[dict[str, torch.Tensor],
             classes=src.classes, train_ids=src.ids, y_train=src.labels, val_ids=(), y_val=(), test_ids=(),
             stages=src.stages, selection="last-epoch", seed=src.seed, pretrain=None)
         data = open_data(src.data)
-        fitted = fit(Context(source_spec, ctx.device, data, data, dict(zip(src.ids, src.labels)), None), name,
-                     list(src.stages), "last-epoch")
+        fitted = fit(Context(source_spec, ctx.device, data, data, dict(zip(src.ids, src.labels)), None, ctx.budget),
+                     name, list(src.stages), "last-epoch")
         state, digest = layer_state(fitted.model, name)
         info = {"dataset": src.dataset, "data": src.data, "data_fingerprint": src.fingerprint,
                 "samples": len(src.ids), "classes": list(src.classes), "seed": src.seed,
@@ -144,39 +160,41 @@ def _validation(ctx: Context, model: nn.Module, index: str, selection: str, batc
     if not spec.val_ids:
         raise FerbenchError(f"{spec.task_id}: the recipe selects on validation but the fold has no validation ids")
     au = spec.task == "au-detection"
+    src: ClipSource | WindowSource
     if au:
-        src = WindowSource(ctx.train, spec.val_ids, ctx.train.au_columns(spec.classes), dev)
+        src = ctx.windows(ctx.train, spec.val_ids)
         y_val = src.targets(torch.arange(src.n)).cpu().numpy()
     else:
-        src = ClipSource(ctx.train, index, spec.val_ids, dev)
+        src = ctx.clips(ctx.train, index, spec.val_ids)
         y_val = np.array([ctx.labels[i] for i in spec.val_ids], dtype=np.int64)
 
     def validate() -> float:
-        scores = predict(model, src.n, src.inputs, batch, dev, "sigmoid" if au else "softmax")
+        scores = predict(model, src.n, src.inputs, batch, dev, "sigmoid" if au else "softmax", plan=src.plan)
         return selection_score(spec.metric, y_val, scores)
 
     return validate
 
 
-def _stage_inputs(ctx: Context, stage: dict[str, Any], index: str) -> tuple[int, T.Batcher, T.LossFn]:
-    """(training units, batcher, loss) of one stage: kim2017's stage 1 on the expression-state frames, AU
-    windows for AU detection, else clips in the model's index."""
+def _stage_inputs(ctx: Context, stage: dict[str, Any], index: str) -> tuple[int, T.Batcher, T.LossFn, T.Plan]:
+    """(training units, batcher, loss, plan) of one stage: kim2017's stage 1 on the expression-state frames, AU
+    windows for AU detection, else clips in the model's index; `plan` tells the source the epoch's batches."""
     spec, dev, preset = ctx.spec, ctx.device, stage.get("augment")
     if stage["stage"] == "stage1":
         ids = _with_states(ctx.train, spec.train_ids)
-        src = ClipSource(ctx.train, "states", ids, dev)
+        src = ctx.clips(ctx.train, "states", ids)
         y = torch.tensor([ctx.labels[i] for i in ids], dtype=torch.int64, device=dev)
 
         def states(idx: torch.Tensor, gen: torch.Generator) -> Any:
-            return to_float(augment(src.loaded.x[src.pos[idx].to(dev)], preset, gen)), y[idx.to(dev)]
+            return to_float(augment(src.raw(idx)[0], preset, gen)), y[idx.to(dev)]
 
-        return src.n, states, T.stage1_loss
+        return src.n, states, T.stage1_loss, src.plan
     if spec.task == "au-detection":
-        win = WindowSource(ctx.train, spec.train_ids, ctx.train.au_columns(spec.classes), dev)
-        return win.n, lambda idx, gen: (win.inputs(idx, preset, gen), win.targets(idx)), T.au_loss
-    clips = ClipSource(ctx.train, index, spec.train_ids, dev)
+        win = ctx.windows(ctx.train, spec.train_ids)
+        return win.n, lambda idx, gen: (win.inputs(idx, preset, gen), win.targets(idx)), T.au_loss, win.plan
+    clips = ctx.clips(ctx.train, index, spec.train_ids)
     y_train = torch.tensor([ctx.labels[i] for i in spec.train_ids], dtype=torch.int64, device=dev)
-    return clips.n, lambda idx, gen: (clips.inputs(idx, preset, gen), y_train[idx.to(dev)]), T.clip_loss
+    return (clips.n, lambda idx, gen: (clips.inputs(idx, preset, gen), y_train[idx.to(dev)]), T.clip_loss,
+            clips.plan)
 
 
 def _with_states(data: DataFile, ids: tuple[str, ...]) -> tuple[str, ...]:
@@ -209,14 +227,14 @@ def predict_test(ctx: Context, fitted: Fitted) -> UnitScores:
     spec, dev, test = ctx.spec, ctx.device, ctx.test
     bs = int(fitted.stages[-1]["batch_size"])
     if spec.task == "au-detection":
-        src = WindowSource(test, spec.test_ids, test.au_columns(spec.classes), dev)
-        probs = predict(fitted.model, src.n, src.inputs, bs, dev, "sigmoid")
-        frames = src.store_frames()
+        win = ctx.windows(test, spec.test_ids)
+        probs = predict(fitted.model, win.n, win.inputs, bs, dev, "sigmoid", plan=win.plan)
+        frames = win.store_frames()
         source = test.source_frames()
-        samples = [test.store.samples[r].id for r in src.rows.tolist()]
+        samples = [test.store.samples[r].id for r in win.rows.tolist()]
         names = [f"{sid}@{int(source[f])}" for sid, f in zip(samples, frames)]
         return UnitScores(names, samples, [int(f) for f in frames], probs, (probs >= 0.5).astype(np.int64))
-    src = ClipSource(test, spec.index, spec.test_ids, dev)
-    probs = predict(fitted.model, src.n, src.inputs, bs, dev, "softmax")
+    src = ctx.clips(test, spec.index, spec.test_ids)
+    probs = predict(fitted.model, src.n, src.inputs, bs, dev, "softmax", plan=src.plan)
     preds = probs.argmax(1) if probs.size else np.zeros(0, np.int64)
     return UnitScores(list(spec.test_ids), list(spec.test_ids), None, probs, preds)

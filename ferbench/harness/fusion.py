@@ -37,13 +37,15 @@ class Fused:
 
 @torch.no_grad()
 def _encodings(model: torch.nn.Module, src: Any, batch: int) -> np.ndarray:
+    from ferbench.harness.predict import in_order
     from ferbench.harness.train import autocast
 
     was = model.training
     model.eval()
     out = []
-    for start in range(0, src.n, batch):
-        idx = torch.arange(start, min(src.n, start + batch))
+    order = in_order(src.n, batch)
+    src.plan(order)
+    for idx in order:
         with autocast(next(model.parameters()).device):
             out.append(model.encode(*src.inputs(idx)).float().cpu())
     model.train(was)
@@ -60,7 +62,6 @@ def run_fusion(ctx: Any) -> Fused:
     """Train the four encoders, then fuse them as the entry says."""
     from ferbench.harness.predict import predict
     from ferbench.harness.fit import index_of, fit
-    from ferbench.harness.inputs import ClipSource
 
     spec, dev = ctx.spec, ctx.device
     level = FUSION_ENTRIES[spec.model]
@@ -74,15 +75,16 @@ def run_fusion(ctx: Any) -> Fused:
     extra: dict[str, Any] = {"members": list(FUSION_MEMBERS), "level": level,
                              "selected_epochs": {m: f.selected_epoch for m, f in fitted.items()}}
     bs = {m: int(f.stages[-1]["batch_size"]) for m, f in fitted.items()}
-    sources = {m: ClipSource(ctx.test, index_of(m), spec.test_ids, dev) for m in FUSION_MEMBERS}
+    sources = {m: ctx.clips(ctx.test, index_of(m), spec.test_ids) for m in FUSION_MEMBERS}
     if level == "decision":
-        probs = np.mean([predict(f.model, sources[m].n, sources[m].inputs, bs[m], dev) for m, f in fitted.items()], axis=0)
+        probs = np.mean([predict(f.model, sources[m].n, sources[m].inputs, bs[m], dev, plan=sources[m].plan)
+                         for m, f in fitted.items()], axis=0)
         preds = probs.argmax(1)
     else:
         from sklearn.model_selection import GridSearchCV, GroupKFold
         from sklearn.svm import LinearSVC
 
-        train_src = {m: ClipSource(ctx.train, index_of(m), spec.train_ids, dev) for m in FUSION_MEMBERS}
+        train_src = {m: ctx.clips(ctx.train, index_of(m), spec.train_ids) for m in FUSION_MEMBERS}
         x_train = np.concatenate([_encodings(f.model, train_src[m], bs[m]) for m, f in fitted.items()], 1)
         x_test = np.concatenate([_encodings(f.model, sources[m], bs[m]) for m, f in fitted.items()], 1)
         y = np.asarray(spec.y_train, dtype=np.int64)

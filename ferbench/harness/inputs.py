@@ -1,13 +1,14 @@
-"""The inputs of a task's model, gathered from a data file already on the device: clips in the model's frame
-index (classification), or fixed-length windows ending at each coded frame (AU detection), with augmentation
-applied as batched tensor ops on the device."""
+"""The inputs of a task's model, gathered from a frame source (resident or streamed, `harness.sources`):
+clips in the model's frame index (classification), or fixed-length windows ending at each coded frame (AU
+detection), with augmentation applied as batched tensor ops on the device, on the caller's thread."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ferbench.harness.data import DataFile, gather_clips, gather_windows, to_float
+from ferbench.harness.data import DataFile, to_float
+from ferbench.harness.sources import FrameSource
 
 
 def augment(x: torch.Tensor, preset: str | None, gen: torch.Generator | None) -> torch.Tensor:
@@ -20,38 +21,48 @@ def augment(x: torch.Tensor, preset: str | None, gen: torch.Generator | None) ->
 
 
 class ClipSource:
-    """Classification inputs of one sample list from one data file, in the model's index."""
+    """Classification inputs of one sample list from one frame source, in the source's index."""
 
-    def __init__(self, data: DataFile, index: str, ids: tuple[str, ...], device: torch.device):
-        self.loaded, _ = data.loaded(index, str(device))
-        self.pos = data.positions(index, str(device), ids)
+    def __init__(self, frames: FrameSource, ids: tuple[str, ...]):
+        self.frames = frames
+        self.pos = frames.positions(ids)
         self.n = len(ids)
 
+    def raw(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 clips of units `idx` and their lengths."""
+        return self.frames.gather_clips(self.pos[idx])
+
     def inputs(self, idx: torch.Tensor, preset: str | None = None, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x, lengths = gather_clips(self.loaded, self.pos[idx])
+        x, lengths = self.raw(idx)
         return to_float(augment(x, preset, gen)), lengths
+
+    def plan(self, batches: list[torch.Tensor]) -> None:
+        """The unit batches asked for next, in order (a streamed source reads them ahead)."""
+        self.frames.plan_clips([self.pos[b] for b in batches])
 
 
 class WindowSource:
     """AU-detection inputs: fixed-length windows ending at each coded frame of the given samples."""
 
-    def __init__(self, data: DataFile, ids: tuple[str, ...], columns: list[int], device: torch.device):
-        self.data = data
-        self.loaded, _ = data.loaded("native", str(device))
+    def __init__(self, frames: FrameSource, data: DataFile, ids: tuple[str, ...], columns: list[int]):
+        self.data, self.frames = data, frames
         rows, local = data.coded_units(ids, columns)
         self.rows, self.local = torch.from_numpy(rows), torch.from_numpy(local)
+        self.pos = frames.positions([data.store.samples[r].id for r in rows.tolist()]) if len(rows) else self.rows
         self.columns = torch.tensor(columns, dtype=torch.int64)
         self.n = len(rows)
         self.length = data.length
 
     def inputs(self, idx: torch.Tensor, preset: str | None = None, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = gather_windows(self.loaded, self.rows[idx], self.local[idx], self.length)
+        x = self.frames.gather_windows(self.pos[idx], self.local[idx], self.length)
         return to_float(augment(x, preset, gen)), torch.full((len(idx),), self.length, dtype=torch.int64, device=x.device)
 
     def targets(self, idx: torch.Tensor) -> torch.Tensor:
-        starts = self.loaded.offsets[self.rows[idx].to(self.loaded.x.device), 0]
-        frames = starts + self.local[idx].to(starts.device)
-        return self.loaded.aus[frames][:, self.columns.to(starts.device)].long()
+        aus = self.frames.unit_aus(self.pos[idx], self.local[idx])
+        return aus[:, self.columns.to(aus.device)].long()
+
+    def plan(self, batches: list[torch.Tensor]) -> None:
+        self.frames.plan_windows([(self.pos[b], self.local[b]) for b in batches], self.length)
 
     def store_frames(self) -> np.ndarray:
         """Each unit's absolute frame number in the store (to name it and to look up its labels later)."""

@@ -29,6 +29,7 @@ class RunContext:
     fingerprints: dict[str, str]  # data, data_test, protocol, code
     precision: str = "auto"
     pretrain: dict[str, Any] = field(default_factory=dict)  # model -> harness.transfer.Pretrain (transfer protocols)
+    memory_budget: int | None = None  # bytes a task's process may keep resident (not in any fingerprint: see docs)
 
 
 def model_fingerprint(model: str, ctx: RunContext, stages: tuple[dict[str, Any], ...], options: dict[str, Any],
@@ -81,6 +82,7 @@ def make_specs(plan: Any, model: str, stages: tuple[dict[str, Any], ...], option
             threads=ctx.threads, metric=proto.metric, precision=ctx.precision,
             model_source=(user_model_source(model) or [None])[0], model_files=user_model_files(model),
             pretrain=ctx.pretrain[model].seeded(proto.seed, fold.repeat) if model in ctx.pretrain else None,
+            memory_budget=ctx.memory_budget,
             fingerprints={**ctx.fingerprints, "folds": folds_fp, "model": fp_model},
         ))
     return specs

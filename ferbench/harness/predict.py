@@ -16,14 +16,18 @@ from ferbench.harness.train import autocast
 def predict(
     model: nn.Module, n: int, inputs: Callable[[torch.Tensor], Any], batch_size: int, device: torch.device,
     activation: str = "softmax", forward: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+    plan: Callable[[list[torch.Tensor]], None] | None = None,
 ) -> np.ndarray:
-    """Scores (n, outputs) float32 on the CPU: softmax (classes) or sigmoid (AUs) of the model's outputs."""
+    """Scores (n, outputs) float32 on the CPU: softmax (classes) or sigmoid (AUs) of the model's outputs;
+    `plan` is told the batches first (a streamed source reads them ahead)."""
     was = model.training
     model.eval()
     out = []
     call = forward or (lambda m, inp: m(*inp))
-    for start in range(0, n, max(1, batch_size)):
-        idx = torch.arange(start, min(n, start + batch_size))
+    order = in_order(n, batch_size)
+    if plan is not None:
+        plan(order)
+    for idx in order:
         with autocast(device):
             logits = call(model, inputs(idx)).float()
         probs = torch.softmax(logits, 1) if activation == "softmax" else torch.sigmoid(logits)
@@ -32,6 +36,11 @@ def predict(
     if not out:
         return np.zeros((0, 0), np.float32)
     return torch.cat(out).numpy().astype(np.float32)
+
+
+def in_order(n: int, batch_size: int) -> list[torch.Tensor]:
+    """range(n) in batches of `batch_size` (prediction's and encoding's order)."""
+    return [torch.arange(a, min(n, a + batch_size)) for a in range(0, n, max(1, batch_size))]
 
 
 def selection_score(metric: str, y: np.ndarray, scores: np.ndarray) -> float:

@@ -76,6 +76,7 @@ def build_record(spec: TaskSpec, res: dict[str, Any], test_labels: dict[str, Any
                    "model_source": spec.model_source or "ferbench",
                    **({"model_files": dict(spec.model_files)} if spec.model_files else {}),
                    "dtype": res["dtype"], "augment": [s.get("augment") for s in res["stages"]],
+                   **{k: res[k] for k in ("data_mode", "memory_budget") if k in res},
                    **_extra(res.get("extra") or {})},
         "fingerprints": dict(spec.fingerprints),
         "versions": res["versions"],

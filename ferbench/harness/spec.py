@@ -51,6 +51,7 @@ class TaskSpec:
     model_source: str | None = None  # a user model's spec (file.py:Name, module:factory, entry point): workers load it
     model_files: dict[str, str] = field(default_factory=dict)  # a user model's source files -> sha256 (the record's)
     pretrain: Any = None  # a transfer protocol's source side (harness.transfer.Pretrain), seeded for this repeat
+    memory_budget: int | None = None  # bytes of frames a task's process may keep resident (None: the default share)
 
     @property
     def task_id(self) -> str:

@@ -16,7 +16,7 @@ import torch
 
 import ferbench
 from ferbench.errors import FerbenchError
-from ferbench.harness.data import open_data
+from ferbench.harness.data import open_data, task_budget
 from ferbench.harness.fit import Context, Progress, UnitScores, fit, predict_test
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
 from ferbench.harness.train import Diverged, dtype_label, set_precision
@@ -78,10 +78,11 @@ def _fit_and_predict(ctx: Context) -> tuple[UnitScores, list, int, dict, list, d
     return units, curve, selected, options, used, extra, predict_s
 
 
-def _where_and_when(device: torch.device, load_s: float, train_s: float, predict_s: float) -> dict[str, Any]:
-    """The fields every result carries about where it ran and how long each part took."""
+def _where_and_when(ctx: Context, load_s: float, train_s: float, predict_s: float) -> dict[str, Any]:
+    """The fields every result carries about where it ran, how its data was read and how long each part took."""
+    device, budget = ctx.device, ctx.budget
     return {"device": device_name(device), "dtype": dtype_label(device), "threads": torch.get_num_threads(),
-            "versions": versions(),
+            "versions": versions(), "data_mode": budget.mode(), "memory_budget": budget.total,
             "timings": {"load_s": round(load_s, 4), "train_s": round(train_s, 4), "predict_s": round(predict_s, 4)}}
 
 
@@ -122,10 +123,10 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
     t0 = time.perf_counter()
     train_data, test_data = open_data(spec.data), open_data(spec.data_test)
     labels = dict(zip(spec.train_ids, spec.y_train)) | dict(zip(spec.val_ids, spec.y_val))
-    ctx = Context(spec, device, train_data, test_data, labels, progress)
+    ctx = Context(spec, device, train_data, test_data, labels, progress, task_budget(spec.memory_budget, device))
     index = "native" if spec.task == "au-detection" else spec.index
-    train_data.loaded(index, str(device))  # load now, so that the load time is measured apart from training
-    test_data.loaded(index, str(device))
+    ctx.frames(train_data, index)  # load now (where resident), so that the load time is measured apart from training
+    ctx.frames(test_data, index)
     load_s = time.perf_counter() - t0
     ctx.emit(event="start")
     t1 = time.perf_counter()
@@ -133,7 +134,7 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         units, curve, selected, options, used, extra, predict_s = _fit_and_predict(ctx)
     except Diverged as e:
         ctx.emit(event="done")
-        return _diverged_result(spec, e) | _where_and_when(device, load_s, time.perf_counter() - t1, 0.0)
+        return _diverged_result(spec, e) | _where_and_when(ctx, load_s, time.perf_counter() - t1, 0.0)
     pretrain_s = float((extra.get("pretrain") or {}).get("train_s") or 0.0)  # the source training, timed apart
     train_s = time.perf_counter() - t1 - predict_s - pretrain_s
     rows = [test_data.store.sample(s) for s in units.samples]
@@ -150,7 +151,7 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
         "extra": extra,
         "unit_frames": units.frames,
         "status": "ok",
-    } | _where_and_when(device, load_s, train_s, predict_s)
+    } | _where_and_when(ctx, load_s, train_s, predict_s)
     ctx.emit(event="done")
     return out
 

@@ -20,6 +20,9 @@ from ferbench.harness.transfer import trainable
 #: A batch source: positions (into the stage's training units) -> (inputs, targets); inputs go to `loss`.
 Batcher = Callable[[torch.Tensor, torch.Generator | None], tuple[Any, Any]]
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
+#: Told the batches (positions into the units) a pass will ask for, in order, before it asks (a streamed source
+#: reads them ahead); it changes nothing else.
+Plan = Callable[[list[torch.Tensor]], None]
 
 
 #: Numerics of a task: `auto` (bf16 autocast on CUDA, float32 on CPU), `bf16` (bf16 autocast on any device: on
@@ -188,9 +191,10 @@ def train_stage(
     seed: int,
     validate: Callable[[], float] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    plan: Plan | None = None,
 ) -> StageResult:
     """Run one stage. `validate` (validation selection only) scores the model after each epoch; the best
-    epoch's weights are kept (ties: the earlier epoch)."""
+    epoch's weights are kept (ties: the earlier epoch). `plan` is told each epoch's batches first."""
     kind = stage["stage"]
     opt = make_optimizer(model, _stage_parameters(model, kind), stage)
     bs, epochs, total_steps = _stage_length(stage, n_units)
@@ -204,9 +208,10 @@ def train_stage(
     for epoch in range(1, epochs + 1):
         model.train()
         total, count = 0.0, 0
-        for idx in batches(n_units, bs, gen):
-            if step >= total_steps:
-                break
+        order = batches(n_units, bs, gen)[: max(0, total_steps - step)]
+        if plan is not None:
+            plan(order)
+        for idx in order:
             lr = lr_at(stage, step if by_iteration else epoch - 1)
             for g in opt.param_groups:
                 g["lr"] = lr
