@@ -116,7 +116,7 @@ def test_the_protocols_declare_war_and_uar():
     for name, dataset, n_folds in (("dfew-5fold", "dfew", 5), ("mafw-5fold", "mafw", 5), ("ferv39k", "ferv39k", None)):
         p = load_protocol(name)
         assert p.datasets == (dataset,) and p.metric == "accuracy" and p.metrics == ("accuracy", "uar")
-        assert p.repeats == 1 and "WAR is the accuracy column" in p.caveat
+        assert p.repeats == 1 and "WAR (weighted average recall) is ferbench's accuracy" in p.caveat
         if n_folds:
             assert p.splitter == "stored-folds" and p.params["folds"] == [f"set_{k}" for k in range(1, 6)]
 
@@ -162,4 +162,37 @@ def test_the_mission_commands_from_the_data_home(tmp_path, monkeypatch):
     assert ran.exit_code == 0, ran.output
     board = runner.invoke(app, ["leaderboard"])
     assert board.exit_code == 0, board.output
-    assert "dfew-5fold" in board.output and "UAR" in board.output and "WAR is the accuracy column" in board.output
+    assert "dfew-5fold" in board.output and "UAR" in board.output and "WAR" in board.output
+
+
+def test_the_board_names_the_metrics_as_the_field_does(tmp_path):
+    """On the in-the-wild protocols the headline is WAR and the secondary UAR (protocol `metric_names`), in the
+    terminal heads, the Markdown table and the JSON section; other protocols keep ferbench's names."""
+    import json
+
+    import numpy as np
+
+    from ferbench.leaderboard import build_board, write_leaderboard
+    from ferbench.records import write_record
+    from tests._leaderboard_records import make_record
+
+    rng = np.random.default_rng(0)
+    for protocol, dataset in (("dfew-5fold", "dfew"), ("10fold", "ck+")):
+        for fold in range(5):
+            write_record(tmp_path / "runs", make_record("static", protocol, dataset, 0, fold, rng=rng, n=14))
+    write_leaderboard(build_board(tmp_path / "runs"), ["md", "json"], tmp_path / "out")
+    sections = {s["protocol"]: s for s in json.loads((tmp_path / "out" / "leaderboard.json").read_text())["sections"]}
+    assert sections["dfew-5fold"]["metric"] == "accuracy" and sections["dfew-5fold"]["metric_label"] == "WAR"
+    assert sections["10fold"]["metric_label"] == "accuracy"
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    heads = [line for line in md.splitlines() if "mean ± std |" in line]
+    assert len(heads) == 2 and sum("| WAR mean ± std |" in h for h in heads) == 1, heads
+    assert sum("| accuracy mean ± std |" in h for h in heads) == 1, heads
+    rows = [line for line in md.splitlines() if line.startswith("| 1 | static |")]
+    assert sorted("UAR " in r and "UF1 " in r for r in rows) == [True, True]  # the secondary cell names UAR
+
+
+def test_metric_names_must_name_the_protocols_metrics(tmp_path):
+    with pytest.raises(FerbenchError, match="metric_names"):
+        load_protocol(protocol_copy(tmp_path, "dfew-5fold", metric_names={"uf1": "UF1"}))  # not among its metrics
+    assert load_protocol("dfew-5fold").metric_names == {"accuracy": "WAR", "uar": "UAR"}

@@ -16,7 +16,8 @@ from typing import Any
 from ferbench.errors import FerbenchError
 from ferbench.leaderboard.records import load_records
 from ferbench.leaderboard import significance as stat_tests
-from ferbench.leaderboard.comparable import RunFacts, caveat, judge, ours_for, protocol_caveat, run_facts
+from ferbench.leaderboard.comparable import (RunFacts, caveat, judge, ours_for, protocol_caveat,
+                                             protocol_metric_names, run_facts)
 from ferbench.leaderboard.reported import Design, Reported, ReportedConfusion, ReportedSet, load_reported
 from ferbench.metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, CI_LEVEL, CI_TYPE, HEADLINE_AGGREGATION, STD_DDOF,
                               summarize, trial_identity)
@@ -42,6 +43,12 @@ class Section:
     notes: list[str] = field(default_factory=list)
     shape: str = "k-fold"  # the protocol shape (ferbench.metrics.protocol_shape): decides the test
     aggregation: str = "mean"  # the headline: "mean" over trials or "pooled" (leave one subject out)
+    metric_names: dict[str, str] = field(default_factory=dict)  # the protocol's own names (accuracy: WAR)
+
+    @property
+    def metric_label(self) -> str:
+        """The headline metric as the protocol's field names it (`WAR` on DFEW), else its ferbench name."""
+        return self.metric_names.get(self.metric, self.metric)
 
     @property
     def label(self) -> str:
@@ -325,7 +332,8 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
     return Section(dataset=dataset, dataset_test=dataset_test, protocol=protocol, metric=metric, task=task,
                    rows=rows + ref_rows, summaries=summaries, best=best, baseline=baseline,
                    reported_confusions=confusions, notes=notes, shape=shape,
-                   aggregation=summaries[best]["aggregation"] if best else HEADLINE_AGGREGATION[shape])
+                   aggregation=summaries[best]["aggregation"] if best else HEADLINE_AGGREGATION[shape],
+                   metric_names=protocol_metric_names(protocol))
 
 
 def _mark_completeness(rows: list[dict], records: dict[str, list[tuple[Path, dict]]]) -> None:

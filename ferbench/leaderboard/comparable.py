@@ -94,6 +94,12 @@ def protocol_caveat(name: str) -> str | None:
     return None if p is None else p.caveat
 
 
+def protocol_metric_names(name: str) -> dict[str, str]:
+    """How a bundled protocol's tables name its metrics (`metric_names`: DFEW's accuracy is "WAR")."""
+    p = _bundled(name)
+    return dict(p.metric_names or {}) if p is not None else {}
+
+
 def judge(entry: Reported, design: Design | None, facts: RunFacts | None) -> tuple[bool, str]:
     """(comparable, reason): the reason lists every difference ('' when comparable)."""
     if design is None:

@@ -47,7 +47,7 @@ LEGEND = ("± is the sample std (ddof=1) over all trials (repeats x folds); wher
 def heads(section: Section, short: bool = False) -> list[str]:
     """The table's column heads for this section (the headline column follows its aggregation)."""
     head, other = AGGREGATION_HEADS[section.aggregation][1 if short else 0]
-    return [c.format(headline=head, other=other).format(metric=section.metric) for c in (SHORT if short else COLUMNS)]
+    return [c.format(headline=head, other=other).format(metric=section.metric_label) for c in (SHORT if short else COLUMNS)]
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -84,10 +84,12 @@ def secondary(row: dict, section: Section, short: bool = False) -> str:
     `short` (terminal) keeps the per-trial means only and leaves per-AU F1 to its own table."""
     if row["reported_only"]:
         return "–"
-    parts = [f"{name.upper()} {pct(row[name])}" for name in ("accuracy", "uf1", "uar")
+    def named(name: str) -> str:
+        return section.metric_names.get(name, name.upper())
+    parts = [f"{named(name)} {pct(row[name])}" for name in ("accuracy", "uf1", "uar")
              if name in row and name != row["metric"]]
     # pooled UF1 / UAR in every format (the MEGC convention for LOSO) beside the per-trial figures
-    parts += [f"pooled {name[7:].upper()} {pct(row[name])}" for name in ("pooled_uf1", "pooled_uar")
+    parts += [f"pooled {named(name[7:])} {pct(row[name])}" for name in ("pooled_uf1", "pooled_uar")
               if name in row and name[7:] != row["metric"]]
     if not short:
         parts += [f"{k[3:]} {pct(v)}" for k, v in row.items() if k.startswith("f1_")]
@@ -195,7 +197,7 @@ def title(section: Section) -> str:
     what = ("pooled over the folds of a repeat; per-subject mean ± sample std beside it"
             if section.aggregation == "pooled" else "mean ± sample std over trials; pooled = all folds of a repeat "
             "scored together")
-    return f"{section.label} · {section.protocol} · {section.metric} (%, {what})"
+    return f"{section.label} · {section.protocol} · {section.metric_label} (%, {what})"
 
 
 P_LEGEND = ("p vs best: one test per protocol shape, between the best row and every other ranked row, pairing only "
@@ -399,7 +401,7 @@ def board_dict(board: Board, per_fold: bool = False) -> dict[str, Any]:
         "unit": "fraction", "std_ddof": STD_DDOF,
         "rows": board.rows(),
         "sections": [{"dataset": s.label, "dataset_test": s.dataset_test, "protocol": s.protocol,
-                      "metric": s.metric, "task": s.task, "shape": s.shape, "aggregation": s.aggregation,
+                      "metric": s.metric, "metric_label": s.metric_label, "task": s.task, "shape": s.shape, "aggregation": s.aggregation,
                       "test": TESTS[s.shape][0], "interval": {"type": CI_TYPE, "level": CI_LEVEL,
                                                               "n_boot": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED,
                                                               "clusters": "test subjects"},

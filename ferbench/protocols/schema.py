@@ -25,7 +25,7 @@ _REQUIRED = ("name", "description", "datasets", "task", "splitter", "metric", "p
 _OPTIONAL: dict[str, Any] = {
     "classes": None, "filter": {}, "params": {}, "repeats": 1, "seed": 0, "validation": None,
     "metrics": None, "test_dataset": None, "class_map": None, "aus": None,
-    "caveat": None, "pretrain": None,
+    "caveat": None, "pretrain": None, "metric_names": None,
 }
 
 
@@ -57,6 +57,8 @@ class Protocol:
     #: file, then copies and freezes the model's transfer layers (its card's `transfer`) and trains the rest on
     #: the fold's training subjects (kim2017 section 3.3).
     pretrain: str | None = None
+    #: How the field names a metric on this protocol's tables (DFEW: accuracy is "WAR", uar "UAR"); display only.
+    metric_names: dict[str, str] | None = None
     fingerprint: str = field(default="", compare=False)
 
     @property
@@ -235,6 +237,12 @@ def _check(path: Path, raw: Any, digest: str) -> Protocol:
         if unknown:
             raise f.fail(key, f"metric names ferbench computes for {task} ({', '.join(computable)}); "
                               f"{unknown[0]!r} is not one")
+    metric_names = f.raw["metric_names"]
+    if metric_names is not None and (
+            not isinstance(metric_names, dict) or not metric_names
+            or not all(k in metrics and isinstance(v, str) and v.strip() for k, v in metric_names.items())):
+        raise f.fail("metric_names", f"a mapping from the protocol's metrics ({', '.join(metrics)}) to the names "
+                                     "its tables show (e.g. {accuracy: WAR})")
     test_dataset = None if f.raw["test_dataset"] is None else f.text("test_dataset")
     class_map = f.raw["class_map"]
     if class_map is not None:
@@ -266,7 +274,9 @@ def _check(path: Path, raw: Any, digest: str) -> Protocol:
         splitter=splitter, params=dict(params), repeats=f.integer("repeats", 1, MAX_REPEATS), seed=f.integer("seed", 0),
         validation=validation, metric=metric, metrics=tuple(metrics), paper=f.text("paper"), table=f.text("table"),
         test_dataset=test_dataset, class_map=class_map, aus=None if aus is None else tuple(aus),
-        caveat=None if f.raw["caveat"] is None else f.text("caveat"), pretrain=pretrain, fingerprint=digest,
+        caveat=None if f.raw["caveat"] is None else f.text("caveat"), pretrain=pretrain,
+        metric_names=None if metric_names is None else {str(k): str(v) for k, v in metric_names.items()},
+        fingerprint=digest,
     )
 
 
