@@ -45,6 +45,8 @@ def read_config() -> dict[str, dict[str, str]]:
     """The config file's tables ({} when there is none); a malformed file is one line naming it."""
     path = config_path()
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a folder (or a dangling link) where the file belongs
+            raise FerbenchError(f"{path}: is not a file (expected the settings file config.toml); move it away")
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
