@@ -115,3 +115,10 @@ def test_a_broken_plugin_is_warned_about_on_stderr(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "plugin 'broken' of brokenpkg" in res.stderr and "broken" not in res.stdout
     assert "stc-nlstm" in res.stdout
+
+
+def test_a_model_file_without_its_name_says_what_is_missing(tmp_path):
+    (tmp_path / "mine.py").write_text("X = 1\n")
+    res = runner.invoke(app, ["models", "--check", f"{tmp_path}/mine.py"], env=WIDE)
+    assert res.exit_code == 2, res.output
+    assert f"names a file but not the model in it; expected {tmp_path}/mine.py:Name" in res.stderr, res.stderr
