@@ -122,3 +122,19 @@ def test_a_model_file_without_its_name_says_what_is_missing(tmp_path):
     res = runner.invoke(app, ["models", "--check", f"{tmp_path}/mine.py"], env=WIDE)
     assert res.exit_code == 2, res.output
     assert f"names a file but not the model in it; expected {tmp_path}/mine.py:Name" in res.stderr, res.stderr
+
+
+def test_config_set_never_drops_what_the_user_wrote_in_config_toml(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    text = '# where my datasets live\n[raw]\n"ck+" = "/tmp"\n\n[mine]\nx = 1\n'
+    (home / "config.toml").write_text(text)
+    res = runner.invoke(app, ["config", "set", "raw.mmi", str(tmp_path)], env={"FERBENCH_HOME": str(home), **WIDE})
+    assert res.exit_code == 2, res.output
+    assert "config.toml: holds the table(s) mine" in res.stderr and res.stderr.count("\n") == 1
+    assert (home / "config.toml").read_text() == text
+    (home / "config.toml").write_text('[raw]\n"ck+" = "/tmp"\n')  # its own content is rewritten, keys kept
+    for key in ("raw.mmi", "raw.casme2"):
+        res = runner.invoke(app, ["config", "set", key, str(tmp_path)], env={"FERBENCH_HOME": str(home), **WIDE})
+        assert res.exit_code == 0, res.output
+    assert all(f'"{k}"' in (home / "config.toml").read_text() for k in ("ck+", "mmi", "casme2"))
