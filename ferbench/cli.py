@@ -195,8 +195,11 @@ def models(
         for what, ok, detail in results:
             mark = ("ok", "green") if ok else ("DOES NOT FIT", "bold red")
             console.print(as_text(mark, f" {what}" + (f": {detail}" if detail else "")))
-        if not all(ok for _, ok, _ in results):
-            raise typer.Exit(2)
+        failed = [(what, detail) for what, ok, detail in results if not ok]
+        if failed:  # the checklist above is the report; the verdict is one line on stderr, as every refusal
+            card = model_card(name)
+            raise FerbenchError(f"model {name!r} ({card.source}) does not fit the contract: {failed[0][0]}"
+                                + (f": {failed[0][1]}" if failed[0][1] else ""))
         console.print(as_text(f"{name} fits the contract; run it with `ferbench evaluate --model {check}`"))
         return
     broken = load_plugins()[1]  # every plugin is imported to be listed; a broken one is named, not fatal
@@ -207,9 +210,8 @@ def models(
         info, card = model_info(name), model_card(name)
         table.add_row(*text_cells(name, info["paper"], info["table"], card.source))
     console.print(table)
-    for plugin, why in broken:
-        console.print(as_text((f"plugin {plugin.name!r} of {plugin.dist} ({plugin.value}) cannot be used: {why}",
-                               "yellow")), soft_wrap=True)
+    _warn([f"plugin {plugin.name!r} of {plugin.dist} ({plugin.value}) cannot be used: {why}"  # stderr, as every warning
+           for plugin, why in broken])
     console.print("(`ferbench models --check SPEC` checks a model of your own; `ferbench models --example > "
                   "my_model.py` writes one to start from; docs/own-model.md)", highlight=False)
 
@@ -456,7 +458,7 @@ def leaderboard(
 
     out = out if out is not None else leaderboards_dir()
     formats = parse_formats(fmt)
-    check_out(out, formats)
+    check_out(out, formats, per_fold=per_fold)
     runs = runs if runs is not None else runs_dir()
     board = build_board(runs, dataset=dataset, protocol=protocol, reported=reported)
     _warn(board.refused_lines())  # on stderr in every format; the terminal table leaves them to it

@@ -45,6 +45,8 @@ def read_config() -> dict[str, dict[str, str]]:
     """The config file's tables ({} when there is none); a malformed file is one line naming it."""
     path = config_path()
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a folder (or a dangling link) where the file belongs
+            raise FerbenchError(f"{path}: is not a file (expected the settings file config.toml); move it away")
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -69,10 +71,29 @@ def set_raw(dataset: str, folder: str | Path) -> Path:
         raise FerbenchError(f"{folder}: no such folder (expected the {dataset} dataset as its owners distribute it)")
     writable_home()
     raw = read_config().get("raw", {})
+    _refuse_foreign_config(dataset)
     raw[dataset] = str(Path(folder).expanduser().resolve())
-    lines = ["# ferbench data home settings (`ferbench config set raw.<dataset> PATH`)", "[raw]"]
+    lines = [CONFIG_HEADER, "[raw]"]
     lines += [f'"{name}" = "{_escape(path)}"' for name, path in sorted(raw.items())]
     return atomic_write(config_path(), "\n".join(lines) + "\n")
+
+
+CONFIG_HEADER = "# ferbench data home settings (`ferbench config set raw.<dataset> PATH`)"
+
+
+def _refuse_foreign_config(dataset: str) -> None:
+    """config set rewrites the file whole: refuse when it holds what ferbench would not write back (a comment
+    of the user's, a table other than [raw]), which would be lost."""
+    path = config_path()
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    other = [k for k in tomllib.loads(text) if k != "raw"]
+    comments = [ln for ln in text.splitlines() if ln.strip().startswith("#") and ln.strip() != CONFIG_HEADER]
+    if other or comments:
+        what = f"the table(s) {', '.join(other)}" if other else "comments"
+        raise FerbenchError(f"{path}: holds {what} that `config set` would not keep; edit the file by hand "
+                            f"(under [raw]: \"{dataset}\" = \"PATH\")")
 
 
 def _escape(text: str) -> str:

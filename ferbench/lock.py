@@ -129,6 +129,13 @@ class WriteLock:
             return
         raise FerbenchError(f"could not take the lock {self.path}; another process keeps replacing it")
 
+    def check_free(self) -> None:
+        """Refuse now, naming the holder, when a live writer holds the lock; take nothing (a stale lock is only
+        probed). For a command that shows a plan before it takes the lock: the refusal comes first."""
+        fd = self._take_over()
+        if fd is not None:
+            os.close(fd)  # closing drops the probe's flock; the stale lock file stays for acquire() to take over
+
     def __enter__(self) -> "WriteLock":
         self.acquire()
         return self

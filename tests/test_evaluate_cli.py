@@ -49,7 +49,7 @@ def _cli(*args: str) -> list[str]:
         ("protocol", "unknown protocol"),
         ("model", "unknown model 'nope'"),
         ("other-dataset", "is for mmi, casme2"),
-        ("epochs", "--epochs must be a whole number >= 1"),
+        ("epochs", "--epochs must be a whole number from 1 to"),
         ("recipe", "unknown recipe 'fast'"),
         ("scheduler", "cannot reach the dask scheduler"),
         # refused only once the folds are made (make_plan): still before the runs folder is created

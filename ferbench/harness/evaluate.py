@@ -620,6 +620,7 @@ def plan_run(data: str | Path, protocol: str | Path, *, out: str | Path = "runs"
     given = {k: v.default for k, v in params.items() if k not in ("data", "protocol", "progress")}
     given.update(options, out=out, force=force, repeats=repeats)
     setup, _, dev, _, model_options = _checked_setup(data, protocol, **given)
+    RC.RunsLock(out).check_free()  # a run already writing there is named before any plan is shown
     result = EvaluateResult(out=Path(out))
     pending, plans = _plan(setup, repeats, model_options, Path(out), force, result)
     folds = next(iter(plans.values())).folds

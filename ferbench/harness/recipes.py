@@ -13,6 +13,7 @@ from ferbench.models import OPTIMIZERS, RECIPE_KINDS, SELECTIONS, STAGES  # the 
 
 #: Batch size where a recipe gives none (the papers mostly do not): small on CPU, large on a GPU.
 DEFAULT_BATCH = {"cpu": 32, "cuda": 128}
+MAX_EPOCHS = 10_000  # 100x the longest paper recipe: a larger number is a typo, and a run that never ends
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,8 +28,8 @@ class Overrides:
     def check(self) -> None:
         """Refuse impossible values before any data is read."""
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float))
-                                        or int(self.epochs) != self.epochs or self.epochs < 1):
-            raise FerbenchError(f"--epochs must be a whole number >= 1; got {self.epochs!r}")
+                                        or int(self.epochs) != self.epochs or not 1 <= self.epochs <= MAX_EPOCHS):
+            raise FerbenchError(f"--epochs must be a whole number from 1 to {MAX_EPOCHS}; got {self.epochs!r}")
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, float))
                                             or int(self.batch_size) != self.batch_size or self.batch_size < 1):
             raise FerbenchError(f"--batch-size must be a whole number >= 1; got {self.batch_size!r}")

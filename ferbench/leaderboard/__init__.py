@@ -32,11 +32,37 @@ def parse_formats(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_out(out: str | Path, formats: list[str]) -> None:
-    """Refuse an --out that cannot hold the files (a file, a path under one, a folder that cannot be written)
-    before any record is read or any table printed."""
+FOLDS_FILE = "leaderboard-folds.csv"
+
+
+def _ours(path: Path) -> bool:
+    """Whether an existing leaderboard file was written by ferbench (its own opening), so it may be replaced."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return False
+    if path.suffix == ".json":
+        return '"schema": "ferbench.leaderboard/' in head
+    if path.suffix == ".md":
+        return head.startswith("# ferbench leaderboard")
+    if path.suffix == ".html":
+        return head.startswith("<!DOCTYPE html>") and "<title>ferbench leaderboard</title>" in head
+    return head.startswith("dataset,")  # the two CSV files: ferbench's header
+
+
+def check_out(out: str | Path, formats: list[str], per_fold: bool = False) -> None:
+    """Refuse an --out that cannot hold the files (a file, a path under one, a folder that cannot be written), or
+    that holds a file of the same name ferbench did not write (never replaced), before any record is read or any
+    table printed."""
     if any(f != "rich" for f in formats):
         require_folder(out, "--out (the folder of the leaderboard files)")
+    names = [FILES[f] for f in formats if f in FILES] + ([FOLDS_FILE] if per_fold and "csv" in formats else [])
+    for name in names:
+        path = Path(out) / name
+        if path.is_symlink() or (path.exists() and not (path.is_file() and _ours(path))):
+            raise FerbenchError(f"--out {path}: exists and is not a leaderboard ferbench wrote; ferbench replaces "
+                                "only its own files: choose another --out, or move that file")
 
 
 def write_leaderboard(board: Board, formats: list[str], out: str | Path = "leaderboards", per_fold: bool = False,
@@ -48,6 +74,7 @@ def write_leaderboard(board: Board, formats: list[str], out: str | Path = "leade
         raise FerbenchError(f"formats must be a list of names from {', '.join(FORMATS)} (parse_formats('md,html') "
                             f"makes one from text); got {formats!r}")
     out = Path(out)
+    check_out(out, formats, per_fold=per_fold)  # a file of that name ferbench did not write is never replaced
     written: dict[str, Path] = {}
     for fmt in formats:
         if fmt == "rich":
@@ -66,7 +93,7 @@ def write_leaderboard(board: Board, formats: list[str], out: str | Path = "leade
         written[fmt] = out / FILES[fmt]
         atomic_write(written[fmt], content)
     if per_fold and ("csv" in formats):
-        written["folds-csv"] = out / "leaderboard-folds.csv"
+        written["folds-csv"] = out / FOLDS_FILE
         atomic_write(written["folds-csv"], text.render_fold_csv(board))
     return written
 

@@ -284,6 +284,9 @@ def load_selected(item: str) -> str:
 
     if is_spec(item):
         return register_spec(item)
+    if item.endswith(".py") and item not in _CARDS:  # a file without the model in it: say what is missing
+        raise FerbenchError(f"model spec {item!r} names a file but not the model in it; expected "
+                            f"{item}:Name (the class or factory to build; `ferbench models --example` shows one)")
     if item not in _CARDS and item not in FUSION_ENTRIES and item in {p.name for p in plugins()}:
         return load_plugin(item)
     return item
