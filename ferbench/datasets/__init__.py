@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import filecmp
+import os
+import tempfile
 from pathlib import Path
 from typing import TypeVar
 
@@ -76,8 +80,43 @@ def synth(name: str, out: str | Path, subjects: int = 3, seed: int = 0, modes: l
         raise FerbenchError(f"intensity must lie in (0, 3], got {intensity}")
     adapter = get_dataset(name)
     out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise FerbenchError(f"{out}: is a file; synth writes a replica into a folder (a new or empty one)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.synth-", dir=out.parent) as tmp:
+        samples = adapter.write_replica(Path(tmp), subjects=subjects, seed=seed, modes=modes, intensity=intensity)
+        _move_in(Path(tmp), out)
+    return [_rebased(s, Path(tmp), out) for s in samples]
+
+
+def _move_in(staged: Path, out: Path) -> None:
+    """Move a staged replica into `out`, refusing (before anything moves) where a file of the same name exists
+    with other bytes: synth never replaces a file it did not write (a rerun with the same arguments writes the
+    same bytes, so it goes through)."""
+    files = sorted(p for p in staged.rglob("*") if p.is_file() or p.is_symlink())
+    for p in files:
+        target = out / p.relative_to(staged)
+        if target.is_symlink() or target.is_dir() or (target.exists() and not filecmp.cmp(p, target, shallow=False)):
+            raise FerbenchError(f"{target}: already exists and is not what this replica writes there; synth never "
+                                "replaces a file it did not write: choose a new or empty folder")
+    for p in files:
+        target = out / p.relative_to(staged)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(p, target)
+    for d in sorted((p for p in staged.rglob("*") if p.is_dir()), key=lambda p: len(p.parts)):
+        (out / d.relative_to(staged)).mkdir(parents=True, exist_ok=True)  # empty folders are part of a layout
     out.mkdir(parents=True, exist_ok=True)
-    return adapter.write_replica(out, subjects=subjects, seed=seed, modes=modes, intensity=intensity)
+
+
+def _rebased(sample: Sample, staged: Path, out: Path) -> Sample:
+    """The sample with its paths moved from the staging folder into `out`."""
+    def move(p: Path) -> Path:
+        return out / Path(p).relative_to(staged) if Path(p).is_relative_to(staged) else p
+    meta = {k: str(move(Path(v))) if isinstance(v, str) and v.startswith(str(staged)) else v
+            for k, v in sample.meta.items()}
+    return dataclasses.replace(sample, frames=[move(p) for p in sample.frames],
+                               landmarks=[move(p) for p in sample.landmarks],
+                               video=None if sample.video is None else move(sample.video), meta=meta)
 
 
 __all__ = [
