@@ -63,3 +63,11 @@ def _model_registry():
     for table, saved in ((_registry._FACTORIES, factories), (_registry._CARDS, cards)):
         table.clear()
         table.update(saved)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty data home for one test (FERBENCH_HOME), with a wide terminal: one line stays one line."""
+    monkeypatch.setenv("FERBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "400")
+    return tmp_path / "home"

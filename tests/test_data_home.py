@@ -5,7 +5,6 @@ protocol lists; `ferbench leaderboard` reads runs/ with no option. Missing data 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -26,13 +25,6 @@ def _one_line(res) -> str:
     lines = [x for x in res.output.splitlines() if x.strip()]
     assert res.exit_code == 2 and len(lines) == 1, res.output
     return lines[0]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("FERBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "400")  # one line stays one line
-    return tmp_path / "home"
 
 
 @pytest.mark.slow

@@ -26,13 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("FERBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "400")  # one line stays one line
-    return tmp_path / "home"
-
-
 @pytest.mark.slow
 def test_evaluate_prints_the_plan_then_one_line_per_task_counted_over_every_dataset(home, tmp_path):
     for dataset in ("ck+", "mmi"):

@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
 from ferbench.datasets._media import write_avi, write_image
 from ferbench.errors import DatasetError
+
+if TYPE_CHECKING:
+    from ferbench.datasets.base import ScanResult
 
 #: The note every scan of these datasets carries (no subject ids; what the leakage check then means).
 NO_SUBJECTS = ("{title} has no subject ids: each clip is its own group (subject = clip id), so the protocols' "
@@ -78,6 +81,28 @@ def reconcile(read: ListRead, train_lists: Iterable[str] = ()) -> tuple[dict[str
         else:
             excluded.append((clip, error))
     return ok, excluded
+
+
+def listed_clips(read: ListRead, result: "ScanResult", train_lists: Iterable[str] = ()) -> dict[str, ListRow]:
+    """`reconcile` into a scan: unreadable lists become problems, every clip the lists make unusable is excluded
+    with its error; returns the consistently listed clips."""
+    result.problems.extend(str(e) for e in read.unreadable)
+    listed, excluded = reconcile(read, train_lists)
+    for clip, error in excluded:
+        result.excluded.append((clip, str(error)))
+        result.errors.append(error)
+    return listed
+
+
+def clips_on_disk(frames_at: Path | None, videos: Path, skipped: list[Path]) -> dict[str, Path]:
+    """{clip id: its frame folder} under `frames_at`, or {clip id: its video} under `videos` where the release
+    ships no frames (junk named in `skipped`)."""
+    from ferbench.datasets._media import list_entries
+    from ferbench.datasets.base import VIDEO_SUFFIXES
+
+    if frames_at is not None:
+        return {p.name: p for p in list_entries(frames_at, skipped, "dir")}
+    return {p.stem: p for p in list_entries(videos, skipped, "file") if p.suffix.lower() in VIDEO_SUFFIXES}
 
 
 def _places(rows: list[ListRow]) -> str:

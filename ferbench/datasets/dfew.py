@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 
 from ferbench.datasets import register_dataset
-from ferbench.datasets._media import list_entries, list_frames, probe_video
-from ferbench.datasets._wild import (NO_SUBJECTS, ListRead, ListRow, name_some, new_read, reconcile, render_clip,
-                                     unique_ids, write_frames, write_video)
+from ferbench.datasets._media import list_frames, probe_video
+from ferbench.datasets._wild import (NO_SUBJECTS, ListRead, ListRow, clips_on_disk, listed_clips, name_some, new_read,
+                                     render_clip, unique_ids, write_frames, write_video)
 from ferbench.datasets.base import VIDEO_SUFFIXES, DatasetAdapter, Sample, ScanResult, strict_int
 from ferbench.errors import DatasetError, FerbenchError
 
@@ -185,15 +185,8 @@ class DfewAdapter(DatasetAdapter):
             raise DatasetError(root / "Clip" / FACE_DIRS[0], "no clips found; expected Clip/clip_224x224/<id>/*.jpg "
                                                              "(or clip_224x224_16f/, or Clip/original/<id>.mp4) under the root")
         read, with_train = read_fold_lists(root, result.problems)
-        result.problems.extend(str(e) for e in read.unreadable)
-        listed, excluded = reconcile(read, with_train)
-        for clip, error in excluded:
-            result.excluded.append((clip, str(error)))
-            result.errors.append(error)
-        if faces is not None:
-            on_disk = {p.name: p for p in list_entries(faces, result.skipped, "dir")}
-        else:
-            on_disk = {p.stem: p for p in list_entries(videos, result.skipped, "file") if p.suffix.lower() in VIDEO_SUFFIXES}
+        listed = listed_clips(read, result, with_train)
+        on_disk = clips_on_disk(faces, videos, result.skipped)
         missing, empty = [], []
         for clip, row in listed.items():
             media = on_disk.get(clip)

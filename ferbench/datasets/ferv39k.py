@@ -38,7 +38,7 @@ import numpy as np
 
 from ferbench.datasets import register_dataset
 from ferbench.datasets._media import list_frames, probe_video
-from ferbench.datasets._wild import (NO_SUBJECTS, ListRead, ListRow, name_some, new_read, reconcile, render_clip,
+from ferbench.datasets._wild import (NO_SUBJECTS, ListRead, ListRow, listed_clips, name_some, new_read, render_clip,
                                      write_frames, write_video)
 from ferbench.datasets.base import VIDEO_SUFFIXES, DatasetAdapter, Sample, ScanResult
 from ferbench.errors import DatasetError, FerbenchError
@@ -133,11 +133,7 @@ class Ferv39kAdapter(DatasetAdapter):
         read = new_read()
         for split, name in LISTS.items():
             _read_list(root / LIST_DIR / name, split, read, result.notes)
-        result.problems.extend(str(e) for e in read.unreadable)
-        listed, excluded = reconcile(read)
-        for clip, error in excluded:
-            result.excluded.append((clip, str(error)))
-            result.errors.append(error)
+        listed = listed_clips(read, result)
         missing: list[str] = []
         for clip, row in listed.items():
             sample = self._sample(root, clip, row, crops, result.skipped)

@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 
 from ferbench.datasets import register_dataset
-from ferbench.datasets._media import list_entries, list_frames, probe_video
-from ferbench.datasets._wild import (NO_SUBJECTS, ListRead, ListRow, name_some, new_read, reconcile, render_clip,
-                                     unique_ids, write_frames, write_video)
-from ferbench.datasets.base import VIDEO_SUFFIXES, DatasetAdapter, Sample, ScanResult
+from ferbench.datasets._media import list_frames, probe_video
+from ferbench.datasets._wild import (NO_SUBJECTS, ListRead, ListRow, clips_on_disk, listed_clips, name_some, new_read,
+                                     render_clip, unique_ids, write_frames, write_video)
+from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult
 from ferbench.errors import DatasetError, FerbenchError
 
 CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise", "contempt",
@@ -152,15 +152,8 @@ class MafwAdapter(DatasetAdapter):
                 with_train.append(fold)
             else:
                 result.problems.append(f"{train}: train list not found; {fold} trains on the other folds' test clips")
-        result.problems.extend(str(e) for e in read.unreadable)
-        listed, excluded = reconcile(read, with_train)
-        for clip, error in excluded:
-            result.excluded.append((clip, str(error)))
-            result.errors.append(error)
-        if frames_at is not None:
-            on_disk = {p.name: p for p in list_entries(frames_at, result.skipped, "dir")}
-        else:
-            on_disk = {p.stem: p for p in list_entries(videos, result.skipped, "file") if p.suffix.lower() in VIDEO_SUFFIXES}
+        listed = listed_clips(read, result, with_train)
+        on_disk = clips_on_disk(frames_at, videos, result.skipped)
         missing = []
         for clip, row in listed.items():
             sample = self._sample(clip, row, on_disk.get(clip), frames_at is not None, result.skipped)
