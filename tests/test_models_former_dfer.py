@@ -92,7 +92,7 @@ def test_reversing_a_clip_changes_the_output() -> None:
 def test_card() -> None:
     card = model_card("former-dfer")
     assert card.paper == "zhao2021" and card.index == "native" and card.variable_length and card.paper_size == 112
-    assert card.paper_options == {"standardize": False}
+    assert card.paper_options == {"standardize": False, "centre": False}
     (paper,) = card.recipe_for("paper")
     assert (paper.optimizer, paper.lr, paper.momentum, paper.weight_decay) == ("sgd", 0.01, 0.9, 1e-4)
     assert (paper.epochs, paper.batch_size, paper.schedule_unit, paper.selection) == (100, 32, "epoch", "last-epoch")
@@ -160,3 +160,18 @@ def test_former_dfer_learns_the_order_of_events_and_not_without_its_time_positio
     blind.t_former.pos.data.zero_()  # the same network, its T-Former blind to frame positions
     train(blind, xtr, ytr, 80, params=[p for p in blind.parameters() if p is not blind.t_former.pos])
     assert accuracy(blind, xte, yte) <= 0.65, "without frame positions the order must stay unreadable"
+
+
+def test_the_t_former_reads_frame_vectors_centred_per_clip_unless_centre_is_off() -> None:
+    """By default each clip's mean frame vector is subtracted before the T-Former (as every temporal model here
+    centres); centre=False, the authors' network, feeds them as they are."""
+    for centre in (True, False):
+        torch.manual_seed(0)
+        model = create_model("former-dfer", 3, image_size=16, centre=centre, **TINY).eval()
+        seen: list[torch.Tensor] = []
+        model.t_former.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]) and None)
+        with torch.no_grad():
+            model(torch.rand(2, 20, 3, 16, 16), torch.tensor([20, 11]))
+        clip_means = seen[0].mean(dim=1)
+        assert seen[0].shape == (2, 16, 16)
+        assert bool((clip_means.abs() < 1e-5).all()) == centre, (centre, clip_means.abs().max())

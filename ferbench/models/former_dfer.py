@@ -37,7 +37,7 @@ FORMER_PAPER = Recipe(
           "crop is approximated by the former-dfer preset (flip x centred zooms)",
 )
 FORMER_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 400, augment="former-dfer")
-FORMER_QUICK = quick_recipe("end-to-end", 3e-3, 80)
+FORMER_QUICK = quick_recipe("end-to-end", 3e-3, 60)
 
 
 def _grid(size: int) -> int:
@@ -179,7 +179,7 @@ def segment_indices(lengths: Tensor, segments: int, duration: int, training: boo
     input="(B, T, 3, H, W) + lengths (variable length); reads 16 frames (8 segments x 2), paper 112x112",
     index="native", variable_length=True, min_size=16,
     recipes={"default": (FORMER_DEFAULT,), "paper": (FORMER_PAPER,), "quick": (FORMER_QUICK,)},
-    paper_options={"standardize": False}, paper_size=112,
+    paper_options={"standardize": False, "centre": False}, paper_size=112,
     departures=(
         "The paper's text is not available: the network, frame sampling and recipe follow the authors' public code "
         "(zengqunzhao/Former-DFER), not the paper's prose.",
@@ -198,6 +198,9 @@ def segment_indices(lengths: Tensor, segments: int, duration: int, training: boo
         "and resized bilinearly for other frame sizes; the authors' is fixed at 49 positions.",
         "The classifier has one output per protocol class (the authors' is 7: DFEW, FERV39k).",
         STANDARDIZE_DEPARTURE + " standardize=False gives the authors' [0, 1] input; --recipe paper builds it.",
+        CENTRE_DEPARTURE + " Here the 16 frame vectors are centred before the T-Former. On the order replica (9 "
+        "subjects, 32x32, compact widths, 3 subject-disjoint folds, 60 Adam steps at 3e-3) former-dfer reached 0.75 "
+        "centred and 0.65 uncentred (0.67 and 0.60 at lr 1e-3).",
         DEFAULT_RECIPE_DEPARTURE,
     ),
 )
