@@ -36,7 +36,7 @@ FORMER_PAPER = Recipe(
     notes="the authors keep the epoch best on the test fold; ferbench keeps the last epoch. Their random-sized "
           "crop is approximated by the former-dfer preset (flip x centred zooms)",
 )
-FORMER_DEFAULT = ferbench_recipe("end-to-end", 3e-4, 400, augment="former-dfer")
+FORMER_DEFAULT = ferbench_recipe("end-to-end", 1e-3, 400, augment="former-dfer")
 FORMER_QUICK = quick_recipe("end-to-end", 3e-3, 60)
 
 
