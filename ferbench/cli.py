@@ -492,7 +492,7 @@ def evaluate(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="override every stage's epochs"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="override every stage's batch size"),
     lr: Optional[float] = typer.Option(None, "--lr", help="override the initial learning rate"),
-    augment: Optional[str] = typer.Option(None, "--augment", help="augmentation preset (none, stc-nlstm, kim2017)"),
+    augment: Optional[str] = typer.Option(None, "--augment", help="augmentation preset (none, stc-nlstm, kim2017, former-dfer)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder of the task records (default: runs/ in the data home)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="run on a local dask cluster of N workers"),

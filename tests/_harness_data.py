@@ -23,6 +23,8 @@ TINY: dict[str, dict] = {
     "apex-cnn": {"widths": (4, 8, 8), "fc": 16},
     "mv-lstm": {"widths": (4, 8, 8), "fc": 16, "hidden": 8},
     "static": {"widths": (4, 8), "features": 16},
+    "former-dfer": {"widths": (4, 4, 8, 8), "s_heads": 2, "s_dim_head": 4, "s_mlp": 8, "t_heads": 2, "t_dim_head": 4,
+                    "t_mlp": 16},
 }
 for _m in ("lstm-mean", "lstm-last", "tpool-mean", "tpool-max"):
     TINY[_m] = {"feature_dim": 16, "cnn_widths": (4, 8), "hidden": 8} | ({"lstm_hidden": 8} if _m.startswith("lstm") else {})

@@ -13,7 +13,7 @@ from ferbench.errors import FerbenchError
 from ferbench.models import Recipe, create_model, list_models, model_card, model_info
 from ferbench.preprocess.augment import PRESETS
 
-PAPERS = {"yu2018", "kim2017", "baddar2019", "chao2016", "ferbench"}
+PAPERS = {"yu2018", "kim2017", "baddar2019", "chao2016", "zhao2021", "ferbench"}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
 

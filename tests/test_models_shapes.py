@@ -9,7 +9,7 @@ from ferbench.errors import FerbenchError
 from ferbench.models import create_model, list_models, model_card, model_info
 from ferbench.models.stc_nlstm import mspp_norm
 
-ALL = ["apex-cnn", "lstm-last", "lstm-mean", "mo-cnn-lstm", "mv-lstm", "static", "stc", "stc-lstm", "stc-nlstm",
+ALL = ["apex-cnn", "former-dfer", "lstm-last", "lstm-mean", "mo-cnn-lstm", "mv-lstm", "static", "stc", "stc-lstm", "stc-nlstm",
        "stc-slstm", "tpool-max", "tpool-mean"]
 
 # Small configurations (16x16 frames; the Table 1 CNN of kim2017 needs 32x32).
@@ -26,8 +26,10 @@ SMALL = {
     "apex-cnn": (32, dict(image_size=32, widths=(8, 16, 16), fc=32)),
     "mo-cnn-lstm": (32, dict(image_size=32, widths=(8, 16, 16), fc=32, lstm_hidden=32)),
     "mv-lstm": (16, dict(widths=(8, 16), fc=32, hidden=32)),
+    "former-dfer": (16, dict(image_size=16, widths=(8, 8, 16, 16), s_heads=2, s_dim_head=8, s_mlp=16, t_heads=2,
+                             t_dim_head=8, t_mlp=32)),
 }
-VARIABLE_LENGTH = ["apex-cnn", "lstm-last", "lstm-mean", "mo-cnn-lstm", "mv-lstm", "static", "tpool-max", "tpool-mean"]
+VARIABLE_LENGTH = ["apex-cnn", "former-dfer", "lstm-last", "lstm-mean", "mo-cnn-lstm", "mv-lstm", "static", "tpool-max", "tpool-mean"]
 
 
 def test_registry_lists_every_model_with_a_card() -> None:

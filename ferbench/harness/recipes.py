@@ -118,7 +118,8 @@ def selection_of(stages: tuple[dict[str, Any], ...]) -> str:
 
 #: Switches whose departure reads in words: option -> (what, word when True, word when False).
 _SWITCHES = {"centre": ("centring", "on", "off"), "batch_norm": ("batch norm", "on", "off"),
-             "freeze_cnn": ("CNN in stage 2", "frozen", "fine-tuned")}
+             "freeze_cnn": ("CNN in stage 2", "frozen", "fine-tuned"),
+             "standardize": ("per-frame standardisation", "on", "off")}
 #: Options that follow the data (frame size, clip length, feature width), judged apart or not at all.
 _DATA_OPTIONS = ("image_size", "num_frames", "in_features", "in_channels")
 

@@ -8,8 +8,9 @@ Input layout (every registered model)
   in [0, 1] or normalised; clips shorter than T are right-padded (any values: padding is masked, never read).
 * ``lengths``: optional ``LongTensor (B,)``, the number of real frames of each clip (default: all T).
   Models whose paper handles variable length (mo-cnn-lstm, mv-lstm, the chao2016 encoders, the static and
-  apex baselines) mask the padding; the STC family follows its paper's fixed-length video normalisation and
-  rejects ragged ``lengths`` with a ValueError (normalise the clip length first).
+  apex baselines) mask the padding; former-dfer samples its 16 frames from the real ones; the STC family
+  follows its paper's fixed-length video normalisation and rejects ragged ``lengths`` with a ValueError
+  (normalise the clip length first).
 * returns ``logits (B, num_classes)`` (softmax is left to the loss / the caller).
 
 Frame size: the paper sizes are 64x64 (CK+ is 18x64x64x3); every model also runs on small frames (16x16 or
@@ -39,6 +40,7 @@ from ferbench.models import mv_lstm as _mv_lstm  # noqa: E402,F401
 from ferbench.models import mo_cnn_lstm as _mo_cnn_lstm  # noqa: E402,F401
 from ferbench.models import lstm_encoding as _lstm_encoding  # noqa: E402,F401
 from ferbench.models import static as _static  # noqa: E402,F401
+from ferbench.models import former_dfer as _former_dfer  # noqa: E402,F401
 
 __all__ = ["COMPACT", "OPTIMIZERS", "RECIPE_KINDS", "SELECTIONS", "STAGES", "ModelCard", "Recipe", "compact_options",
            "create_model", "list_models", "model_card", "model_defaults", "model_info", "model_options",

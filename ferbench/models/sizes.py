@@ -24,6 +24,8 @@ COMPACT: dict[str, dict[str, Any]] = {
     "apex-cnn": dict(widths=(16, 32, 32), fc=128),
     "mo-cnn-lstm": dict(widths=(16, 32, 32), fc=128, lstm_hidden=128, lstm_layers=1),
     "mv-lstm": dict(widths=(16, 32, 64), fc=128, hidden=128),
+    "former-dfer": dict(widths=(16, 32, 64, 128), s_heads=4, s_dim_head=16, s_mlp=128, t_heads=4, t_dim_head=32,
+                        t_mlp=256),
 }
 
 

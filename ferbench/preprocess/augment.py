@@ -8,6 +8,10 @@
   sequence frames, 2) rotating the frames between the angles [-10, 10] with an increment of 5, 3)
   translating the frames along [(0, 0), (-2, -2), (-2, +2), (+2, -2), (+2, +2)] pixels in x and y axis, and
   4) scaling the frames with scaling factors of 0.9, 1.0 and 1.1": 2 x 5 x 5 x 3 = 150 transforms.
+- `former-dfer` (zhao2021, the authors' code: the same random-sized crop of 8-100% of the area for every frame,
+  resized back, and a horizontal flip), approximated as a fixed list: flip x centred zooms 1, 1.25, 1.5, 1.75, 2
+  (square centre crops of 100% to 25% of the area) = 10 transforms. Zooms about the centre need no shift in
+  pixels, so the preset means the same at every frame size.
 
 A transform is (flip, angle, tx, ty, scale). Conventions: the horizontal flip is applied first; then a
 rotation by `angle` degrees counter-clockwise as the image is displayed (y axis pointing down, the same
@@ -57,11 +61,14 @@ PRESETS: dict[str, tuple[Transform, ...]] = {
             (0.9, 1.0, 1.1),
         )
     ),
+    "former-dfer": tuple(
+        Transform(flip, scale=scale) for flip, scale in itertools.product((False, True), (1.0, 1.25, 1.5, 1.75, 2.0))
+    ),
 }
 
 
 def get_preset(name: str) -> tuple[Transform, ...]:
-    """The transforms of a named preset (`none`, `stc-nlstm`, `kim2017`)."""
+    """The transforms of a named preset (`none`, `stc-nlstm`, `kim2017`, `former-dfer`)."""
     key = name.strip().lower()
     if key not in PRESETS:
         raise FerbenchError(f"unknown augmentation preset '{name}'; choose one of: {', '.join(PRESETS)}")
