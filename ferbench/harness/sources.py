@@ -3,8 +3,10 @@
 - `ResidentFrames`: the frames of one index loaded once onto the device (`Store.load`), batches gathered in
   memory. The fast path, used whenever the frames fit the task's memory budget (`ferbench.harness.memory`).
 - `StreamedFrames`: batches read from the HDF5 file as they are needed, chunk by chunk (a stored frame is one
-  chunk), by a prefetch thread that reads the next batches while the model trains on this one. Memory: at most
-  `PREFETCH_DEPTH` batches of uint8 frames beside the one in use, whatever the size of the file.
+  chunk), by a prefetch thread that reads the next batches while the model trains on this one; the frames of
+  one batch are read by up to `MAX_READ_THREADS` threads at once (`Store.read_frames` reads outside HDF5's
+  lock and the GIL, `ferbench.store.chunks`). Memory: at most `PREFETCH_DEPTH` batches of uint8 frames beside
+  the one in use, whatever the size of the file.
 
 Both give the same uint8 batches for the same positions (the same frames, in the same order, with the same
 padding), so augmentation (applied afterwards, on the caller's thread, with the caller's generator), batch
@@ -14,11 +16,13 @@ order and predictions do not depend on the source. Callers say which batches com
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -28,6 +32,15 @@ from ferbench.store import Loaded, Store
 
 #: Batches a streamed source reads ahead of the one in use.
 PREFETCH_DEPTH = 2
+#: Threads that read one batch's frames at once, at most (`read_threads`), and the fewest frames worth a thread.
+MAX_READ_THREADS = 4
+MIN_FRAMES_PER_READER = 32
+
+
+def read_threads() -> int:
+    """Reader threads of a streamed source: the cores this process may use, at most `MAX_READ_THREADS`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_READ_THREADS, cores))
 
 
 class FrameSource(ABC):
@@ -109,9 +122,11 @@ class StreamedFrames(FrameSource):
     mode = "streamed"
 
     def __init__(self, store: Store, index: str, rows: list[int], device: torch.device,
-                 depth: int = PREFETCH_DEPTH):
+                 depth: int = PREFETCH_DEPTH, readers: int | None = None):
         super().__init__(store.path, index, [store.samples[r].id for r in rows], device)
         self.store = store
+        self.readers = max(1, readers if readers is not None else read_threads())
+        self._readers_pool: ThreadPoolExecutor | None = None
         self.start = np.array([store.samples[r].frame_start for r in rows], dtype=np.int64)
         self.count = np.array([store.samples[r].frame_count for r in rows], dtype=np.int64)
         self.table = None if index == "native" else store.frame_table(index, rows)[0]
@@ -132,11 +147,24 @@ class StreamedFrames(FrameSource):
 
     # -- reading -----------------------------------------------------------------------------------------
     def _read(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (*frames.shape, 3, H, W): each distinct frame read once; pinned for a fast copy to a GPU."""
+        """uint8 (*frames.shape, 3, H, W): each distinct frame read once, by `readers` threads at once (where
+        the store reads outside HDF5's lock, `Store.chunk_index`); pinned for a fast copy to a GPU."""
         uniq, inverse = np.unique(frames, return_inverse=True)
-        stored = self.store.read_frames(uniq)  # (k, H, W, 3)
-        x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stored[inverse.reshape(frames.shape)], -1, -3)))
-        return x.pin_memory() if self.device.type == "cuda" else x
+        parts = np.array_split(uniq, min(self.readers, max(1, len(uniq) // MIN_FRAMES_PER_READER)))
+        if len(parts) > 1:
+            stored = np.concatenate(list(self._pool().map(self.store.read_frames, parts)))
+        else:
+            stored = self.store.read_frames(uniq)  # (k, H, W, 3)
+        h, w, c = stored.shape[1:]
+        # channels first and C-contiguous, as resident batches are; pinned (page-locked) for a GPU's copy
+        x = torch.empty((*frames.shape, c, h, w), dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+        np.take(np.moveaxis(stored, -1, -3), inverse.reshape(frames.shape), axis=0, out=x.numpy())  # one copy
+        return x
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._readers_pool is None:
+            self._readers_pool = ThreadPoolExecutor(self.readers, thread_name_prefix="ferbench-read")
+        return self._readers_pool
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.device, non_blocking=True) if self.device.type == "cuda" else x

@@ -8,7 +8,6 @@ naming what is wrong. Which datasets exist and how their rows decode comes from 
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import ferbench
 from ferbench.errors import DatasetError, FerbenchError
 from ferbench.issues import Issue, failure
 
+from .chunks import ChunkIndex, one_frame_chunks
 from .flags import coverage
 from .schema import (
     COLUMNS,
@@ -158,6 +158,7 @@ class Store:
             self._f.close()
             raise
         self._by_id = {s.id: s for s in self.samples}
+        self._chunks: ChunkIndex | bool | None = None  # `chunk_index`: not built yet / False: not usable
         au = self._f.get("aus")
         self.au_names: tuple[Any, ...] = tuple(json.loads(au.attrs["au_names"])) if au is not None else ()
 
@@ -288,27 +289,31 @@ class Store:
         return np.stack([s.frame_start + self._positions(s, index) for s in sel]).astype(np.int64), None
 
     def read_frames(self, frames: np.ndarray) -> np.ndarray:
-        """Frames at increasing, distinct absolute numbers `frames`: uint8 (k, H, W, 3), reading only their
-        chunks (one frame each: a frame is one chunk read and one inflate, with no HDF5 selection overhead)."""
-        ds = self._f["frames"]
+        """Frames at absolute numbers `frames` (increasing and distinct on the h5py path): uint8 (k, H, W, 3),
+        reading only their chunks. Thread-safe, and threads read at once where the frames are in one-frame
+        chunks (`ChunkIndex`: a positional read and an inflate per frame, outside HDF5's lock)."""
         frames = np.asarray(frames, dtype=np.int64)
+        index = self.chunk_index()
+        if index is not None:
+            return index.read(frames)
+        ds = self._f["frames"]
         out = np.empty((len(frames), *ds.shape[1:]), dtype=ds.dtype)
         if not len(frames):
             return out
-        if _one_frame_chunks(ds):
-            try:
-                for i, j in enumerate(frames.tolist()):
-                    mask, chunk = ds.id.read_direct_chunk((j, 0, 0, 0))
-                    raw = chunk if (mask & 1 or ds.compression is None) else zlib.decompress(chunk)
-                    out[i] = np.frombuffer(raw, dtype=ds.dtype).reshape(ds.shape[1:])
-                return out
-            except (OSError, ValueError, zlib.error):  # an unallocated chunk or a filter we do not know
-                pass
         runs = np.split(np.arange(len(frames)), np.nonzero(np.diff(frames) != 1)[0] + 1)
         for run in runs:  # contiguous runs as plain slices (h5py's point selections are slow)
             a = int(frames[run[0]])
             out[run[0] : run[-1] + 1] = ds[a : a + len(run)]
         return out
+
+    def chunk_index(self) -> ChunkIndex | None:
+        """Where each frame's chunk lies in the file (built once, on first use), or None where the frames are
+        not stored one per chunk or the file is not read through a plain file descriptor."""
+        if self._chunks is None:
+            ds = self._f["frames"]
+            usable = one_frame_chunks(ds) and self._f.driver == "sec2"
+            self._chunks = ChunkIndex(self.path, ds) if usable else False
+        return self._chunks or None
 
     def load(self, device: Any = "cpu", index: str = "clip", samples: Iterable[int] | None = None) -> Loaded:
         """All (or the given) samples as uint8 torch tensors on `device`, channels first.
@@ -369,12 +374,6 @@ def _gather_blocks(ds: h5py.Dataset, absolute: np.ndarray) -> np.ndarray:
         block = ds[a : min(a + LOAD_BLOCK, ds.shape[0])]
         flat_x[order[lo:hi]] = np.moveaxis(block[sorted_idx[lo:hi] - a], -1, -3)
     return x
-
-
-def _one_frame_chunks(ds: h5py.Dataset) -> bool:
-    """Chunks of one frame, deflated or not, with no other filter: readable chunk by chunk with zlib."""
-    return (ds.chunks == (1, *ds.shape[1:]) and ds.compression in (None, "gzip") and not ds.shuffle
-            and not ds.fletcher32 and ds.scaleoffset is None)
 
 
 def _check_index(index: str) -> None:
