@@ -109,3 +109,18 @@ def test_streamed_batches_do_not_depend_on_the_reader_threads(tmp_path, readers)
         assert many_x.is_contiguous() and torch.equal(one._read(frames), many_x)
         want = np.moveaxis(s._f["frames"][...], -1, -3)[frames]
         assert np.array_equal(many_x.numpy(), want)
+
+
+@pytest.mark.parametrize("index", ["clip", "native"])
+def test_load_in_threaded_blocks_reads_the_h5py_frames(tmp_path, monkeypatch, index):
+    from _harness_data import make_store
+
+    import ferbench.store.reader as reader
+
+    monkeypatch.setattr(reader, "LOAD_BLOCK", 8)  # many blocks: several threads fill x at once
+    path = make_store(tmp_path / "d.h5", subjects=3)
+    with open_store(path) as s:
+        assert s.chunk_index() is not None
+        absolute = s.frame_table(index, list(range(len(s.samples))))[0]
+        want = np.moveaxis(s._f["frames"][...], -1, -3)[absolute]
+        assert np.array_equal(s.load(index=index).x.numpy(), want)

@@ -4,7 +4,7 @@
   memory. The fast path, used whenever the frames fit the task's memory budget (`ferbench.harness.memory`).
 - `StreamedFrames`: batches read from the HDF5 file as they are needed, chunk by chunk (a stored frame is one
   chunk), by a prefetch thread that reads the next batches while the model trains on this one; the frames of
-  one batch are read by up to `MAX_READ_THREADS` threads at once (`Store.read_frames` reads outside HDF5's
+  one batch are read by up to `read_threads()` threads at once (`Store.read_frames` reads outside HDF5's
   lock and the GIL, `ferbench.store.chunks`). Memory: at most `PREFETCH_DEPTH` batches of uint8 frames beside
   the one in use, whatever the size of the file.
 
@@ -16,7 +16,6 @@ order and predictions do not depend on the source. Callers say which batches com
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from abc import ABC, abstractmethod
@@ -29,18 +28,12 @@ import torch
 
 from ferbench.errors import FerbenchError
 from ferbench.store import Loaded, Store
+from ferbench.store.chunks import read_threads
 
 #: Batches a streamed source reads ahead of the one in use.
 PREFETCH_DEPTH = 2
-#: Threads that read one batch's frames at once, at most (`read_threads`), and the fewest frames worth a thread.
-MAX_READ_THREADS = 4
+#: The fewest frames of a batch worth one more reader thread.
 MIN_FRAMES_PER_READER = 32
-
-
-def read_threads() -> int:
-    """Reader threads of a streamed source: the cores this process may use, at most `MAX_READ_THREADS`."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_READ_THREADS, cores))
 
 
 class FrameSource(ABC):

@@ -25,6 +25,16 @@ import numpy as np
 from ferbench.errors import DatasetError
 
 
+#: Threads that read chunks at once (a streamed batch, a block of `Store.load`), at most.
+MAX_READ_THREADS = 4
+
+
+def read_threads() -> int:
+    """Reader threads: the cores this process may use, at most `MAX_READ_THREADS`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_READ_THREADS, cores))
+
+
 def one_frame_chunks(ds: h5py.Dataset) -> bool:
     """Chunks of one frame, deflated or not, with no other filter: readable chunk by chunk with zlib."""
     return (ds.chunks == (1, *ds.shape[1:]) and ds.compression in (None, "gzip") and not ds.shuffle
