@@ -1,7 +1,8 @@
 """Every bundled model, quick recipe, end to end on prepared replicas under every kind of protocol: 10fold (a
 small copy), loso, 3fold (BP4D, a copy listing the replica's subjects in two folds), val (AFEW), unseen-mode (a small copy)
-and cross-dataset, run on a dask cluster on loopback (through `scheduler=`, as `--scheduler` does). Every
-record must be complete, subject-disjoint, and recomputable from its own lists.
+and cross-dataset, run on a dask cluster on loopback (through `scheduler=`, as `--scheduler` does; 3fold with
+its frames streamed by the workers). Every record must be complete, subject-disjoint, and recomputable from its
+own lists.
 
 The replicas are the session's shared ones (same arguments as the protocol tests, so they are prepared once).
 """
@@ -72,8 +73,11 @@ def test_every_model_runs_under_the_protocol(case, prepared_replica, cluster, tm
         data, proto = prepared_replica("casme2", **REPLICAS["casme2"]), "cross-dataset"
         data_test = prepared_replica("mmi", **REPLICAS["mmi"])
     out = tmp_path / "runs"
+    # BP4D (AU windows over the native index, clips, expression states) runs with frames streamed from each
+    # worker's own file handle: a budget of one byte fits no frames
+    budget = "1" if case == "3fold" else None
     res = evaluate(data, proto, data_test=data_test, models="all", recipe="quick", model_options=TINY, threads=1, **TWO_EPOCHS,
-                   out=out, scheduler=cluster)
+                   out=out, scheduler=cluster, memory_budget=budget)
     assert not res.failed, res.failed
     records = [json.loads(p.read_text()) for p in sorted(out.rglob("r*-f*.json"))]
     au = case == "3fold"
@@ -84,6 +88,7 @@ def test_every_model_runs_under_the_protocol(case, prepared_replica, cluster, tm
     train_subject = _subjects(data)
     test_subject = _subjects(data_test) if data_test else train_subject
     for r in records:
+        assert r["config"]["data_mode"] == ("streamed" if budget else "resident")
         n = len(r["sample_ids"])
         assert n > 0 and len(r["labels"]) == len(r["predictions"]) == len(r["probabilities"]) == len(r["subjects"]) == n
         assert r["task"] == ("au-detection" if au else "classification")
