@@ -8,6 +8,7 @@ naming what is wrong. Which datasets exist and how their rows decode comes from 
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -309,10 +310,11 @@ class Store:
 
     def chunk_index(self) -> ChunkIndex | None:
         """Where each frame's chunk lies in the file (built once, on first use), or None where the frames are
-        not stored one per chunk or the file is not read through a plain file descriptor."""
+        not stored one per chunk, the file is not read through a plain file descriptor or the system has no
+        positional read (Windows): then frames are read through h5py."""
         if self._chunks is None:
             ds = self._f["frames"]
-            usable = one_frame_chunks(ds) and self._f.driver == "sec2"
+            usable = one_frame_chunks(ds) and self._f.driver == "sec2" and hasattr(os, "pread")  # not on Windows
             self._chunks = ChunkIndex(self.path, ds) if usable else False
         return self._chunks or None
 
