@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import zlib
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
@@ -134,7 +135,13 @@ class StreamedFrames(FrameSource):
     def _read(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 (*frames.shape, 3, H, W): each distinct frame read once; pinned for a fast copy to a GPU."""
         uniq, inverse = np.unique(frames, return_inverse=True)
-        stored = self.store.read_frames(uniq)  # (k, H, W, 3)
+        try:
+            stored = self.store.read_frames(uniq)  # (k, H, W, 3)
+        except (OSError, RuntimeError, ValueError, KeyError, zlib.error) as e:  # h5py's and zlib's read errors
+            what = f"frames {uniq[0]}-{uniq[-1]}" if len(uniq) else "frames"
+            raise FerbenchError(f"{self.path}: {what} could not be read while streaming ({type(e).__name__}: {e}); "
+                                "the file was changed, truncated or damaged after this task opened it: prepare it "
+                                "again (or restore it) and rerun") from e
         x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stored[inverse.reshape(frames.shape)], -1, -3)))
         return x.pin_memory() if self.device.type == "cuda" else x
 
@@ -162,6 +169,11 @@ class StreamedFrames(FrameSource):
 
     def plan_windows(self, batches: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> None:
         self.prefetch.schedule([self._window_frames(p, loc, length) for p, loc in batches])
+
+    def stop(self) -> None:
+        """Stop reading ahead (a task that ends before its planned batches, e.g. on a divergence or an error,
+        leaves no reader thread behind)."""
+        self.prefetch.cancel()
 
 
 class Prefetcher:
