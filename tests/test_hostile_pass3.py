@@ -86,11 +86,12 @@ def test_tasks_on_two_threads_of_one_worker_each_get_their_own_batches(tmp_path)
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=task, args=(s,)) for s in range(2)]
+    threads = [threading.Thread(target=task, args=(s,), daemon=True) for s in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a task hung on the shared prefetcher"
     assert not errors and not wrong
     assert sources[0] is not sources[1] and sources[0].mode == "streamed"
 
@@ -98,7 +99,7 @@ def test_tasks_on_two_threads_of_one_worker_each_get_their_own_batches(tmp_path)
 def test_a_task_that_stops_early_leaves_no_read_ahead_thread(tmp_path):
     """A diverging task stops in the middle of its planned batches; its prefetcher must not stay behind
     (holding batches and polling) in a worker that runs many tasks."""
-    data = make_store(tmp_path / "d.h5", subjects=2, per=6, size=16)
+    data = make_store(tmp_path / "d.h5", subjects=2, per=12, size=16)  # 6 batches: it diverges at the 2nd
     res = evaluate(data, write_protocol(tmp_path, "t-loso"), models="static", recipe="quick", device="cpu",
                    out=tmp_path / "runs", model_options=TINY, epochs=1, batch_size=2, lr=1e30, memory_budget="1")
     assert res.diverged and not res.failed
