@@ -77,7 +77,7 @@ def test_list_faults_are_named(tmp_path):
                  "Action/Happy/0001 Happy\nWar/Neutral/0005 Neutral\n")
     result = scan("ferv39k", root)
     reasons = dict(result.excluded)
-    assert "in 2 test lists" in reasons["Action/Happy/0001"] and "train_All.csv line 2" in reasons["Action/Happy/0001"]
+    assert "in 2 split lists" in reasons["Action/Happy/0001"] and "train_All.csv line 2" in reasons["Action/Happy/0001"]
     assert "lies in the Sad folder but is labelled Happy" in reasons["Action/Sad/0002"]
     assert "label 'Scared' of clip Action/Fear/0003 is not one of the 7 classes" in reasons["Action/Fear/0003"]
     assert "has 3 fields" in reasons["Action/Angry/0004"]

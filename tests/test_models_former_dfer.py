@@ -175,3 +175,19 @@ def test_the_t_former_reads_frame_vectors_centred_per_clip_unless_centre_is_off(
         clip_means = seen[0].mean(dim=1)
         assert seen[0].shape == (2, 16, 16)
         assert bool((clip_means.abs() < 1e-5).all()) == centre, (centre, clip_means.abs().max())
+
+
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_a_batch_of_one_one_frame_clip_trains_and_predicts(train_mode: bool) -> None:
+    """The shortest input a native index can hold (one clip of one frame, padded into a longer batch tensor):
+    every one of the 16 reads is that frame, BatchNorm sees 16 frames, the padding is never read. Uncentred, so
+    that the gradient reaches the frame (centring turns a still clip's 16 equal vectors into zeros)."""
+    torch.manual_seed(0)
+    model = create_model("former-dfer", 3, image_size=16, centre=False, **TINY).train(train_mode)
+    x = torch.rand(1, 4, 3, 16, 16, requires_grad=True)
+    out = model(x, torch.tensor([1]))
+    out.sum().backward()
+    assert out.shape == (1, 3) and torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+    assert x.grad[:, 0].abs().sum() > 0 and x.grad[:, 1:].abs().sum() == 0
+    centred = create_model("former-dfer", 3, image_size=16, **TINY).train(train_mode)
+    assert torch.isfinite(centred(x, torch.tensor([1]))).all()

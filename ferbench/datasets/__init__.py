@@ -82,6 +82,9 @@ def synth(name: str, out: str | Path, subjects: int = 3, seed: int = 0, modes: l
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise FerbenchError(f"{out}: is a file; synth writes a replica into a folder (a new or empty one)")
+    blocking = _file_in_the_way(out.parent, Path(out.anchor))
+    if blocking is not None:
+        raise FerbenchError(f"{blocking}: is a file where the folder of {out} would be; choose another folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.synth-", dir=out.parent) as tmp:
         samples = adapter.write_replica(Path(tmp), subjects=subjects, seed=seed, modes=modes, intensity=intensity)
@@ -91,7 +94,7 @@ def synth(name: str, out: str | Path, subjects: int = 3, seed: int = 0, modes: l
 
 def _move_in(staged: Path, out: Path) -> None:
     """Move a staged replica into `out`, refusing (before anything moves) where a file of the same name exists
-    with other bytes: synth never replaces a file it did not write (a rerun with the same arguments writes the
+    with other bytes, or a file stands where the replica has a folder: synth never replaces a file it did not write (a rerun with the same arguments writes the
     same bytes, so it goes through)."""
     files = sorted(p for p in staged.rglob("*") if p.is_file() or p.is_symlink())
     for p in files:
@@ -99,6 +102,13 @@ def _move_in(staged: Path, out: Path) -> None:
         if target.is_symlink() or target.is_dir() or (target.exists() and not filecmp.cmp(p, target, shallow=False)):
             raise FerbenchError(f"{target}: already exists and is not what this replica writes there; synth never "
                                 "replaces a file it did not write: choose a new or empty folder")
+    folders = {(out / p.relative_to(staged)).parent for p in files}
+    folders |= {out / d.relative_to(staged) for d in staged.rglob("*") if d.is_dir()}
+    for folder in sorted(folders):
+        blocking = _file_in_the_way(folder, out)
+        if blocking is not None:
+            raise FerbenchError(f"{blocking}: is a file where this replica writes a folder; synth never replaces a "
+                                "file it did not write: choose a new or empty folder")
     for p in files:
         target = out / p.relative_to(staged)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +116,17 @@ def _move_in(staged: Path, out: Path) -> None:
     for d in sorted((p for p in staged.rglob("*") if p.is_dir()), key=lambda p: len(p.parts)):
         (out / d.relative_to(staged)).mkdir(parents=True, exist_ok=True)  # empty folders are part of a layout
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _file_in_the_way(folder: Path, top: Path) -> Path | None:
+    """The first existing non-folder among `folder` and its parents up to `top` (None: each is a folder or absent),
+    found before anything is written, so a refusal leaves nothing half-moved."""
+    for p in [folder, *folder.parents]:
+        if p.exists() and not p.is_dir():
+            return p
+        if p == top:
+            break
+    return None
 
 
 def _rebased(sample: Sample, staged: Path, out: Path) -> Sample:

@@ -60,11 +60,13 @@ def new_read() -> ListRead:
     return ListRead(rows=[], broken=[], unreadable=[])
 
 
-def reconcile(read: ListRead, train_lists: Iterable[str] = ()) -> tuple[dict[str, ListRow], list[tuple[str, DatasetError]]]:
+def reconcile(read: ListRead, train_lists: Iterable[str] = (),
+              unit: str = "fold") -> tuple[dict[str, ListRow], list[tuple[str, DatasetError]]]:
     """{clip: the row of the one test list that holds it} for every consistently listed clip, and (clip, error)
     for every other listed clip. `train_lists`: the folds whose train list was read; a clip must then be in
     the train list of every one of them except its own test fold (the releases' train lists are exactly the
-    complement of their test lists), else the lists disagree and the clip is not used."""
+    complement of their test lists), else the lists disagree and the clip is not used. `unit`: what one test
+    list stands for in the messages (`fold`; FERV39k's lists are a `split`)."""
     by_clip: dict[str, list[ListRow]] = defaultdict(list)
     for row in read.rows:
         by_clip[row.clip].append(row)
@@ -75,7 +77,7 @@ def reconcile(read: ListRead, train_lists: Iterable[str] = ()) -> tuple[dict[str
         if clip in broken:
             excluded.append((clip, broken[clip]))
             continue
-        error = _why_unusable(clip, by_clip[clip], set(train_lists))
+        error = _why_unusable(clip, by_clip[clip], set(train_lists), unit)
         if error is None:
             ok[clip] = next(r for r in by_clip[clip] if r.role == "test")
         else:
@@ -83,11 +85,12 @@ def reconcile(read: ListRead, train_lists: Iterable[str] = ()) -> tuple[dict[str
     return ok, excluded
 
 
-def listed_clips(read: ListRead, result: "ScanResult", train_lists: Iterable[str] = ()) -> dict[str, ListRow]:
+def listed_clips(read: ListRead, result: "ScanResult", train_lists: Iterable[str] = (),
+                 unit: str = "fold") -> dict[str, ListRow]:
     """`reconcile` into a scan: unreadable lists become problems, every clip the lists make unusable is excluded
     with its error; returns the consistently listed clips."""
     result.problems.extend(str(e) for e in read.unreadable)
-    listed, excluded = reconcile(read, train_lists)
+    listed, excluded = reconcile(read, train_lists, unit)
     for clip, error in excluded:
         result.excluded.append((clip, str(error)))
         result.errors.append(error)
@@ -109,16 +112,20 @@ def _places(rows: list[ListRow]) -> str:
     return "; ".join(r.where() for r in rows)
 
 
-def _why_unusable(clip: str, rows: list[ListRow], train_lists: set[str]) -> DatasetError | None:
+def _why_unusable(clip: str, rows: list[ListRow], train_lists: set[str], unit: str = "fold") -> DatasetError | None:
     """Why a clip's rows do not give it exactly one fold (None: they do)."""
     tests = [r for r in rows if r.role == "test"]
     trains = [r for r in rows if r.role == "train"]
     if not tests:
         return DatasetError(rows[0].file, f"clip {clip} is in no test list, so in no fold (listed only in: "
                                           f"{_places(rows)}); expected exactly one test list to hold it")
+    if len({r.file for r in tests}) == 1 and len(tests) > 1:  # one list naming it twice
+        return DatasetError(tests[1].file, f"clip {clip} is listed {len(tests)} times in this list (lines "
+                                           f"{', '.join(str(r.line) for r in tests)}); expected once")
     if len(tests) > 1:
-        return DatasetError(tests[1].file, f"clip {clip} is in {len(tests)} test lists ({_places(tests)}); "
-                                           "expected exactly one fold")
+        lists = "test lists" if unit == "fold" else f"{unit} lists"
+        return DatasetError(tests[1].file, f"clip {clip} is in {len(tests)} {lists} ({_places(tests)}); "
+                                           f"expected exactly one {unit}")
     labels = sorted({r.label for r in rows})
     if len(labels) > 1:
         return DatasetError(rows[0].file, f"clip {clip} has different labels in the lists ({_places(rows)}); "

@@ -133,7 +133,7 @@ class Ferv39kAdapter(DatasetAdapter):
         read = new_read()
         for split, name in LISTS.items():
             _read_list(root / LIST_DIR / name, split, read, result.notes)
-        listed = listed_clips(read, result)
+        listed = listed_clips(read, result, unit="split")
         missing: list[str] = []
         for clip, row in listed.items():
             sample = self._sample(root, clip, row, crops, result.skipped)

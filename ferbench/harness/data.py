@@ -37,7 +37,9 @@ class DataFile:
     store: Store
     row_of: dict[str, int]
     _loaded: dict[tuple[str, str], Loaded] = field(default_factory=dict)  # (index, device) -> resident frames
-    _streamed: dict[tuple[str, str], StreamedFrames] = field(default_factory=dict)  # one prefetcher per index
+    #: (index, device, thread) -> streamed source: one prefetcher per index and thread (a worker running tasks on
+    #: several threads gives each its own: a prefetcher's schedule belongs to one caller)
+    _streamed: dict[tuple[str, str, int], StreamedFrames] = field(default_factory=dict)
     _coded: np.ndarray | None = None
     _source_frame: np.ndarray | None = None
 
@@ -77,6 +79,13 @@ class DataFile:
         h, w, c = self.store.frame_shape
         return frames * (h * w * c + len(self.store.au_names))
 
+    def stop_streams(self, thread: int | None = None) -> None:
+        """Stop the read-ahead of every streamed source (of `thread`'s sources only, when given): at the end of
+        a task, and before the file closes."""
+        for (_, _, owner), src in list(self._streamed.items()):
+            if thread is None or owner == thread:
+                src.stop()
+
     def held_bytes(self, device_type: str) -> int:
         """Bytes of resident frames this file holds on CPU or CUDA devices."""
         return sum(self.resident_bytes(i) for i, d in self._loaded if str(d).startswith(device_type))
@@ -86,17 +95,19 @@ class DataFile:
         files or indexes that this task does not use are released first when needed), else streamed."""
         key = (str(self.path), index, str(device))
         nbytes = self.resident_bytes(index)
-        resident = budget.grant(key, nbytes)
-        loading = resident and (index, str(device)) not in self._loaded
-        release_except(budget.keys, budget.total - (nbytes if loading else 0))
-        if resident:
-            src: FrameSource = ResidentFrames(self.path, self.loaded(index, str(device)))
-        else:
-            if (index, str(device)) not in self._streamed:
-                rows = self._rows(index)
-                self._streamed[(index, str(device))] = StreamedFrames(
-                    self.store, index, list(range(len(self.store.samples))) if rows is None else rows, device)
-            src = self._streamed[(index, str(device))]
+        with _LOCK:  # tasks on several threads of one worker share the process's files
+            resident = budget.grant(key, nbytes)
+            loading = resident and (index, str(device)) not in self._loaded
+            release_except(budget.keys, budget.total - (nbytes if loading else 0))
+            if resident:
+                src: FrameSource = ResidentFrames(self.path, self.loaded(index, str(device)))
+            else:
+                skey = (index, str(device), threading.get_ident())
+                if skey not in self._streamed:
+                    rows = self._rows(index)
+                    self._streamed[skey] = StreamedFrames(
+                        self.store, index, list(range(len(self.store.samples))) if rows is None else rows, device)
+                src = self._streamed[skey]
         budget.modes[f"{self.path}:{index}"] = src.mode
         return src
 
@@ -137,7 +148,7 @@ class DataFile:
 
 
 _CACHE: dict[tuple[str, int, int], DataFile] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: `DataFile.source` holds it while it releases and loads
 
 
 def open_data(path: str | Path) -> DataFile:
@@ -149,7 +160,9 @@ def open_data(path: str | Path) -> DataFile:
         if key not in _CACHE:
             store = open_store(p)
             for old in [k for k in _CACHE if k[0] == str(p)]:
-                _CACHE.pop(old).store.close()
+                stale = _CACHE.pop(old)
+                stale.stop_streams()  # its reader threads end before the handle they read through closes
+                stale.store.close()
             _CACHE[key] = DataFile(p, store, {s.id: s.row for s in store.samples})
         return _CACHE[key]
 
@@ -157,21 +170,28 @@ def open_data(path: str | Path) -> DataFile:
 def held_bytes(device_type: str) -> int:
     """Bytes of resident frames this process holds on CPU (`cpu`) or CUDA (`cuda`) devices, every file."""
     with _LOCK:
+        return sum(d.held_bytes(device_type) for d in _CACHE.values())
+
+
+def stop_streams() -> None:
+    """End this thread's read-ahead in every file (a task's last step: a task that stops before its planned
+    batches, on a divergence or an error, leaves no reader thread holding batches behind)."""
+    with _LOCK:
         files = list(_CACHE.values())
-    return sum(d.held_bytes(device_type) for d in files)
+    for d in files:
+        d.stop_streams(threading.get_ident())
 
 
 def release_except(keep: set[tuple[str, str, str]], room: int) -> None:
     """Drop resident frames (of any file) whose (file, index, device) is not in `keep` until this process holds
     at most `room` bytes of them: a budget bounds what the process keeps, not only what one task loads."""
     with _LOCK:
-        files = list(_CACHE.values())
-    for d in files:
-        for index, dev in list(d._loaded):
-            if held_bytes("cpu") + held_bytes("cuda") <= room:
-                return
-            if (str(d.path), index, dev) not in keep:
-                del d._loaded[(index, dev)]
+        for d in list(_CACHE.values()):
+            for index, dev in list(d._loaded):
+                if held_bytes("cpu") + held_bytes("cuda") <= room:
+                    return
+                if (str(d.path), index, dev) not in keep:
+                    del d._loaded[(index, dev)]
 
 
 def task_budget(memory_budget: int | None, device: torch.device) -> Budget:

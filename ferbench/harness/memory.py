@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from ferbench.errors import FerbenchError
@@ -21,7 +22,9 @@ from ferbench.errors import FerbenchError
 DEFAULT_FRACTION = 0.5
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
           "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+#: The largest budget accepted: what a signed 64-bit count of bytes holds (8 EiB), far beyond any machine.
+MAX_BUDGET = 2**63 - 1
 
 
 def parse_bytes(value: Any) -> int | None:
@@ -39,9 +42,11 @@ def parse_bytes(value: Any) -> int | None:
         if m is None or unit not in _UNITS:
             raise FerbenchError(f"--memory-budget must be a size such as 4GiB, 500MB or a number of bytes "
                                 f"(units B, kB, MB, GB, TB, KiB, MiB, GiB, TiB); got {value!r}")
-        n = int(float(m.group(1)) * _UNITS[unit])
+        n = int(Decimal(m.group(1)) * _UNITS[unit])  # exact: no float overflow or rounding on long digit strings
     if n < 1:
         raise FerbenchError(f"--memory-budget must be at least 1 byte; got {value!r}")
+    if n > MAX_BUDGET:
+        raise FerbenchError(f"--memory-budget must be at most 8 EiB ({MAX_BUDGET} bytes); got {value!r}")
     return n
 
 

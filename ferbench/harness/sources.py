@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import zlib
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
@@ -145,14 +146,26 @@ class StreamedFrames(FrameSource):
         uniq, inverse = np.unique(frames, return_inverse=True)
         parts = np.array_split(uniq, min(self.readers, max(1, len(uniq) // MIN_FRAMES_PER_READER)))
         if len(parts) > 1:
-            stored = np.concatenate(list(self._pool().map(self.store.read_frames, parts)))
+            stored = np.concatenate(list(self._pool().map(self._read_distinct, parts)))
         else:
-            stored = self.store.read_frames(uniq)  # (k, H, W, 3)
+            stored = self._read_distinct(uniq)  # (k, H, W, 3)
         h, w, c = stored.shape[1:]
         # channels first and C-contiguous, as resident batches are; pinned (page-locked) for a GPU's copy
         x = torch.empty((*frames.shape, c, h, w), dtype=torch.uint8, pin_memory=self.device.type == "cuda")
         np.take(np.moveaxis(stored, -1, -3), inverse.reshape(frames.shape), axis=0, out=x.numpy())  # one copy
         return x
+
+    def _read_distinct(self, uniq: np.ndarray) -> np.ndarray:
+        """(k, H, W, 3) frames at increasing absolute numbers `uniq`; a read error is one error naming the file."""
+        try:
+            return self.store.read_frames(uniq)
+        except FerbenchError:  # the chunk reader's own (names the file and the frame)
+            raise
+        except (OSError, RuntimeError, ValueError, KeyError, zlib.error) as e:  # h5py's and zlib's read errors
+            what = f"frames {uniq[0]}-{uniq[-1]}" if len(uniq) else "frames"
+            raise FerbenchError(f"{self.path}: {what} could not be read while streaming ({type(e).__name__}: {e}); "
+                                "the file was changed, truncated or damaged after this task opened it: prepare it "
+                                "again (or restore it) and rerun") from e
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._readers_pool is None:
@@ -183,6 +196,14 @@ class StreamedFrames(FrameSource):
 
     def plan_windows(self, batches: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> None:
         self.prefetch.schedule([self._window_frames(p, loc, length) for p, loc in batches])
+
+    def stop(self) -> None:
+        """Stop reading ahead (a task that ends before its planned batches, e.g. on a divergence or an error,
+        leaves no reader thread behind)."""
+        self.prefetch.cancel()
+        if self._readers_pool is not None:
+            self._readers_pool.shutdown(wait=True)
+            self._readers_pool = None
 
 
 class Prefetcher:

@@ -16,7 +16,7 @@ import torch
 
 import ferbench
 from ferbench.errors import FerbenchError
-from ferbench.harness.data import open_data, task_budget
+from ferbench.harness.data import open_data, stop_streams, task_budget
 from ferbench.harness.fit import Context, Progress, UnitScores, fit, predict_test
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
 from ferbench.harness.train import Diverged, dtype_label, set_precision
@@ -135,6 +135,8 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
     except Diverged as e:
         ctx.emit(event="done")
         return _diverged_result(spec, e) | _where_and_when(ctx, load_s, time.perf_counter() - t1, 0.0)
+    finally:
+        stop_streams()  # a task that stops early (divergence, error) leaves no read-ahead thread holding batches
     pretrain_s = float((extra.get("pretrain") or {}).get("train_s") or 0.0)  # the source training, timed apart
     train_s = time.perf_counter() - t1 - predict_s - pretrain_s
     rows = [test_data.store.sample(s) for s in units.samples]

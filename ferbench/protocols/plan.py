@@ -279,6 +279,13 @@ def _split(p: Protocol, train_table: SampleTable, test_table: SampleTable, ys: t
                 notes.append(msg)
         if r == 0 and getattr(cv, "missing_", None):
             notes.append(f"listed subject(s) not in {_where(train_table)}, left out: {', '.join(cv.missing_)}")
+        if r == 0 and getattr(cv, "unused_", None):
+            values = ", ".join(f"{v or '(none)'}: {n}" for v, n in cv.unused_.items())
+            notes.append(f"{sum(cv.unused_.values())} sample(s) of {_where(train_table)} have a split that no fold "
+                         f"of the protocol names, unused ({values})")
+        if r == 0 and getattr(cv, "absent_", None):
+            notes.append(f"split(s) named by the protocol that no sample of {_where(train_table)} holds: "
+                         f"{', '.join(cv.absent_)}")
         if r == 0 and getattr(cv, "unlisted_", None):
             notes.append(f"subject(s) of {_where(train_table)} in no list of the protocol, unused: "
                          f"{', '.join(cv.unlisted_)}")

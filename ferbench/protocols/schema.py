@@ -243,6 +243,13 @@ def _check(path: Path, raw: Any, digest: str) -> Protocol:
             or not all(k in metrics and isinstance(v, str) and v.strip() for k, v in metric_names.items())):
         raise f.fail("metric_names", f"a mapping from the protocol's metrics ({', '.join(metrics)}) to the names "
                                      "its tables show (e.g. {accuracy: WAR})")
+    if metric_names is not None:  # a table must never show one metric under another's name, or two as one
+        shown = {k: v.strip() for k, v in metric_names.items()}
+        clash = next(((k, v) for k, v in shown.items()
+                      if list(shown.values()).count(v) > 1 or (v.lower() in computable and v.lower() != k)), None)
+        if clash is not None:
+            raise f.fail("metric_names", f"distinct names that are not another metric's ({clash[0]} is shown as "
+                                         f"{clash[1]!r}, which names another metric too)")
     test_dataset = None if f.raw["test_dataset"] is None else f.text("test_dataset")
     class_map = f.raw["class_map"]
     if class_map is not None:

@@ -208,8 +208,17 @@ class FixedSplit(BaseCrossValidator):
         x = np.asarray(X).astype(str)
         fold = np.where(np.isin(x, self.test), 0, -1)
         used = np.isin(x, self.train + self.test)
+        self.unused_, self.absent_ = _uncovered(x, self.train + self.test)
         for train, test in PredefinedSplit(fold).split():
             yield train[used[train]], test
+
+
+def _uncovered(x: np.ndarray, names: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
+    """({split value: samples} of the samples no listed name covers, the listed names no sample holds): what a
+    split-reading splitter leaves out, for the plan to report (`unused_`, `absent_` after `split`)."""
+    values, counts = np.unique(x, return_counts=True)
+    unused = {str(v): int(c) for v, c in zip(values, counts) if v not in names}
+    return unused, sorted(set(names) - set(values.tolist()))
 
 
 class StoredFolds(BaseCrossValidator):
@@ -244,6 +253,7 @@ class StoredFolds(BaseCrossValidator):
         index = {name: k for k, name in enumerate(self.folds)}
         test_fold = np.array([index.get(v, -1) for v in x], dtype=np.int64)
         listed = test_fold >= 0
+        self.unused_, self.absent_ = _uncovered(x, self.folds)
         for k in range(len(self.folds)):
             yield np.flatnonzero(listed & (test_fold != k)), np.flatnonzero(test_fold == k)
 

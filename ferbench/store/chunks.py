@@ -25,6 +25,8 @@ import numpy as np
 from ferbench.errors import DatasetError
 
 
+#: What to do about a chunk that cannot be read.
+AGAIN = "the file was changed or damaged after it was written: prepare it again (or restore it) and rerun"
 #: Threads that read chunks at once (a streamed batch, a block of `Store.load`), at most.
 MAX_READ_THREADS = 4
 
@@ -101,10 +103,11 @@ class ChunkIndex:
                 try:
                     data = zlib.decompress(data, 15, self.frame_bytes)
                 except zlib.error as e:
-                    raise DatasetError(self.path, f"damaged chunk of frame {int(frames[i])} ({e}); "
-                                                  f"run `ferbench prepare` again") from None
+                    raise DatasetError(self.path, f"frame {int(frames[i])} could not be read: its chunk is damaged "
+                                                  f"({e}); {AGAIN}") from None
             if len(data) != self.frame_bytes:
-                raise DatasetError(self.path, f"damaged or truncated chunk of frame {int(frames[i])}: "
-                                              f"{len(data)} bytes where a frame has {self.frame_bytes}")
+                raise DatasetError(self.path, f"frame {int(frames[i])} could not be read: its chunk is truncated or "
+                                              f"damaged ({len(data)} bytes where a frame has {self.frame_bytes}); "
+                                              f"{AGAIN}")
             flat[i] = np.frombuffer(data, dtype=np.uint8)
         return out

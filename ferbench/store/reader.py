@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ class Store:
             raise
         self._by_id = {s.id: s for s in self.samples}
         self._chunks: ChunkIndex | bool | None = None  # `chunk_index`: not built yet / False: not usable
+        self._chunks_lock = threading.Lock()
         au = self._f.get("aus")
         self.au_names: tuple[Any, ...] = tuple(json.loads(au.attrs["au_names"])) if au is not None else ()
 
@@ -312,10 +314,11 @@ class Store:
         """Where each frame's chunk lies in the file (built once, on first use), or None where the frames are
         not stored one per chunk, the file is not read through a plain file descriptor or the system has no
         positional read (Windows): then frames are read through h5py."""
-        if self._chunks is None:
-            ds = self._f["frames"]
-            usable = one_frame_chunks(ds) and self._f.driver == "sec2" and hasattr(os, "pread")  # not on Windows
-            self._chunks = ChunkIndex(self.path, ds) if usable else False
+        with self._chunks_lock:  # built once, whichever thread asks first
+            if self._chunks is None:
+                ds = self._f["frames"]
+                usable = one_frame_chunks(ds) and self._f.driver == "sec2" and hasattr(os, "pread")  # not on Windows
+                self._chunks = ChunkIndex(self.path, ds) if usable else False
         return self._chunks or None
 
     def load(self, device: Any = "cpu", index: str = "clip", samples: Iterable[int] | None = None) -> Loaded:
