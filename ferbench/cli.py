@@ -248,6 +248,7 @@ def prepare(
     """Detect, align and index every sample of a native dataset into one HDF5 file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
+    from ferbench.progress_lines import PlainProgress
     from ferbench.home import missing_raw_message, prepared_path, raw_dir
     from ferbench.preprocess.pipeline import PrepareConfig, check_options
     from ferbench.preprocess.pipeline import prepare as prepare_api
@@ -265,10 +266,15 @@ def prepare(
     check_options(dataset, config, out, workers=workers, scheduler=scheduler, overwrite=overwrite,
                   materialize_augmentation=materialize_augmentation, root=root)  # before the progress bar appears
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    bar = Progress(*columns, console=err_console, transient=as_json, disable=as_json)
+    live = err_console.is_terminal and not as_json
+    bar = Progress(*columns, console=err_console, transient=as_json, disable=not live)
     task: list = []
+    lines = PlainProgress(f"prepare {dataset}", err_console) if not live and not as_json else None
 
     def on_progress(done: int, total: int) -> None:  # the bar appears with the first sample, after the scan
+        if lines is not None:  # redirected (a log file, nohup, CI): plain lines as the run goes, no bar
+            lines.update(done, total)
+            return
         if not task:
             bar.start()
             task.append(bar.add_task(as_markup(f"prepare {dataset}"), total=None))

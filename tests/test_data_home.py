@@ -4,6 +4,8 @@ protocol lists; `ferbench leaderboard` reads runs/ with no option. Missing data 
 
 from __future__ import annotations
 
+import re
+
 import json
 
 import pytest
@@ -52,7 +54,9 @@ def test_the_three_commands_as_typed(home, tmp_path):
     assert (home / "prepared" / "ck+.h5").is_file()
 
     synth("casme2", home / "raw" / "casme2", subjects=2, seed=0)
-    assert _run("prepare", "casme2", "--aligner", "none").exit_code == 0
+    res = _run("prepare", "casme2", "--aligner", "none")
+    assert res.exit_code == 0, res.output
+    assert re.search(r"^prepare casme2: (\d+)/\1 \(100%\), \d+ s elapsed$", res.output, re.M), res.output  # plain lines
     res = _run("evaluate", "--protocol", "loso", "--model", "static", "--recipe", "quick", "--epochs", "1")
     assert res.exit_code == 0, res.output
     assert "prepared in the data home: casme2; missing: mmi (`ferbench prepare mmi`)" in res.output

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Column
 from rich.text import Text
 
+from ferbench.progress_lines import duration
 from ferbench.terminal import as_text
 
 #: A run estimated longer than this on a CPU gets the ways to shorten it.
@@ -28,18 +29,6 @@ SHORTEN = ("to shorten it: fewer models (--model NAME,NAME), the quick recipe (-
 MANY = 50
 #: Characters the bar's fixed columns take at most (name, bar, done/total, elapsed, ETA, gaps).
 BAR_WIDTH = 12
-
-
-def duration(seconds: float | None) -> str:
-    """`45 s`, `6 min 02 s`, `3 h 20 min`: a time a reader takes in at a glance (`?` when unknown)."""
-    if seconds is None:
-        return "?"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 class EtaColumn(ProgressColumn):
