@@ -38,6 +38,8 @@ def test_evaluate_prints_the_plan_then_one_line_per_task_counted_over_every_data
     assert "plan: ck+ t-two: 1 model x 1 repeat x 2 folds = 2 tasks (2 to run, 0 reused)" in out
     assert "plan: mmi t-two: 1 model x 1 repeat x 2 folds = 2 tasks (2 to run, 0 reused)" in out
     assert "plan: 4 task(s) to run on cpu, one task at a time" in out
+    assert re.search(r"^plan: frames: ck\+\.h5 states [\d.]+ KiB; budget [\d.]+ GiB per task process \(default: "
+                     r"half the available memory\): resident \(loaded once per process\)$", out, re.M), out
     assert out.index("plan: mmi") < out.index("done 1/4")  # every dataset planned before the first task
     done = re.findall(r"^done (\d)/(\d) (\S+) static/t-two/r0/f(\d): accuracy (\d+\.\d\d) in \d+ s; "
                       r"elapsed \d+ (?:s|min \d\d s), ETA \d+ (?:s|min \d\d s)$", out, re.M)

@@ -166,3 +166,32 @@ def test_a_bad_memory_budget_is_one_line_and_exit_2_before_any_work(tmp_path, ba
     assert not out.exists()
     with pytest.raises(FerbenchError, match="--memory-budget"):
         parse_bytes(bad)
+
+
+def test_the_plan_says_how_many_bytes_of_frames_and_whether_they_stream(tmp_path):
+    """Before a long run the plan names the frames every task reads against the budget, so a researcher knows
+    that FERV39k will stream before the first epoch, not after an out-of-memory kill."""
+    from ferbench.harness import plan_run
+    from ferbench.harness.memory import format_bytes, frames_line
+
+    data = make_store(tmp_path / "d.h5", subjects=2)
+    proto = write_protocol(tmp_path, "t-loso")
+    d = open_data(data)
+    states, native, clip = (d.resident_bytes(i) for i in ("states", "native", "clip"))
+    # static reads the expression-state frames; mo-cnn-lstm its clips' native frames, and states in stage 1
+    default = plan_run(data, proto, out=tmp_path / "runs", models="static,mo-cnn-lstm", recipe="quick").frames
+    assert default.startswith(f"frames: d.h5 states {format_bytes(states)}, d.h5 native {format_bytes(native)}; "
+                              "budget ")
+    assert default.endswith("(default: half the available memory): resident (loaded once per process)")
+    # stc-nlstm reads clips only: each task's frames fit, both indexes at once do not
+    fits_each = plan_run(data, proto, out=tmp_path / "runs", models="static,stc-nlstm", recipe="quick",
+                         memory_budget=max(clip, states)).frames
+    assert fits_each.endswith("(--memory-budget): resident (frames a task does not read are released for those "
+                              "it reads)")
+    needs = {"d.h5 states": states, "d.h5 native": native}
+    assert frames_line(needs, states + native, 1, CPU, False) == (
+        f"frames: d.h5 states {format_bytes(states)}, d.h5 native {format_bytes(native)}; budget 1 B per task "
+        "process (--memory-budget): streamed from the file where a task's frames exceed it (same predictions, "
+        "bounded memory)")
+    assert "each worker decides" in frames_line(needs, native, None, CPU, True)
+    assert "budget 1 B per task process (--memory-budget): streamed" in frames_line(needs, native, 1, CPU, True)

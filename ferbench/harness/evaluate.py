@@ -21,7 +21,7 @@ from ferbench.errors import DatasetError, FerbenchError
 from ferbench.harness import recipes as R
 from ferbench.harness.data import au_name
 from ferbench.harness.fingerprint import code_fingerprint, data_fingerprint
-from ferbench.harness.memory import parse_bytes
+from ferbench.harness.memory import frames_line, parse_bytes
 from ferbench.harness.record import build_record, test_labels_of
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
 from ferbench.harness.plan import RunContext, make_specs
@@ -596,6 +596,7 @@ class RunPlan:
     total: int  # models x repeats x folds
     pending: int  # tasks to run (the others have a valid record)
     pending_by_model: dict[str, int] = field(default_factory=dict)
+    frames: str = ""  # the frames the pending tasks read against the memory budget (`memory.frames_line`)
 
     def line(self) -> str:
         """`ck+ 10fold: 14 models x 1 repeat x 10 folds = 140 tasks (140 to run, 0 reused)`."""
@@ -625,9 +626,29 @@ def plan_run(data: str | Path, protocol: str | Path, *, out: str | Path = "runs"
     pending, plans = _plan(setup, repeats, model_options, Path(out), force, result)
     folds = next(iter(plans.values())).folds
     n_repeats = len({f.repeat for f in folds}) or 1
+    distributed = given.get("workers") is not None or given.get("scheduler") is not None
     return RunPlan(dataset=RC.run_label(setup.dataset, setup.dataset_test), protocol=setup.proto.name, device=dev,
                    models=list(setup.stages_of), repeats=n_repeats, folds=len(folds) // n_repeats,
-                   total=len(pending) + len(result.skipped), pending=len(pending), pending_by_model=_by_model(pending))
+                   total=len(pending) + len(result.skipped), pending=len(pending), pending_by_model=_by_model(pending),
+                   frames=_frames_line(pending, setup.ctx.memory_budget, dev, distributed) if pending else "")
+
+
+def _frames_line(pending: list[tuple[TaskSpec, Path]], budget: int | None, dev: str, distributed: bool) -> str:
+    """The plan's memory line: the bytes of every (file, frame index) the pending tasks read."""
+    from ferbench.harness.data import open_data
+
+    needs: dict[str, int] = {}
+    task_most = 0
+    for spec, _ in pending:
+        indexes = ["native"] if spec.task == "au-detection" else [spec.index]
+        indexes += ["states"] if any(s.get("stage") == "stage1" for s in spec.stages) else []
+        mine = {f"{Path(path).name} {index}": (path, index)
+                for path in dict.fromkeys((spec.data, spec.data_test)) for index in dict.fromkeys(indexes)}
+        for key, (path, index) in mine.items():
+            if key not in needs:
+                needs[key] = open_data(path).resident_bytes(index)
+        task_most = max(task_most, sum(needs[k] for k in mine))
+    return frames_line(needs, task_most, budget, dev, distributed)
 
 
 def _by_model(pending: list[tuple[TaskSpec, Path]]) -> dict[str, int]:

@@ -114,3 +114,22 @@ class Budget:
         """`resident` (every source of the task resident), `streamed` (every one streamed) or `mixed`."""
         seen = set(self.modes.values())
         return seen.pop() if len(seen) == 1 else ("mixed" if seen else "resident")
+
+
+def frames_line(needs: dict[str, int], task_most: int, budget: int | None, device: Any, distributed: bool) -> str:
+    """The plan's line on memory: the frames the run's tasks read (`needs`: "file index" -> bytes; `task_most`:
+    the most one task reads) against the budget, and what follows, e.g. `frames: ck+.h5 clip 48.0 MiB; budget
+    11.8 GiB per task process (default: half the available memory): resident`. On a cluster each worker decides
+    with its own memory, so there the default budget is not known in advance."""
+    listed = ", ".join(f"{what} {format_bytes(n)}" for what, n in needs.items())
+    if budget is None and distributed:
+        return f"frames: {listed}; budget: half of each worker's available memory (each worker decides)"
+    held = budget if budget is not None else default_budget(device, 0, 0)
+    how = "--memory-budget" if budget is not None else "default: half the available memory"
+    if sum(needs.values()) <= held:
+        verdict = "resident (loaded once per process)"
+    elif task_most <= held:
+        verdict = "resident (frames a task does not read are released for those it reads)"
+    else:
+        verdict = "streamed from the file where a task's frames exceed it (same predictions, bounded memory)"
+    return f"frames: {listed}; budget {format_bytes(held)} per task process ({how}): {verdict}"

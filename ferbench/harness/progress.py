@@ -75,7 +75,7 @@ class Estimate:
 
 def plan_lines(plans: list[Any], slots: int = 1) -> list[str]:
     """The plan before any work: one line per dataset (models x repeats x folds = tasks) and the total."""
-    lines = [f"plan: {p.line()}" for p in plans]
+    lines = [f"plan: {line}" for p in plans for line in (p.line(), p.frames) if line]
     pending = sum(p.pending for p in plans)
     devices = ", ".join(sorted({p.device for p in plans})) or "?"
     where = f"{slots} tasks at a time" if slots > 1 else "one task at a time"
