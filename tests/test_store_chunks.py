@@ -124,3 +124,14 @@ def test_load_in_threaded_blocks_reads_the_h5py_frames(tmp_path, monkeypatch, in
         absolute = s.frame_table(index, list(range(len(s.samples))))[0]
         want = np.moveaxis(s._f["frames"][...], -1, -3)[absolute]
         assert np.array_equal(s.load(index=index).x.numpy(), want)
+
+
+def test_a_closed_store_never_reads_through_a_reused_descriptor(tmp_path):
+    """After close, the descriptor number may belong to another file: a stale reader must refuse, not read it."""
+    data = frames_file(tmp_path / "f.h5", compression=None)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        index = ChunkIndex(tmp_path / "f.h5", f["frames"])
+        assert np.array_equal(index.read(np.array([2])), data[[2]])
+    index.close()
+    with pytest.raises(DatasetError, match="closed"):
+        index.read(np.array([2]))

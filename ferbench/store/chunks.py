@@ -87,8 +87,15 @@ class ChunkIndex:
             raise DatasetError(self.path, f"truncated file: the chunk of frame {int(bad[0])} lies past its end "
                                           f"({len(bad)} such frames); run `ferbench prepare` again")
 
+    def close(self) -> None:
+        """Forget the descriptor (the store closes it): a later read is an error, never a read of whatever file
+        the system gives that descriptor number next."""
+        self._fd = -1
+
     def read(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Frames at absolute numbers `frames` (any order, repeats allowed): (k, *frame_shape). Thread-safe."""
+        if self._fd < 0:
+            raise DatasetError(self.path, "was closed; reopen it to read its frames")
         frames = np.asarray(frames, dtype=np.int64)
         if out is None:
             out = np.empty((len(frames), *self.frame_shape), dtype=self.dtype)

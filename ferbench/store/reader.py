@@ -350,6 +350,10 @@ class Store:
         )
 
     def close(self) -> None:
+        with self._chunks_lock:
+            if self._chunks:
+                self._chunks.close()
+            self._chunks = False  # no index of a closed file
         self._f.close()
 
     def __enter__(self) -> Store:
