@@ -135,3 +135,17 @@ def test_a_closed_store_never_reads_through_a_reused_descriptor(tmp_path):
     index.close()
     with pytest.raises(DatasetError, match="closed"):
         index.read(np.array([2]))
+
+
+def test_read_threads_follow_the_cores_and_the_environment(monkeypatch):
+    from ferbench.errors import FerbenchError
+    from ferbench.store.chunks import MAX_READ_THREADS, read_threads
+
+    monkeypatch.delenv("FERBENCH_READ_THREADS", raising=False)
+    assert read_threads() == min(MAX_READ_THREADS, len(os.sched_getaffinity(0)))
+    monkeypatch.setenv("FERBENCH_READ_THREADS", "7")
+    assert read_threads() == 7
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("FERBENCH_READ_THREADS", bad)
+        with pytest.raises(FerbenchError, match="FERBENCH_READ_THREADS"):
+            read_threads()

@@ -22,6 +22,7 @@ from ferbench.harness import recipes as R
 from ferbench.harness.data import au_name
 from ferbench.harness.fingerprint import code_fingerprint, data_fingerprint
 from ferbench.harness.memory import frames_line, parse_bytes
+from ferbench.store.chunks import read_threads
 from ferbench.harness.record import build_record, test_labels_of
 from ferbench.harness.spec import FUSION_ENTRIES, TaskSpec
 from ferbench.harness.plan import RunContext, make_specs
@@ -163,6 +164,7 @@ def _check_arguments(*, recipe: Any, workers: Any, scheduler: Any, repeats: Any,
     if precision not in PRECISIONS:
         raise FerbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     parse_bytes(memory_budget)
+    read_threads()  # $FERBENCH_READ_THREADS, refused here rather than in the first streamed task
     if scheduler is not None:
         from ferbench.cluster import check_scheduler
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ferbench.errors import DatasetError
+from ferbench.errors import DatasetError, FerbenchError
 
 
 #: What to do about a chunk that cannot be read.
@@ -32,7 +32,13 @@ MAX_READ_THREADS = 4
 
 
 def read_threads() -> int:
-    """Reader threads: the cores this process may use, at most `MAX_READ_THREADS`."""
+    """Reader threads: `$FERBENCH_READ_THREADS` where set (a whole number >= 1: a shared node's share), else the
+    cores this process may use, at most `MAX_READ_THREADS`."""
+    given = os.environ.get("FERBENCH_READ_THREADS", "").strip()
+    if given:
+        if not given.isdigit() or int(given) < 1:
+            raise FerbenchError(f"FERBENCH_READ_THREADS must be a whole number >= 1; got {given!r}")
+        return int(given)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(MAX_READ_THREADS, cores))
 
