@@ -8,7 +8,7 @@ For each size: a `folder` dataset of that many clips is synthesised (pre-cropped
 frames with a class band, `--frames` PNG frames per clip, 20 subjects), prepared by the real `prepare` with
 `--aligner none` (no face detection: a replica of an already aligned dataset, such as FERV39k's or DFEW's
 released face crops), then evaluated by the real `evaluate` under a one-split protocol (odd subjects train, even
-test), one epoch of `--model` (default: a tiny static CNN, so that reading frames weighs the most), twice: with
+test; the process's one-time import of torch's optimizer machinery paid before it), one epoch of `--model` (default: a tiny static CNN, so that reading frames weighs the most), twice: with
 the default memory budget (the frames fit: resident) and with `--memory-budget 1` (streamed). Every prepare and
 evaluate runs in a fresh child process, so each peak RSS (`ru_maxrss`) is that run's own. Printed per size:
 prepare clips/s and peak RSS; per mode the training time of the epoch (`timings.train_s` of the record), the
@@ -52,6 +52,9 @@ import json, resource, sys
 from ferbench.harness import evaluate
 from ferbench.records import read_record
 data, proto, out, model, budget, options = sys.argv[1:7]
+import torch
+torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # the first optimizer imports torch._dynamo (~1-4 s, once
+# per process): paid here, so that the epoch time is the epoch's
 res = evaluate(data, proto, models=model, recipe="quick", epochs=1, batch_size=32, device="cpu", out=out,
                force=True, memory_budget=budget or None, model_options={model: json.loads(options)})
 assert not res.failed, res.failed
