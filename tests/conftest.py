@@ -29,27 +29,39 @@ def prepared_replica(tmp_path_factory) -> Callable[..., Path]:
     Runs the real `ferbench.datasets.synth` and `prepare(..., workers=0)` once per distinct argument set
     per session (the same arguments return the same file), so tests of several modules share the cost.
     `aligner="none"` (keyword) skips face detection and only resizes whole frames: for tests that need the
-    sample table, not aligned faces (several times faster); `size` is the aligned face size. Treat the returned file as read-only.
+    sample table, not aligned faces (several times faster); `size` is the aligned face size. The replica is
+    synthesised once per (dataset, subjects, seed, modes) and each (aligner, size) is prepared from it (synth is
+    deterministic per seed, so this is the replica a fresh synth would write); its folder is `<file>.parent /
+    "native"`. Treat the returned file and that folder as read-only.
     """
     from ferbench.datasets import synth
     from ferbench.preprocess.pipeline import PrepareConfig, prepare
 
+    natives: dict[tuple, Path] = {}
     cache: dict[tuple, Path] = {}
 
     def make(dataset: str, subjects: int = 2, seed: int = 0, modes: list[str] | None = None, *,
              aligner: str = "mtcnn", size: int = 64) -> Path:
-        key = (dataset, int(subjects), int(seed), tuple(modes) if modes else None, aligner, int(size))
+        replica = (dataset, int(subjects), int(seed), tuple(modes) if modes else None)
+        key = (*replica, aligner, int(size))
         if key not in cache:
-            tag = f"{dataset}-{subjects}-{seed}" + (f"-{len(modes)}m" if modes else "") + f"-{aligner}-{size}px"
-            base = tmp_path_factory.mktemp("replica-" + "".join(c if c.isalnum() or c == "-" else "p" for c in tag))
-            root = base / "native"
-            synth(dataset, root, subjects=subjects, seed=seed, modes=list(modes) if modes else None)
+            tag = f"{dataset}-{subjects}-{seed}" + (f"-{len(modes)}m" if modes else "")
+            if replica not in natives:
+                root = tmp_path_factory.mktemp("native-" + _safe(tag)) / "native"
+                synth(dataset, root, subjects=subjects, seed=seed, modes=list(modes) if modes else None)
+                natives[replica] = root
+            base = tmp_path_factory.mktemp("replica-" + _safe(f"{tag}-{aligner}-{size}px"))
+            (base / "native").symlink_to(natives[replica], target_is_directory=True)
             out = base / f"{dataset.replace('+', 'p')}.h5"
-            prepare(dataset, root, out, PrepareConfig(aligner=aligner, size=size), workers=0)
+            prepare(dataset, natives[replica], out, PrepareConfig(aligner=aligner, size=size), workers=0)
             cache[key] = out
         return cache[key]
 
     return make
+
+
+def _safe(tag: str) -> str:
+    return "".join(c if c.isalnum() or c == "-" else "p" for c in tag)
 
 
 @pytest.fixture(autouse=True)
