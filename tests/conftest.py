@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,19 @@ def prepared_replica(tmp_path_factory) -> Callable[..., Path]:
 
 def _safe(tag: str) -> str:
     return "".join(c if c.isalnum() or c == "-" else "p" for c in tag)
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler() -> Iterator[str]:
+    """The address of one real two-worker LocalCluster on loopback (single-threaded worker processes), started
+    when a test first asks for it and shared by the tests that pass `scheduler=` (as `--scheduler` does):
+    starting a cluster and importing torch in its workers costs 15-20 s of one core each time. Tests of
+    `workers=N` (the cluster evaluate starts itself) start their own."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
 
 
 @pytest.fixture(autouse=True)
