@@ -77,6 +77,34 @@ def dask_scheduler() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory) -> tuple[Path, Path]:
+    """`(wheel, site)`: a wheel built by pip from a copy of the checkout (so the checkout gets no build/ or
+    egg-info) and that wheel installed, non-editable, into the folder `site`; built once for the packaging
+    tests, which each probe it from a folder of their own. Treat both as read-only."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    base = tmp_path_factory.mktemp("wheel")
+    src = base / "src"
+    shutil.copytree(root / "ferbench", src / "ferbench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "protocols", src / "protocols")
+    shutil.copytree(root / "examples", src / "examples")
+    shutil.copytree(root / "leaderboards", src / "leaderboards", ignore=shutil.ignore_patterns("leaderboard*"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(root / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(base / "dist"), str(src)],
+                   check=True, cwd=base, capture_output=True)
+    (wheel,) = (base / "dist").glob("ferbench-*.whl")
+    site = base / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True,
+                   capture_output=True)
+    return wheel, site
+
+
 @pytest.fixture(autouse=True)
 def _model_registry():
     """A user model a test registers (a spec checked or evaluated in-process) is gone after that test, so the
