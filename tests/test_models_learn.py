@@ -153,12 +153,11 @@ def _fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, l
 
 
 @pytest.mark.slow
-def test_quick_recipe_teaches_a_recurrent_model_the_order_replica(prepared_replica, dask_scheduler, tmp_path) -> None:
+def test_quick_recipe_teaches_a_recurrent_model_the_order_replica(prepared_replica, tmp_path) -> None:
     """Through the real harness, on the demo's replica (9 subjects), at the compact widths and the `quick` recipe
     (what `ferbench demo` runs): a recurrent model reads the order of events (per-clip centring is what makes
     this possible in a few dozen steps) while the static model on the apex and the order-free pooling encoder
-    cannot. The nine tasks run on the session's two-worker cluster (the same predictions as in process, which
-    test_harness_core and test_transfer check), so that two cores share the suite's longest training."""
+    cannot."""
     import json
 
     from ferbench.harness import evaluate
@@ -167,7 +166,7 @@ def test_quick_recipe_teaches_a_recurrent_model_the_order_replica(prepared_repli
     names = ["static", "tpool-mean", "lstm-mean"]
     data = prepared_replica("order", subjects=9, seed=0, size=32)
     res = evaluate(data, "subject-3fold", models=names, recipe="quick", device="cpu", out=tmp_path,
-                   threads=1, model_options={m: dict(COMPACT[m]) for m in names}, scheduler=dask_scheduler)
+                   threads=1, model_options={m: dict(COMPACT[m]) for m in names})
     assert not res.failed
     acc: dict[str, list[float]] = {}
     for path in res.records:
