@@ -31,15 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 FUSION = ["fusion-avg", "fusion-svm"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as c:
-        yield c.scheduler_address
-
-
 def _copy(folder: Path, name: str, **params) -> Path:
     """A one-repeat copy of a bundled protocol with splitter parameters changed (fewer folds for a replica)."""
     raw_params = yaml.safe_load(load_protocol(name).path.read_text()).get("params", {})
@@ -55,7 +46,7 @@ CASES = ["10fold", "loso", "3fold", "val", "unseen-mode", "cross-dataset"]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_model_runs_under_the_protocol(case, prepared_replica, cluster, tmp_path):
+def test_every_model_runs_under_the_protocol(case, prepared_replica, dask_scheduler, tmp_path):
     data_test = None
     if case == "10fold":
         data, proto = prepared_replica("ck+", **REPLICAS["ck+"]), _copy(tmp_path, "10fold", n_splits=2)
@@ -77,7 +68,7 @@ def test_every_model_runs_under_the_protocol(case, prepared_replica, cluster, tm
     # worker's own file handle: a budget of one byte fits no frames
     budget = "1" if case == "3fold" else None
     res = evaluate(data, proto, data_test=data_test, models="all", recipe="quick", model_options=TINY, threads=1, **TWO_EPOCHS,
-                   out=out, scheduler=cluster, memory_budget=budget)
+                   out=out, scheduler=dask_scheduler, memory_budget=budget)
     assert not res.failed, res.failed
     records = [json.loads(p.read_text()) for p in sorted(out.rglob("r*-f*.json"))]
     au = case == "3fold"

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from _harness_data import write_protocol
 from _leaderboard_records import make_record, write_record
+from _replicas import REPLICAS
 from ferbench.cli import app
 
 runner = CliRunner()
@@ -49,8 +50,8 @@ def test_leaderboard_never_replaces_a_file_of_its_name_it_did_not_write(tmp_path
 
 
 def test_evaluate_names_the_run_holding_the_folder_before_any_plan(prepared_replica, tmp_path):
-    data = prepared_replica("ck+", 3, aligner="none", size=32)
-    proto = write_protocol(tmp_path, "t-3fold", splitter="stratified-group-kfold", params={"n_splits": 3})
+    data = prepared_replica("ck+", **REPLICAS["ck+"])  # the session's shared replica: 2 subjects, 2 folds
+    proto = write_protocol(tmp_path, "t-2fold", splitter="stratified-group-kfold", params={"n_splits": 2})
     runs, held = tmp_path / "runs", tmp_path / "held"
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; from ferbench.records import RunsLock; "
@@ -95,7 +96,7 @@ def test_a_folder_where_config_toml_belongs_is_named(tmp_path):
 
 
 def test_an_epochs_no_run_could_finish_is_refused_before_any_folder(prepared_replica, tmp_path):
-    data = prepared_replica("ck+", 3, aligner="none", size=32)
+    data = prepared_replica("ck+", **REPLICAS["ck+"])
     res = runner.invoke(app, ["evaluate", "--protocol", "10fold", "--data", str(data), "--model", "static",
                               "--epochs", "99999999999999999999", "--out", str(tmp_path / "runs")], env=WIDE)
     assert res.exit_code == 2, res.output

@@ -6,7 +6,6 @@ shared papers folder), which maps each paper key to its text file."""
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,19 +107,8 @@ def test_source_checkout_fallback():
 
 
 @pytest.mark.slow
-def test_wheel_ships_reported_numbers_to_an_install_outside_the_checkout(tmp_path):
-    src = tmp_path / "src"  # build from a copy, so the checkout gets no build/ or egg-info
-    shutil.copytree(ROOT / "ferbench", src / "ferbench", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "leaderboards", src / "leaderboards", ignore=shutil.ignore_patterns("leaderboard*"))
-    for name in ("pyproject.toml", "setup.py", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
-                   check=True, cwd=tmp_path, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("ferbench-*.whl")
-    site = tmp_path / "site"
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True,
-                   capture_output=True)
+def test_wheel_ships_reported_numbers_to_an_install_outside_the_checkout(tmp_path, installed_wheel):
+    _, site = installed_wheel
     probe = ("from ferbench.leaderboard.reported import default_path, load_reported\n"
              "print(default_path()); print(len(load_reported().entries))\n")
     (tmp_path / "elsewhere").mkdir()

@@ -97,11 +97,13 @@ def test_check_says_what_does_not_fit(tmp_path, misfit):
 
 
 @pytest.mark.slow
-def test_a_user_model_runs_on_a_two_worker_dask_cluster(files, tmp_path):
+def test_a_user_model_runs_on_a_two_worker_dask_cluster(files, tmp_path, dask_scheduler):
+    """The worker processes load the model from its file themselves (the session's shared two-worker cluster;
+    test_harness_core checks `workers=2`, the cluster evaluate starts itself)."""
     kw = dict(recipe="quick", threads=1, **TWO_EPOCHS)
     local = evaluate(files["data"], files["loso"], models=f"{EXAMPLE}:TinyTemporalNet", out=tmp_path / "a", **kw)
     dask = evaluate(files["data"], files["loso"], models=f"{EXAMPLE}:TinyTemporalNet", out=tmp_path / "b",
-                    workers=2, **kw)
+                    scheduler=dask_scheduler, **kw)
     assert not local.failed and not dask.failed, dask.failed
     a = {r["task_id"]: r["predictions"] for r in _records(tmp_path / "a")}
     b = {r["task_id"]: r["predictions"] for r in _records(tmp_path / "b")}

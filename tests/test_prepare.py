@@ -65,13 +65,9 @@ def test_prepared_file_matches_the_replica(ck_replica, ck_local):
 
 
 @pytest.mark.slow
-def test_same_arrays_on_a_real_dask_cluster(ck_replica, ck_local, tmp_path):
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        out = tmp_path / "dask.h5"
-        summary = prepare("ck+", ck_replica, out, scheduler=cluster.scheduler_address)
+def test_same_arrays_on_a_real_dask_cluster(ck_replica, ck_local, tmp_path, dask_scheduler):
+    out = tmp_path / "dask.h5"
+    summary = prepare("ck+", ck_replica, out, scheduler=dask_scheduler)
     assert summary.written == len(scan("ck+", ck_replica).samples)
     assert_same_arrays(ck_local, out)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,24 +17,37 @@ from ferbench.store import open_store
 DATASETS = ["ck+", "oulu-casia", "mmi", "casme2", "bp4d", "afew", "folder"]
 
 
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    """Factory: the dataset's replica folder, synthesised once for both fixtures below (prepare only reads it)."""
+    roots: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in roots:
+            root = tmp_path_factory.mktemp("native-" + name.replace("+", "p")) / "native"
+            synth(name, root, subjects=1, seed=4, **({"modes": ["VL/Strong", "NI/Dark"]} if name == "oulu-casia" else {}))
+            roots[name] = root
+        return roots[name]
+
+    return make
+
+
 @pytest.fixture(scope="module", params=DATASETS)
-def prepared(request, tmp_path_factory):
+def prepared(request, tmp_path_factory, native):
     name = request.param
     base = tmp_path_factory.mktemp(name.replace("+", "p"))
-    root = base / "native"
-    synth(name, root, subjects=1, seed=4, **({"modes": ["VL/Strong", "NI/Dark"]} if name == "oulu-casia" else {}))
+    root = native(name)
     summary = prepare(name, root, base / "out.h5", workers=0)
     return name, scan(name, root), summary, base / "out.h5"
 
 
 @pytest.fixture(scope="module", params=DATASETS)
-def annotated(request, tmp_path_factory):
+def annotated(request, tmp_path_factory, native):
     """The same replicas prepared without face detection (whole frames resized): annotations and frame
     numbers do not depend on the detector, and this keeps the check in the fast selection."""
     name = request.param
     base = tmp_path_factory.mktemp("annotated-" + name.replace("+", "p"))
-    root = base / "native"
-    synth(name, root, subjects=1, seed=4, **({"modes": ["VL/Strong", "NI/Dark"]} if name == "oulu-casia" else {}))
+    root = native(name)
     prepare(name, root, base / "out.h5", PrepareConfig(aligner="none", size=32), workers=0)
     return name, scan(name, root), None, base / "out.h5"
 

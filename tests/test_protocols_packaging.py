@@ -7,7 +7,6 @@ import pytest
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,18 +18,8 @@ ROOT = Path(ferbench.__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_wheel_carries_the_protocol_files_and_an_install_outside_the_checkout_loads_them(tmp_path):
-    src = tmp_path / "src"  # build from a copy, so the checkout gets no build/ or egg-info
-    shutil.copytree(ROOT / "ferbench", src / "ferbench", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "protocols", src / "protocols")
-    shutil.copytree(ROOT / "examples", src / "examples")
-    for name in ("pyproject.toml", "setup.py", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    dist = tmp_path / "dist"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)], check=True,
-                   cwd=tmp_path, capture_output=True)
-    (wheel,) = dist.glob("ferbench-*.whl")
+def test_wheel_carries_the_protocol_files_and_an_install_outside_the_checkout_loads_them(tmp_path, installed_wheel):
+    wheel, site = installed_wheel
     shipped = sorted(ROOT.joinpath("protocols").glob("*.yaml"))
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
@@ -38,9 +27,6 @@ def test_wheel_carries_the_protocol_files_and_an_install_outside_the_checkout_lo
             assert f"ferbench/_protocols/{p.name}" in names
             assert z.read(f"ferbench/_protocols/{p.name}") == p.read_bytes()
         assert z.read("ferbench/_examples/my_model.py") == (ROOT / "examples" / "my_model.py").read_bytes()
-    site = tmp_path / "site"
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True,
-                   capture_output=True)
     probe = (
         "import json, ferbench\n"
         "from ferbench.protocols import bundled_dir, list_protocols, load_protocol\n"

@@ -63,7 +63,7 @@ def test_transferred_layers_come_from_the_source_and_stay_frozen(files, tmp_path
     state, info, reused = pretrained_layers(ctx, "mo-cnn-lstm")
     assert not reused and pretrained_layers(ctx, "mo-cnn-lstm")[2]  # kept for the next fold
     assert info["samples"] == len(spec.pretrain.ids) and info["classes"] == list(open_data(casme).store.classes)
-    fresh, _ = build_model("mo-cnn-lstm", 5, OPTS["mo-cnn-lstm"], 64, 8, 0)
+    fresh, _ = build_model("mo-cnn-lstm", 5, OPTS["mo-cnn-lstm"], 32, 8, 0)
     fresh_c1 = fresh.transfer_modules()[0].weight
     assert not torch.equal(state["0.weight"], fresh_c1), "the source training left C1 at its initial values"
     fitted = fit(ctx, "mo-cnn-lstm", list(spec.stages), spec.selection)
@@ -74,7 +74,7 @@ def test_transferred_layers_come_from_the_source_and_stay_frozen(files, tmp_path
             assert torch.equal(v, state[f"{i}.{k}"]), f"transferred layer {i} {k} changed in the target training"
     # C3 (the next convolution) trained on the target: not the source's, not its own initial values
     c3 = [m for m in fitted.model.cnn.conv if isinstance(m, torch.nn.Conv2d)][2]
-    again, _ = build_model("mo-cnn-lstm", len(spec.classes), OPTS["mo-cnn-lstm"], 64, 8, 0)
+    again, _ = build_model("mo-cnn-lstm", len(spec.classes), OPTS["mo-cnn-lstm"], 32, 8, 0)
     assert all(p.requires_grad for p in again.parameters())  # freezing is the harness's, per task
     assert not torch.equal(c3.weight, [m for m in again.cnn.conv if isinstance(m, torch.nn.Conv2d)][2].weight)
 
@@ -95,7 +95,7 @@ def test_evaluate_runs_the_transfer_and_records_it(files, tmp_path):
         pre = mine[0]["config"]["pretrain"]
         assert pre["dataset"] == "casme2" and pre["data"] == str(casme.resolve()) and pre["samples"] > 0
         assert pre["data_fingerprint"] == mine[0]["fingerprints"]["data_source"]
-        assert pre["frame_size"] == pre["target_frame_size"] == 64  # both files' frames, pixels a side
+        assert pre["frame_size"] == pre["target_frame_size"] == 32  # both files' frames, pixels a side
         assert all(r["dataset"] == r["dataset_test"] == "mmi" for r in mine)
         # the source is trained once in this process and timed apart from the fold's own training
         first, second = sorted(mine, key=lambda r: r["fold"])
@@ -157,17 +157,13 @@ def test_data_home_needs_the_source_too(tmp_path, monkeypatch, files):
 
 
 @pytest.mark.slow
-def test_every_worker_trains_the_same_source_layers(files, tmp_path):
+def test_every_worker_trains_the_same_source_layers(files, tmp_path, dask_scheduler):
     """On a two-worker dask cluster each worker trains the source network itself: the folds it runs must start
     from the layers the in-process run starts from (same seed, same sha256), and predict the same."""
-    from distributed import LocalCluster
-
     mmi, casme = files
     kw = dict(data_source=casme, models="mo-cnn-lstm", recipe="quick", model_options=OPTS, threads=1, **TWO_EPOCHS)
     evaluate(mmi, "kim2017-transfer", out=tmp_path / "local", **kw)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        res = evaluate(mmi, "kim2017-transfer", out=tmp_path / "dask", scheduler=cluster.scheduler_address, **kw)
+    res = evaluate(mmi, "kim2017-transfer", out=tmp_path / "dask", scheduler=dask_scheduler, **kw)
     assert not res.failed, res.failed
     local = {(r["fold"]): r for r in _records(tmp_path / "local")}
     spread = {(r["fold"]): r for r in _records(tmp_path / "dask")}
@@ -206,7 +202,7 @@ def test_a_source_file_too_small_for_the_model_is_refused_before_any_work(files,
 
 
 def test_a_source_of_another_frame_size_is_refused_before_any_work(files, prepared_replica, tmp_path):
-    """Layers trained on 48 px faces copied into a network that trains on 64 px ones: refused in one line (the
+    """Layers trained on 48 px faces copied into a network that trains on 32 px ones: refused in one line (the
     same check passes an equal size, test_evaluate_runs_the_transfer_and_records_it)."""
     from typer.testing import CliRunner
 
@@ -221,7 +217,7 @@ def test_a_source_of_another_frame_size_is_refused_before_any_work(files, prepar
                              env={"COLUMNS": "400"})  # were it not refused: a short run, not the default recipe
     lines = [x for x in res.output.splitlines() if x.strip()]
     assert res.exit_code == 2 and len(lines) == 1, res.output
-    assert f"{other} (48x48 frames)" in lines[0] and f"{mmi} (64x64 frames)" in lines[0], lines[0]
+    assert f"{other} (48x48 frames)" in lines[0] and f"{mmi} (32x32 frames)" in lines[0], lines[0]
     assert not (tmp_path / "runs").exists()
 
 
