@@ -25,12 +25,13 @@ def duration(seconds: float | None) -> str:
 
 class PlainProgress:
     """Progress as plain lines, for a long job whose stderr is not a terminal (a log file, `nohup`, CI), where a
-    live bar shows nothing until the end: a line at every further tenth of the work, at least every `every`
-    seconds while it moves, and at the end, e.g. `prepare ck+: 120/593 (20%), 3 min 02 s elapsed, about 12 min
-    left`."""
+    live bar shows nothing until the end: a line at each further tenth of the work (but not within `gap`
+    seconds of the last: a short run prints only its last line), at least every `every` seconds while it moves,
+    and at the end, e.g. `prepare ck+: 120/593 (20%), 3 min 02 s elapsed, about 12 min left`."""
 
-    def __init__(self, what: str, console: Console, every: float = 60.0, clock: Any = time.monotonic):
-        self.what, self.console, self.every, self.clock = what, console, every, clock
+    def __init__(self, what: str, console: Console, every: float = 60.0, gap: float = 10.0,
+                 clock: Any = time.monotonic):
+        self.what, self.console, self.every, self.gap, self.clock = what, console, every, gap, clock
         self.start = clock()
         self.last_at = self.start
         self.last_tenth = 0
@@ -39,7 +40,9 @@ class PlainProgress:
     def update(self, done: int, total: int) -> None:
         now = self.clock()
         tenth = 10 * done // total if total else 0
-        if done == self.last_done or (done != total and tenth <= self.last_tenth and now - self.last_at < self.every):
+        since = now - self.last_at
+        due = done == total or since >= self.every or (tenth > self.last_tenth and since >= self.gap)
+        if done == self.last_done or not due:
             return
         self.last_at, self.last_tenth, self.last_done = now, tenth, done
         elapsed = now - self.start

@@ -196,18 +196,19 @@ def test_a_local_dask_cluster_starts_quietly_when_port_8787_is_taken():
 
 def test_plain_progress_lines_come_at_each_tenth_each_minute_and_the_end():
     """A long prepare redirected to a log shows where it is as it goes (a live bar would show nothing until the
-    end): a line at each further tenth, one at least every minute while it moves, one at the end, no repeats."""
+    end): a line at each further tenth (not within 10 s of the last), one at least every minute while it moves,
+    one at the end, no repeats."""
     from rich.console import Console
 
     from ferbench.progress_lines import PlainProgress
 
     console, now = Console(record=True, width=200, force_terminal=False), [0.0]
     lines = PlainProgress("prepare ck+", console, every=60, clock=lambda: now[0])
-    for done, at in [(1, 5), (5, 10), (10, 30), (11, 100), (12, 110), (100, 400), (100, 401)]:
+    for done, at in [(1, 5), (5, 10), (10, 30), (20, 35), (21, 100), (22, 110), (100, 400), (100, 401)]:
         now[0] = at
         lines.update(done, 100)
     assert console.export_text().splitlines() == [
         "prepare ck+: 10/100 (10%), 30 s elapsed, about 4 min 30 s left",
-        "prepare ck+: 11/100 (11%), 1 min 40 s elapsed, about 13 min 29 s left",
+        "prepare ck+: 21/100 (21%), 1 min 40 s elapsed, about 6 min 16 s left",
         "prepare ck+: 100/100 (100%), 6 min 40 s elapsed",
     ]
