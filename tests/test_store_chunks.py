@@ -142,7 +142,9 @@ def test_read_threads_follow_the_cores_and_the_environment(monkeypatch):
     from ferbench.store.chunks import MAX_READ_THREADS, read_threads
 
     monkeypatch.delenv("FERBENCH_READ_THREADS", raising=False)
-    assert read_threads() == min(MAX_READ_THREADS, len(os.sched_getaffinity(0)))
+    cores = len(os.sched_getaffinity(0))
+    assert read_threads() == max(1, min(MAX_READ_THREADS, cores - 1))  # a core left to the training
+    assert read_threads(spare=0) == min(MAX_READ_THREADS, cores)  # the resident load: nothing else runs
     monkeypatch.setenv("FERBENCH_READ_THREADS", "7")
     assert read_threads() == 7
     for bad in ("0", "two", "-1"):

@@ -394,7 +394,7 @@ def _gather_blocks(ds: h5py.Dataset, absolute: np.ndarray, index: ChunkIndex | N
         for a in starts:
             gather(a)
         return x
-    with ThreadPoolExecutor(read_threads(), thread_name_prefix="ferbench-load") as pool:  # disjoint rows of x
+    with ThreadPoolExecutor(read_threads(spare=0), thread_name_prefix="ferbench-load") as pool:  # disjoint rows
         list(pool.map(gather, starts))
     return x
 
