@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ from typer.testing import CliRunner
 from _harness_data import TINY, make_store, write_protocol
 from _protocol_files import protocol_copy
 from ferbench.cli import app
-from ferbench.datasets import scan, synth
+from ferbench.datasets import scan
 from ferbench.errors import FerbenchError
 from ferbench.harness import evaluate
 from ferbench.harness.data import open_data
