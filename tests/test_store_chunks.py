@@ -40,6 +40,9 @@ def test_any_order_and_repeats_read_the_h5py_frames(tmp_path, compression):
         index = ChunkIndex(tmp_path / "f.h5", f["frames"])
         want = np.array([39, 0, 7, 7, 12, 0, 38])
         assert np.array_equal(index.read(want), data[want])
+        for outside in (-1, 40):  # not numpy's wrap-around to the last frame
+            with pytest.raises(IndexError):
+                index.read(np.array([0, outside]))
         with ThreadPoolExecutor(4) as pool:  # threads share the descriptor: positional reads, no shared offset
             parts = list(pool.map(index.read, np.array_split(np.arange(40)[::-1], 8)))
         assert np.array_equal(np.concatenate(parts), data[::-1])

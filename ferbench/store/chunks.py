@@ -104,6 +104,8 @@ class ChunkIndex:
         if self._fd < 0:
             raise DatasetError(self.path, "was closed; reopen it to read its frames")
         frames = np.asarray(frames, dtype=np.int64)
+        if len(frames) and (frames.min() < 0 or frames.max() >= len(self.offset)):  # never numpy's wrap-around
+            raise IndexError(f"{self.path}: frame numbers must lie in 0..{len(self.offset) - 1}")
         if out is None:
             out = np.empty((len(frames), *self.frame_shape), dtype=self.dtype)
         flat = out.reshape(len(frames), -1).view(np.uint8)
