@@ -639,18 +639,21 @@ def _frames_line(pending: list[tuple[TaskSpec, Path]], budget: int | None, dev: 
     """The plan's memory line: the bytes of every (file, frame index) the pending tasks read."""
     from ferbench.harness.data import open_data
 
-    needs: dict[str, int] = {}
+    needs: dict[tuple[str, str], int] = {}  # (file path, index): two files of one name in two folders stay two
     task_most = 0
     for spec, _ in pending:
         indexes = ["native"] if spec.task == "au-detection" else [spec.index]
         indexes += ["states"] if any(s.get("stage") == "stage1" for s in spec.stages) else []
-        mine = {f"{Path(path).name} {index}": (path, index)
-                for path in dict.fromkeys((spec.data, spec.data_test)) for index in dict.fromkeys(indexes)}
-        for key, (path, index) in mine.items():
+        mine = [(str(path), index) for path in dict.fromkeys((spec.data, spec.data_test))
+                for index in dict.fromkeys(indexes)]
+        for key in mine:
             if key not in needs:
-                needs[key] = open_data(path).resident_bytes(index)
+                needs[key] = open_data(key[0]).resident_bytes(key[1])
         task_most = max(task_most, sum(needs[k] for k in mine))
-    return frames_line(needs, task_most, budget, dev, distributed)
+    named = {f"{Path(path).name} {index}": n for (path, index), n in needs.items()}
+    if len(named) < len(needs):  # the same file name in two folders: the paths tell them apart
+        named = {f"{path} {index}": n for (path, index), n in needs.items()}
+    return frames_line(named, task_most, budget, dev, distributed)
 
 
 def _by_model(pending: list[tuple[TaskSpec, Path]]) -> dict[str, int]:
