@@ -9,8 +9,6 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import threading
-import time
 from pathlib import Path
 
 import h5py
@@ -199,17 +197,27 @@ def test_load_gives_device_tensors_for_each_index(tmp_path):
 
 # ---------------------------------------------------------------------------------------- kill + resume
 def _add_then_die(path: str, ids: list[str], big_id: str, q) -> None:
-    """Child: add some samples, start one more, and SIGKILL itself while that one is being written."""
+    """Child: add some samples, start one more, and SIGKILL itself while that one is being written.
+
+    The shard is built in memory and written in one call, so its `.part` file lives for microseconds: a
+    poll for it races the rename. The child instead dies at the rename itself, after cutting the part to
+    half its bytes: exactly what a kill in the middle of the write leaves on disk."""
     w = StoreWriter(path, **writer_kwargs())
     for sid in ids:
         w.add(*make_sample(sid))
         q.put(sid)
-    shards = Path(f"{path}.tmp") / "shards"
-    threading.Thread(target=w.add, args=make_sample(big_id, n=400), daemon=True).start()
-    deadline = time.time() + 10
-    while not any(shards.glob("*.part")) and time.time() < deadline:
-        time.sleep(0.0002)
-    os.kill(os.getpid(), signal.SIGKILL)
+    rename = os.replace
+
+    def die_before_rename(src, dst, *a, **kw):
+        if str(src).endswith(".part"):
+            size = os.path.getsize(src)
+            os.truncate(src, size // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return rename(src, dst, *a, **kw)
+
+    os.replace = die_before_rename  # this forked child only; it never returns
+    w.add(*make_sample(big_id, n=400))
+    raise AssertionError("the child should have been killed while writing")
 
 
 def test_killed_writer_resumes_and_equals_uninterrupted_run(tmp_path):
