@@ -642,10 +642,8 @@ def _frames_line(pending: list[tuple[TaskSpec, Path]], budget: int | None, dev: 
     needs: dict[tuple[str, str], int] = {}  # (file path, index): two files of one name in two folders stay two
     task_most = 0
     for spec, _ in pending:
-        indexes = ["native"] if spec.task == "au-detection" else [spec.index]
-        indexes += ["states"] if any(s.get("stage") == "stage1" for s in spec.stages) else []
         mine = [(str(path), index) for path in dict.fromkeys((spec.data, spec.data_test))
-                for index in dict.fromkeys(indexes)]
+                for index in spec.frame_indexes]
         for key in mine:
             if key not in needs:
                 needs[key] = open_data(key[0]).resident_bytes(key[1])

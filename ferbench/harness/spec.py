@@ -57,6 +57,19 @@ class TaskSpec:
     def task_id(self) -> str:
         return f"{self.model}/{self.protocol}/r{self.repeat}/f{self.fold}"
 
+    @property
+    def frame_index(self) -> str:
+        """The frame index the task trains and predicts on: AU detection reads native frames (its units are
+        windows of them), everything else the model's own index."""
+        return "native" if self.task == "au-detection" else self.index
+
+    @property
+    def frame_indexes(self) -> tuple[str, ...]:
+        """Every frame index the task reads: its own, plus the expression-state frames where a recipe has
+        kim2017's stage 1 (which trains on them)."""
+        stage1 = ("states",) if any(s.get("stage") == "stage1" for s in self.stages) else ()
+        return tuple(dict.fromkeys((self.frame_index, *stage1)))
+
 
 def stage_seed(seed: int, *keys: int) -> int:
     """A seed for one part of a task (model init, batch order, augmentation) derived from the task seed."""

@@ -124,9 +124,8 @@ def run_task(spec: TaskSpec, progress: Progress | None = None) -> dict[str, Any]
     train_data, test_data = open_data(spec.data), open_data(spec.data_test)
     labels = dict(zip(spec.train_ids, spec.y_train)) | dict(zip(spec.val_ids, spec.y_val))
     ctx = Context(spec, device, train_data, test_data, labels, progress, task_budget(spec.memory_budget, device))
-    index = "native" if spec.task == "au-detection" else spec.index
-    ctx.frames(train_data, index)  # load now (where resident), so that the load time is measured apart from training
-    ctx.frames(test_data, index)
+    ctx.frames(train_data, spec.frame_index)  # load now (where resident): load time is measured apart from training
+    ctx.frames(test_data, spec.frame_index)
     load_s = time.perf_counter() - t0
     ctx.emit(event="start")
     t1 = time.perf_counter()
