@@ -24,7 +24,7 @@ except ImportError:  # not POSIX: the pid check alone decides whether a lock is 
     fcntl = None  # type: ignore[assignment]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True if a process with this pid exists and is not a zombie."""
     if pid <= 0:
         return False
@@ -102,7 +102,7 @@ class WriteLock:
                 raise self._refuse("?", "")
             if host and host != socket.gethostname():
                 raise self._refuse(*holder)
-            if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or pid_alive(int(pid))):
                 raise self._refuse(*holder)
             return fd  # stale (holder dead): ours now
         except BaseException:

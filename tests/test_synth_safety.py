@@ -41,3 +41,51 @@ def test_synth_into_a_file_is_one_line(tmp_path):
     (tmp_path / "f").write_text("x")
     res = runner.invoke(app, ["synth", "order", str(tmp_path / "f")])
     assert res.exit_code == 2 and "is a file" in res.output and (tmp_path / "f").read_text() == "x"
+
+
+def _synth_then_die(out: str) -> None:
+    """Child: a synth killed with SIGKILL after its first files are staged (no clean-up runs)."""
+    import os
+    import signal
+
+    from ferbench.datasets import get_dataset
+
+    adapter = type(get_dataset("order"))
+    write = adapter.write_replica
+
+    def write_then_die(self, root, **kw):
+        write(self, root, **kw)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    adapter.write_replica = write_then_die  # this forked child only
+    synth("order", out, subjects=2)
+
+
+def test_a_killed_synths_staging_folder_is_removed_by_the_next_synth_and_a_running_ones_kept(tmp_path):
+    import multiprocessing as mp
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    child = mp.get_context("fork").Process(target=_synth_then_die, args=(str(out),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".o.synth-")]
+    assert len(left) == 1 and any(left[0].rglob("*.png")) and not out.exists()  # what SIGKILL leaves behind
+
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        from ferbench.datasets import _staging_prefix
+
+        busy = tmp_path / f"{_staging_prefix(out, running.pid)}abc"
+        busy.mkdir()
+        synth("order", out, subjects=2)
+        assert not left[0].exists()  # the dead process's folder is gone
+        assert busy.is_dir()  # a live process's folder is never touched
+        assert [p for p in tmp_path.iterdir() if p.name.startswith(".o.synth-")] == [busy]
+    finally:
+        running.kill()
+        running.wait()
+    assert scan("order", out).samples

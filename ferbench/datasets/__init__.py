@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import filecmp
+import glob
 import os
+import re
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import TypeVar
 
 from ferbench.datasets.base import DatasetAdapter, Sample, ScanResult, is_junk
 from ferbench.errors import FerbenchError
+from ferbench.lock import pid_alive
 
 _REGISTRY: dict[str, type[DatasetAdapter]] = {}
 A = TypeVar("A", bound=type[DatasetAdapter])
@@ -86,10 +91,26 @@ def synth(name: str, out: str | Path, subjects: int = 3, seed: int = 0, modes: l
     if blocking is not None:
         raise FerbenchError(f"{blocking}: is a file where the folder of {out} would be; choose another folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.synth-", dir=out.parent) as tmp:
+    _remove_dead_staging(out)
+    with tempfile.TemporaryDirectory(prefix=_staging_prefix(out, os.getpid()), dir=out.parent) as tmp:
         samples = adapter.write_replica(Path(tmp), subjects=subjects, seed=seed, modes=modes, intensity=intensity)
         _move_in(Path(tmp), out)
     return [_rebased(s, Path(tmp), out) for s in samples]
+
+
+def _staging_prefix(out: Path, pid: int) -> str:
+    """The staging folder's name before its random part: it names the writing process and host, so a later
+    synth can tell a folder left by a killed one (SIGKILL skips the clean-up) from one still being written."""
+    return f".{out.name}.synth-{pid}@{socket.gethostname()}-"
+
+
+def _remove_dead_staging(out: Path) -> None:
+    """Remove staging folders of `out` left by synth processes of this host that no longer run."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.synth-(\d+)@{re.escape(socket.gethostname())}-[^/]+$")
+    for folder in out.parent.glob(f".{glob.escape(out.name)}.synth-*"):
+        found = pattern.match(folder.name)
+        if found and folder.is_dir() and not folder.is_symlink() and not pid_alive(int(found.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _move_in(staged: Path, out: Path) -> None:
