@@ -103,11 +103,13 @@ def resolve_models(models: str | list[str] | tuple[str, ...], task: str,
 
 
 def _open_checked(path: str | Path, what: str) -> Any:
+    from ferbench.harness.data import close_changed
     from ferbench.store import open_store
 
     p = Path(path)
     if not p.exists():
         raise DatasetError(p, f"{what} not found (expected a ferbench store written by `ferbench prepare`)")
+    close_changed(p)  # a handle kept open since the file was copied over would serve its stale structure
     return open_store(p)
 
 

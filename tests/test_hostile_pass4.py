@@ -1,0 +1,45 @@
+"""Cases the fourth hostile pass found wrong, over the plan's frames line, $FERBENCH_READ_THREADS, the streamed
+read path and prepare's plain progress lines: each fails on the code before its fix.
+
+- a data file copied over in place (`cp`, same inode) after `plan_run` failed `evaluate` with h5py's bare
+  OSError naming no file: the plan's handle, still open, lent HDF5 its stale structure;
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import h5py
+import pytest
+
+from _harness_data import TINY, TWO_EPOCHS, make_store, write_protocol
+from ferbench.harness import evaluate, plan_run
+
+QUICK = dict(models="static", recipe="quick", device="cpu", model_options=TINY, **TWO_EPOCHS)
+
+
+def _copy_over(src, dst) -> None:
+    """What `cp src dst` does to an existing dst: the same inode, truncated and rewritten."""
+    ino = os.stat(dst).st_ino
+    with open(src, "rb") as a, open(dst, "r+b") as b:
+        b.truncate(0)
+        shutil.copyfileobj(a, b)
+    assert os.stat(dst).st_ino == ino
+
+
+# ------------------------------------------------------------------------------------- the plan's open files
+@pytest.mark.parametrize("budget", ["1", None])
+def test_a_file_copied_over_in_place_after_the_plan_is_read_as_the_new_file(tmp_path, budget):
+    data = make_store(tmp_path / "d.h5", subjects=2)
+    other = make_store(tmp_path / "other.h5", subjects=3, seed=5)
+    proto = write_protocol(tmp_path, "t-loso")
+    plan = plan_run(data, proto, out=tmp_path / "runs", memory_budget=budget, **QUICK)
+    assert plan.frames.startswith("frames: d.h5 states") and plan.folds == 2
+    _copy_over(other, data)
+    res = evaluate(data, proto, out=tmp_path / "runs", memory_budget=budget, **QUICK)
+    assert not res.failed and len(res.ran) == 3  # the new file's three subjects, read through a fresh handle
+    tested = sorted(i for p in res.records for i in json.loads(p.read_text())["sample_ids"])
+    assert tested == sorted(f"S{s:02d}_{j:02d}" for s in range(3) for j in range(6))
+
