@@ -3,6 +3,8 @@ read path and prepare's plain progress lines: each fails on the code before its 
 
 - a data file copied over in place (`cp`, same inode) after `plan_run` failed `evaluate` with h5py's bare
   OSError naming no file: the plan's handle, still open, lent HDF5 its stale structure;
+- a data file replaced during a run: the later tasks read the new file and their records were written under
+  the old file's data fingerprint (reused later against the old file);
 """
 
 from __future__ import annotations
@@ -43,3 +45,24 @@ def test_a_file_copied_over_in_place_after_the_plan_is_read_as_the_new_file(tmp_
     tested = sorted(i for p in res.records for i in json.loads(p.read_text())["sample_ids"])
     assert tested == sorted(f"S{s:02d}_{j:02d}" for s in range(3) for j in range(6))
 
+
+def test_a_file_replaced_during_a_run_writes_no_record_under_the_old_fingerprint(tmp_path):
+    data = make_store(tmp_path / "d.h5", subjects=3)
+    changed = tmp_path / "changed.h5"
+    shutil.copy(data, changed)
+    with h5py.File(changed, "r+") as f:
+        f["frames"][...] = 255 - f["frames"][...]  # the same samples, other pixels
+    proto = write_protocol(tmp_path, "t-loso")
+    done: list[str] = []
+
+    def progress(event: dict) -> None:
+        if event.get("event") == "task-done" and not done:
+            done.append(event["task_id"])
+            os.replace(changed, data)  # a new file (inode) under the run's path after its first task
+
+    res = evaluate(data, proto, out=tmp_path / "runs", memory_budget="1", progress=progress, **QUICK)
+    assert res.ran == done and len(res.records) == 1
+    assert sorted(res.failed) == ["static/t-loso/r0/f1", "static/t-loso/r0/f2"]
+    assert all("changed on disk during the run" in m and str(data) in m for m in res.failed.values())
+    again = evaluate(data, proto, out=tmp_path / "runs", memory_budget="1", **QUICK)  # the new file: all rerun
+    assert not again.failed and len(again.ran) == 3 and not again.skipped

@@ -656,6 +656,22 @@ def _frames_line(pending: list[tuple[TaskSpec, Path]], budget: int | None, dev: 
     return frames_line(named, task_most, budget, dev, distributed)
 
 
+def _changed_since_planned(spec: TaskSpec) -> str | None:
+    """Why a finished task's record must not be written: a data file it read changed on disk during the run (the
+    task may have read the new content, which the record's data fingerprint does not stand for; a record of it
+    would be reused against the old file); None when both are unchanged. Checked where the run was planned: the
+    fingerprint is cached per file version, so an unchanged file costs a stat."""
+    for path, key in ((spec.data, "data"), (spec.data_test, "data_test")):
+        try:
+            same = data_fingerprint(path) == spec.fingerprints[key]
+        except (OSError, FerbenchError):  # deleted, truncated, or no longer a store
+            same = False
+        if not same:
+            return (f"{path}: the file changed on disk during the run (it is not the file this run planned on); "
+                    "this task's record is not written: rerun evaluate on the file you mean")
+    return None
+
+
 def _by_model(pending: list[tuple[TaskSpec, Path]]) -> dict[str, int]:
     """How many pending tasks each model has (the progress view's estimate weighs each model's own time)."""
     return dict(Counter(spec.model for spec, _ in pending))
@@ -688,6 +704,8 @@ def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], s
     planned = {"repeats": len(per_repeat), "folds": max(per_repeat.values(), default=0), "trials": len(folds)}
 
     def on_result(spec: TaskSpec, res: dict[str, Any] | None, error: str | None) -> None:
+        if error is None:
+            error = _changed_since_planned(spec)
         if error is not None:
             result.failed[spec.task_id] = error
             if progress:
