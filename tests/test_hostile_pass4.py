@@ -5,6 +5,7 @@ read path and prepare's plain progress lines: each fails on the code before its 
   OSError naming no file: the plan's handle, still open, lent HDF5 its stale structure;
 - a data file replaced during a run: the later tasks read the new file and their records were written under
   the old file's data fingerprint (reused later against the old file);
+- FERBENCH_READ_THREADS=² (a digit to str.isdigit, not to int) was a traceback, not the one-line refusal;
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import shutil
 import h5py
 import pytest
 
+from typer.testing import CliRunner
+
 from _harness_data import TINY, TWO_EPOCHS, make_store, write_protocol
+from ferbench.cli import app
 from ferbench.harness import evaluate, plan_run
+from ferbench.store.chunks import read_threads
 
 QUICK = dict(models="static", recipe="quick", device="cpu", model_options=TINY, **TWO_EPOCHS)
 
@@ -66,3 +71,23 @@ def test_a_file_replaced_during_a_run_writes_no_record_under_the_old_fingerprint
     assert all("changed on disk during the run" in m and str(data) in m for m in res.failed.values())
     again = evaluate(data, proto, out=tmp_path / "runs", memory_budget="1", **QUICK)  # the new file: all rerun
     assert not again.failed and len(again.ran) == 3 and not again.skipped
+
+
+# ------------------------------------------------------------------------------------ $FERBENCH_READ_THREADS
+@pytest.mark.parametrize("bad", ["\u00b2", "\u0663", "2.0", "1_0", "0", "-1", "abc"])
+def test_a_bad_read_threads_value_is_one_line_and_exit_2_before_any_work(tmp_path, monkeypatch, bad):
+    data = make_store(tmp_path / "d.h5", subjects=2)
+    proto = write_protocol(tmp_path, "t-loso")
+    out = tmp_path / "runs"
+    monkeypatch.setenv("FERBENCH_READ_THREADS", bad)
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--protocol", str(proto), "--out", str(out),
+                                      "--model", "static", "--recipe", "quick", "--epochs", "1"])  # quick if let through
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: FERBENCH_READ_THREADS must be a whole number >= 1")
+    assert not out.exists()
+
+
+def test_read_threads_takes_a_whole_number_with_spaces_around_it(monkeypatch):
+    monkeypatch.setenv("FERBENCH_READ_THREADS", " 2 ")
+    assert read_threads() == 2

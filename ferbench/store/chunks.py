@@ -37,7 +37,7 @@ def read_threads(spare: int = 1) -> int:
     gave a 16% shorter streamed epoch than two), at least 1 and at most `MAX_READ_THREADS`."""
     given = os.environ.get("FERBENCH_READ_THREADS", "").strip()
     if given:
-        if not given.isdigit() or int(given) < 1:
+        if not (given.isascii() and given.isdigit()) or int(given) < 1:  # str.isdigit passes "²", which int refuses
             raise FerbenchError(f"FERBENCH_READ_THREADS must be a whole number >= 1; got {given!r}")
         return int(given)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
