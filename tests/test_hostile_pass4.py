@@ -6,6 +6,9 @@ read path and prepare's plain progress lines: each fails on the code before its 
 - a data file replaced during a run: the later tasks read the new file and their records were written under
   the old file's data fingerprint (reused later against the old file);
 - FERBENCH_READ_THREADS=² (a digit to str.isdigit, not to int) was a traceback, not the one-line refusal;
+- the plan's frames line counted the test file's expression-state frames on a cross-dataset run (no task reads
+  them: "streamed" where every task's frames fit) and left out a transfer protocol's source file (read by every
+  task under the same budget: "resident" where the run streams);
 """
 
 from __future__ import annotations
@@ -91,3 +94,35 @@ def test_a_bad_read_threads_value_is_one_line_and_exit_2_before_any_work(tmp_pat
 def test_read_threads_takes_a_whole_number_with_spaces_around_it(monkeypatch):
     monkeypatch.setenv("FERBENCH_READ_THREADS", " 2 ")
     assert read_threads() == 2
+
+
+# --------------------------------------------------------------------------------------- the plan's frames line
+def test_the_frames_line_counts_what_a_cross_dataset_task_reads_and_the_run_agrees(tmp_path):
+    """kim2017's stage 1 trains on the training file's expression-state frames only: the test file's states are
+    read by no task (the line listed them, and called a budget that holds every task's frames too small)."""
+    from ferbench.harness.data import open_data
+    from ferbench.harness.memory import format_bytes
+
+    train = make_store(tmp_path / "train.h5", subjects=2)
+    test = make_store(tmp_path / "test.h5", dataset="oulu-casia", subjects=2, seed=3)
+    proto = write_protocol(tmp_path, "xd", splitter="train-on-file", test_dataset="oulu-casia",
+                           class_map={c: c for c in ("anger", "happiness", "surprise")})
+    native, states = (open_data(train).resident_bytes(i) for i in ("native", "states"))
+    reads = native + states + open_data(test).resident_bytes("native")
+    opts = dict(QUICK, models="mo-cnn-lstm", memory_budget=reads, data_test=test)
+    frames = plan_run(train, proto, out=tmp_path / "runs", **opts).frames
+    n = format_bytes(native)
+    assert frames.startswith(f"frames: train.h5 native {n}, train.h5 states {format_bytes(states)}, test.h5 native {n};")
+    assert frames.endswith("(--memory-budget): resident (loaded once per process)")
+    res = evaluate(train, proto, out=tmp_path / "runs", **opts)
+    assert not res.failed and [json.loads(p.read_text())["config"]["data_mode"] for p in res.records] == ["resident"]
+
+
+def test_the_frames_line_names_a_transfer_protocols_source_file(tmp_path):
+    """Each transfer task first trains on the source file under the task's memory budget: its frames count."""
+    target = make_store(tmp_path / "target.h5", dataset="mmi", subjects=2)
+    source = make_store(tmp_path / "source.h5", dataset="casme2", subjects=2, seed=2)
+    proto = write_protocol(tmp_path, "tr", datasets=("mmi",), pretrain="casme2")
+    frames = plan_run(target, proto, out=tmp_path / "runs", data_source=source, memory_budget=1,
+                      **dict(QUICK, models="apex-cnn")).frames
+    assert frames.startswith("frames: target.h5 states ") and ", source.h5 states " in frames

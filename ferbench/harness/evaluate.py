@@ -644,8 +644,7 @@ def _frames_line(pending: list[tuple[TaskSpec, Path]], budget: int | None, dev: 
     needs: dict[tuple[str, str], int] = {}  # (file path, index): two files of one name in two folders stay two
     task_most = 0
     for spec, _ in pending:
-        mine = [(str(path), index) for path in dict.fromkeys((spec.data, spec.data_test))
-                for index in spec.frame_indexes]
+        mine = [(str(path), index) for path, index in spec.frame_reads]
         for key in mine:
             if key not in needs:
                 needs[key] = open_data(key[0]).resident_bytes(key[1])
