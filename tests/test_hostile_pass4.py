@@ -9,6 +9,7 @@ read path and prepare's plain progress lines: each fails on the code before its 
 - the plan's frames line counted the test file's expression-state frames on a cross-dataset run (no task reads
   them: "streamed" where every task's frames fit) and left out a transfer protocol's source file (read by every
   task under the same budget: "resident" where the run streams);
+- reading no frames (an empty list) through the chunk reader was numpy's ValueError; h5py's path gives (0, H, W, 3);
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import shutil
 
 import h5py
+import numpy as np
 import pytest
 
 from typer.testing import CliRunner
@@ -25,6 +27,7 @@ from typer.testing import CliRunner
 from _harness_data import TINY, TWO_EPOCHS, make_store, write_protocol
 from ferbench.cli import app
 from ferbench.harness import evaluate, plan_run
+from ferbench.store import open_store
 from ferbench.store.chunks import read_threads
 
 QUICK = dict(models="static", recipe="quick", device="cpu", model_options=TINY, **TWO_EPOCHS)
@@ -126,3 +129,19 @@ def test_the_frames_line_names_a_transfer_protocols_source_file(tmp_path):
     frames = plan_run(target, proto, out=tmp_path / "runs", data_source=source, memory_budget=1,
                       **dict(QUICK, models="apex-cnn")).frames
     assert frames.startswith("frames: target.h5 states ") and ", source.h5 states " in frames
+
+
+# ------------------------------------------------------------------------------------------ the chunk reader
+def test_reading_no_frames_gives_an_empty_batch_on_either_read_path(tmp_path):
+    data = make_store(tmp_path / "d.h5", subjects=1, size=16)
+    plain = tmp_path / "plain.h5"
+    shutil.copy(data, plain)
+    with h5py.File(plain, "r+") as f:
+        frames = f["frames"][...]
+        del f["frames"]
+        f.create_dataset("frames", data=frames)  # contiguous: read through h5py
+    for path, chunked in ((data, True), (plain, False)):
+        with open_store(path) as st:
+            assert (st.chunk_index() is not None) == chunked
+            got = st.read_frames(np.zeros(0, np.int64))
+            assert got.shape == (0, 16, 16, 3) and got.dtype == np.uint8

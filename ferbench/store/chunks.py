@@ -108,6 +108,8 @@ class ChunkIndex:
             raise IndexError(f"{self.path}: frame numbers must lie in 0..{len(self.offset) - 1}")
         if out is None:
             out = np.empty((len(frames), *self.frame_shape), dtype=self.dtype)
+        if not len(frames):
+            return out  # (0, *frame_shape), as h5py's path gives (numpy cannot reshape 0 rows to (0, -1))
         flat = out.reshape(len(frames), -1).view(np.uint8)
         offsets, sizes, raw = self.offset[frames].tolist(), self.size[frames].tolist(), self.raw[frames].tolist()
         for i, (at, size, as_is) in enumerate(zip(offsets, sizes, raw)):
