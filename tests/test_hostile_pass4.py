@@ -10,6 +10,9 @@ read path and prepare's plain progress lines: each fails on the code before its 
   them: "streamed" where every task's frames fit) and left out a transfer protocol's source file (read by every
   task under the same budget: "resident" where the run streams);
 - reading no frames (an empty list) through the chunk reader was numpy's ValueError; h5py's path gives (0, H, W, 3);
+- `ferbench prepare ... 2>&-` (stderr closed) died before writing anything (io_errors wrote to sys.stderr, None),
+  and with an unwritable stderr (a script's fd 2, a broken log pipe) its first progress line stopped the whole
+  prepare, blamed on the output file ("c1.h5: Bad file descriptor").
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -145,3 +150,30 @@ def test_reading_no_frames_gives_an_empty_batch_on_either_read_path(tmp_path):
             assert (st.chunk_index() is not None) == chunked
             got = st.read_frames(np.zeros(0, np.int64))
             assert got.shape == (0, 16, 16, 3) and got.dtype == np.uint8
+
+
+# ------------------------------------------------------------------------------ prepare with a broken stderr
+@pytest.fixture(scope="module")
+def ck_replica(tmp_path_factory):
+    from ferbench.datasets import synth
+
+    root = tmp_path_factory.mktemp("ck") / "ck"
+    synth("ck+", root, subjects=1)
+    return root
+
+
+@pytest.mark.parametrize("stderr", ["closed", "read-only"])
+def test_prepare_with_a_closed_or_unwritable_stderr_still_writes_its_file(ck_replica, tmp_path, stderr):
+    out = tmp_path / "ck.h5"
+    code = ("import os, sys\n"
+            + ("os.close(2)\n" if stderr == "closed" else "os.dup2(os.open(sys.argv[1], os.O_RDONLY), 2)\n")
+            + "sys.argv = ['ferbench'] + sys.argv[2:]\nfrom ferbench.cli import main\nmain()\n")
+    cmd = [sys.executable, "-c", code, str(out.parent / "ro.txt"), "prepare", "ck+", "--root", str(ck_replica),
+           "--out", str(out), "--aligner", "none", "--size", "16", "--workers", "0"]
+    (out.parent / "ro.txt").write_text("")
+    env = {**os.environ, "FERBENCH_HOME": str(tmp_path / "home")}
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.startswith("wrote ") and out.exists()
+    with open_store(out) as st:
+        assert len(st.samples) > 0
