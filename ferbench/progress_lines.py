@@ -36,8 +36,11 @@ class PlainProgress:
         self.last_at = self.start
         self.last_tenth = 0
         self.last_done: int | None = None
+        self.broken = False  # stderr could not be written: no more lines
 
     def update(self, done: int, total: int) -> None:
+        if self.broken:
+            return
         now = self.clock()
         tenth = 10 * done // total if total else 0
         since = now - self.last_at
@@ -49,4 +52,7 @@ class PlainProgress:
         left = elapsed * (total - done) / done if done and total else None
         line = f"{self.what}: {done}/{total}" + (f" ({100 * done // total}%)" if total else "")
         line += f", {duration(elapsed)} elapsed" + (f", about {duration(left)} left" if done < total and left is not None else "")
-        self.console.print(as_text(line), soft_wrap=True)
+        try:
+            self.console.print(as_text(line), soft_wrap=True)
+        except OSError:  # stderr closed or broken (a log pipe gone, a full disk): the lines stop, never the work
+            self.broken = True

@@ -151,18 +151,34 @@ _CACHE: dict[tuple[str, int, int], DataFile] = {}
 _LOCK = threading.RLock()  # re-entrant: `DataFile.source` holds it while it releases and loads
 
 
+def _version(p: Path) -> tuple[str, int, int]:
+    """The cache key of a store: its path, size and modification time (-1, -1 when it is gone)."""
+    st = p.stat() if p.exists() else None
+    return (str(p), st.st_size if st else -1, st.st_mtime_ns if st else -1)
+
+
+def close_changed(path: str | Path) -> None:
+    """Close this process's DataFiles of `path` that were opened before the file changed on disk. Called before
+    the file is opened again: HDF5 gives every open of one file (device and inode) the structure cached by the
+    first, so a file copied over in place while a stale handle stays open would be read through that stale
+    structure (h5py's bare OSError naming no file, or old offsets into new bytes)."""
+    p = Path(path).resolve()
+    key = _version(p)
+    with _LOCK:
+        for old in [k for k in _CACHE if k[0] == str(p) and k != key]:
+            stale = _CACHE.pop(old)
+            stale.stop_streams()  # its reader threads end before the handle they read through closes
+            stale.store.close()
+
+
 def open_data(path: str | Path) -> DataFile:
     """The process-wide DataFile of a store (re-opened when the file changes on disk)."""
     p = Path(path).resolve()
-    st = p.stat() if p.exists() else None
-    key = (str(p), st.st_size if st else -1, st.st_mtime_ns if st else -1)
+    key = _version(p)
     with _LOCK:
         if key not in _CACHE:
+            close_changed(p)  # before the open, not after: see `close_changed`
             store = open_store(p)
-            for old in [k for k in _CACHE if k[0] == str(p)]:
-                stale = _CACHE.pop(old)
-                stale.stop_streams()  # its reader threads end before the handle they read through closes
-                stale.store.close()
             _CACHE[key] = DataFile(p, store, {s.id: s.row for s in store.samples})
         return _CACHE[key]
 

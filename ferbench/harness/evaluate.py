@@ -103,11 +103,13 @@ def resolve_models(models: str | list[str] | tuple[str, ...], task: str,
 
 
 def _open_checked(path: str | Path, what: str) -> Any:
+    from ferbench.harness.data import close_changed
     from ferbench.store import open_store
 
     p = Path(path)
     if not p.exists():
         raise DatasetError(p, f"{what} not found (expected a ferbench store written by `ferbench prepare`)")
+    close_changed(p)  # a handle kept open since the file was copied over would serve its stale structure
     return open_store(p)
 
 
@@ -642,8 +644,7 @@ def _frames_line(pending: list[tuple[TaskSpec, Path]], budget: int | None, dev: 
     needs: dict[tuple[str, str], int] = {}  # (file path, index): two files of one name in two folders stay two
     task_most = 0
     for spec, _ in pending:
-        mine = [(str(path), index) for path in dict.fromkeys((spec.data, spec.data_test))
-                for index in spec.frame_indexes]
+        mine = [(str(path), index) for path, index in spec.frame_reads]
         for key in mine:
             if key not in needs:
                 needs[key] = open_data(key[0]).resident_bytes(key[1])
@@ -652,6 +653,22 @@ def _frames_line(pending: list[tuple[TaskSpec, Path]], budget: int | None, dev: 
     if len(named) < len(needs):  # the same file name in two folders: the paths tell them apart
         named = {f"{path} {index}": n for (path, index), n in needs.items()}
     return frames_line(named, task_most, budget, dev, distributed)
+
+
+def _changed_since_planned(spec: TaskSpec) -> str | None:
+    """Why a finished task's record must not be written: a data file it read changed on disk during the run (the
+    task may have read the new content, which the record's data fingerprint does not stand for; a record of it
+    would be reused against the old file); None when both are unchanged. Checked where the run was planned: the
+    fingerprint is cached per file version, so an unchanged file costs a stat."""
+    for path, key in ((spec.data, "data"), (spec.data_test, "data_test")):
+        try:
+            same = data_fingerprint(path) == spec.fingerprints[key]
+        except (OSError, FerbenchError):  # deleted, truncated, or no longer a store
+            same = False
+        if not same:
+            return (f"{path}: the file changed on disk during the run (it is not the file this run planned on); "
+                    "this task's record is not written: rerun evaluate on the file you mean")
+    return None
 
 
 def _by_model(pending: list[tuple[TaskSpec, Path]]) -> dict[str, int]:
@@ -686,6 +703,8 @@ def _run(pending: list[tuple[TaskSpec, Path]], plans: dict[float | None, Any], s
     planned = {"repeats": len(per_repeat), "folds": max(per_repeat.values(), default=0), "trials": len(folds)}
 
     def on_result(spec: TaskSpec, res: dict[str, Any] | None, error: str | None) -> None:
+        if error is None:
+            error = _changed_since_planned(spec)
         if error is not None:
             result.failed[spec.task_id] = error
             if progress:

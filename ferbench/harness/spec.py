@@ -67,8 +67,23 @@ class TaskSpec:
     def frame_indexes(self) -> tuple[str, ...]:
         """Every frame index the task reads: its own, plus the expression-state frames where a recipe has
         kim2017's stage 1 (which trains on them)."""
-        stage1 = ("states",) if any(s.get("stage") == "stage1" for s in self.stages) else ()
-        return tuple(dict.fromkeys((self.frame_index, *stage1)))
+        return _with_stage1(self.frame_index, self.stages)
+
+    @property
+    def frame_reads(self) -> tuple[tuple[str, str], ...]:
+        """Every (file, frame index) the task reads: the training file's `frame_indexes`; the test file's own
+        index (stage 1 trains on the training file only); a transfer task's source file, in the indexes of the
+        source recipe (its source training runs under the task's memory budget)."""
+        reads = [(self.data, i) for i in self.frame_indexes] + [(self.data_test, self.frame_index)]
+        if self.pretrain is not None:
+            reads += [(self.pretrain.data, i) for i in _with_stage1(self.index, self.pretrain.stages)]
+        return tuple(dict.fromkeys(reads))
+
+
+def _with_stage1(index: str, stages: tuple[dict[str, Any], ...]) -> tuple[str, ...]:
+    """`index`, plus the expression-state frames where the stages have kim2017's stage 1 (which trains on them)."""
+    stage1 = ("states",) if any(s.get("stage") == "stage1" for s in stages) else ()
+    return tuple(dict.fromkeys((index, *stage1)))
 
 
 def stage_seed(seed: int, *keys: int) -> int:

@@ -44,7 +44,8 @@ def io_errors(what: str, path: Path, keep: Path | None = None):
         raise StoreIOError(f"{path}: cannot {what} ({reason}){kept}") from None
     finally:
         printed, sys.stderr, sys.unraisablehook = sys.stderr.getvalue(), stderr, previous
-        stderr.write(printed)
+        if printed and stderr is not None:  # None: the process was started with stderr closed (`2>&-`)
+            stderr.write(printed)
         for unraisable in held:
             previous(unraisable)
 

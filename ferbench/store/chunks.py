@@ -37,7 +37,7 @@ def read_threads(spare: int = 1) -> int:
     gave a 16% shorter streamed epoch than two), at least 1 and at most `MAX_READ_THREADS`."""
     given = os.environ.get("FERBENCH_READ_THREADS", "").strip()
     if given:
-        if not given.isdigit() or int(given) < 1:
+        if not (given.isascii() and given.isdigit()) or int(given) < 1:  # str.isdigit passes "²", which int refuses
             raise FerbenchError(f"FERBENCH_READ_THREADS must be a whole number >= 1; got {given!r}")
         return int(given)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -108,6 +108,8 @@ class ChunkIndex:
             raise IndexError(f"{self.path}: frame numbers must lie in 0..{len(self.offset) - 1}")
         if out is None:
             out = np.empty((len(frames), *self.frame_shape), dtype=self.dtype)
+        if not len(frames):
+            return out  # (0, *frame_shape), as h5py's path gives (numpy cannot reshape 0 rows to (0, -1))
         flat = out.reshape(len(frames), -1).view(np.uint8)
         offsets, sizes, raw = self.offset[frames].tolist(), self.size[frames].tolist(), self.raw[frames].tolist()
         for i, (at, size, as_is) in enumerate(zip(offsets, sizes, raw)):
