@@ -3,7 +3,10 @@ two models with no true difference and with a known one; per test the type-I err
 and the power at the known difference, and the coverage of the bootstrap interval of the headline (goal >= 0.93
 for nominal 95%). docs/leaderboard.md ("Intervals and tests") holds the printed table and the assumptions.
 
-    PYTHONPATH=. python benchmarks/stat_calibration.py [--sims 1000] [--seed 0]
+    PYTHONPATH=. python benchmarks/stat_calibration.py [--sims 1000] [--seed 0] [--rope-only]
+
+A second table measures the ROPE claims of k-fold tables (`significance.rope_probs`, the Bayesian correlated
+t-test): how often "practically equivalent" (or "practically below") is claimed at known true differences.
 
 It calls the functions the leaderboard calls: `significance.corrected_t`, `significance.subject_wilcoxon`,
 `significance.exact_mcnemar` on the per-trial / per-subject / per-unit figures the leaderboard extracts from
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm, ttest_rel
 
-from ferbench.leaderboard.significance import ALPHA, corrected_t, exact_mcnemar, subject_wilcoxon
+from ferbench.leaderboard.significance import ALPHA, ROPE, corrected_t, exact_mcnemar, rope_probs, subject_wilcoxon
 from ferbench.metrics import HEADLINE_AGGREGATION, subject_bootstrap_ci
 
 SD = {"b": 1.0, "w": 0.5, "h": 0.4, "n": 0.6}
@@ -187,11 +190,64 @@ TESTS = {"k-fold": ("corrected resampled t", "plain paired t over trials"),
          "fixed split": ("exact McNemar", "–")}
 
 
+#: k-fold shapes of the ROPE table: the main table's, and DFEW's official 5 folds (16,372 clips; no subject ids,
+#: every clip its own group), where the data are large enough for a ±1 point claim.
+ROPE_SHAPES = tuple(s for s in SHAPES if s.kind == "k-fold") + (
+    Shape("5-fold, 16,372 clips, 1 per group (DFEW)", "k-fold", 16372, 0.0, 5, 1, 0.05),)
+
+#: True differences (model A minus model B, accuracy) at which the ROPE claims are counted: none, half the ROPE,
+#: its edge, twice it, five times it.
+ROPE_DELTAS = (0.0, ROPE / 2, ROPE, 2 * ROPE, 5 * ROPE)
+
+
+def rope_claims(shape: Shape, scenario: Scenario, sims: int, seed: int) -> dict[float, tuple[float, float]]:
+    """Per true difference: the share of runs the board would call B 'practically equivalent' to A, and the
+    share it would call B 'practically below' A (A taken as the best row)."""
+    rng = np.random.default_rng(seed)
+    train_subjects = shape.subjects - shape.subjects / shape.folds
+    sd = total_sd(scenario, train_subjects)
+    out = {}
+    for delta in ROPE_DELTAS:
+        mus = (latent_mu(BASE_ACCURACY, sd), latent_mu(BASE_ACCURACY - delta, sd))
+        claims = []
+        for _ in range(sims):
+            run = one_run(shape, scenario, mus, rng)
+            trials = splits_of(run)
+            rows = [{"per_trial": [dict(t, accuracy=float(run["acc"][m, i])) for i, t in enumerate(trials)]}
+                    for m in (0, 1)]
+            claims.append(rope_probs("k-fold", rows[0], rows[1], "accuracy").claim())
+        out[delta] = (claims.count("equivalent") / sims, claims.count("below") / sims)
+    return out
+
+
+def splits_of(run: dict) -> list[dict]:
+    """The run's trials as the board pairs them (identity, repeat, fold)."""
+    return [{"identity": f"{r['repeat']}/{r['fold']}", "repeat": r["repeat"], "fold": r["fold"]}
+            for r in run["records"]]
+
+
+def print_rope_table(sims: int, seed: int) -> None:
+    print(f"\nROPE ±{100 * ROPE:g} point on k-fold tables ({sims} simulated runs per cell): share of runs claiming B "
+          "'practically equivalent' to A / 'practically below' A, by the true difference A - B")
+    heads = " | ".join(f"Δ {100 * d:g}" for d in ROPE_DELTAS)
+    print(f"| protocol shape | scenario | {heads} | s |\n|---|---|" + "---|" * len(ROPE_DELTAS) + "---|")
+    for i, shape in enumerate(ROPE_SHAPES):
+        for j, scenario in enumerate(SCENARIOS):
+            t0 = time.perf_counter()
+            r = rope_claims(shape, scenario, sims, seed + 100 + 10 * i + j)
+            cells = " | ".join(f"{eq:.3f} / {below:.3f}" for eq, below in r.values())
+            print(f"| {shape.name} | {scenario.name[:2]} | {cells} | {time.perf_counter() - t0:.0f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sims", type=int, default=1000, help="simulated runs per cell (null and known difference)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rope-only", action="store_true", help="only the ROPE table")
     args = ap.parse_args()
+    if args.rope_only:
+        print_rope_table(args.sims, args.seed)
+        return
     print(f"{args.sims} simulated runs per cell and condition; alpha {ALPHA}; model A's expected accuracy "
           f"{BASE_ACCURACY}; coverage of model A's 95% interval of it over the null runs")
     print("| protocol shape | scenario | test | type-I error | power (Δ accuracy) | old design: type-I / power "
@@ -206,6 +262,7 @@ def main() -> None:
                   f"({100 * shape.delta:.0f} points) | {old} | {r['coverage']:.3f} / {r['coverage_trained']:.3f} "
                   f"({HEADLINE_AGGREGATION[shape.kind]}) | {time.perf_counter() - t0:.0f} |", flush=True)
     print("; ".join(f"{s.name} (tau {s.tau}, gamma {s.gamma})" for s in SCENARIOS))
+    print_rope_table(args.sims, args.seed)
 
 
 if __name__ == "__main__":

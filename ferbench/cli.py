@@ -456,17 +456,21 @@ def leaderboard(
                                        "leaderboards/ in the data home)"),
     per_fold: bool = typer.Option(False, "--per-fold", metavar="", help="add one row per (model, repeat, fold)"),
     reported: Optional[Path] = typer.Option(None, "--reported", help="reported-numbers YAML (default: bundled)"),
+    rope: float = typer.Option(1.0, "--rope", help="region of practical equivalence, in points of the metric: "
+                               "two models within +-ROPE of each other count as practically equivalent"),
 ) -> None:
     """Tables per dataset x protocol from task records, with the papers' numbers and paired t-tests."""
     from ferbench.leaderboard import build_board, check_out, parse_formats, write_leaderboard
+    from ferbench.leaderboard.board import check_rope
 
     from ferbench.home import leaderboards_dir, runs_dir
 
     out = out if out is not None else leaderboards_dir()
     formats = parse_formats(fmt)
+    check_rope(rope / 100)
     check_out(out, formats, per_fold=per_fold)
     runs = runs if runs is not None else runs_dir()
-    board = build_board(runs, dataset=dataset, protocol=protocol, reported=reported)
+    board = build_board(runs, dataset=dataset, protocol=protocol, reported=reported, rope=rope / 100)
     _warn(board.refused_lines())  # on stderr in every format; the terminal table leaves them to it
     written = write_leaderboard(board, [f for f in formats if f != "rich"], out, per_fold=per_fold)
     if "rich" in formats:

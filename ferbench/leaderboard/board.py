@@ -8,6 +8,7 @@ All numbers are fractions in [0, 1] here (and in JSON / CSV); the human formats 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class Section:
     shape: str = "k-fold"  # the protocol shape (ferbench.metrics.protocol_shape): decides the test
     aggregation: str = "mean"  # the headline: "mean" over trials or "pooled" (leave one subject out)
     metric_names: dict[str, str] = field(default_factory=dict)  # the protocol's own names (accuracy: WAR)
+    rope: float = stat_tests.ROPE  # half width of the region of practical equivalence (a fraction of the metric)
 
     @property
     def metric_label(self) -> str:
@@ -120,10 +122,12 @@ def _units_correct(records: list[dict]) -> dict[str, dict[str, bool]]:
 
 
 def _compare_with_best(section_shape: str, ranked: list[dict], summaries: dict[str, dict],
-                       records: dict[str, list[dict]], metric: str) -> None:
+                       records: dict[str, list[dict]], metric: str, rope: float) -> None:
     """The shape's one test between the best row and every other ranked row, Holm-corrected over all of those
-    comparisons (m = ranked rows - 1, the untestable ones included); kim2017's repeat-level t-test beside it.
-    Fills test, p_raw, p_value (Holm), test_n, test_over, test_note, comparisons, paired_trials, p_repeats."""
+    comparisons (m = ranked rows - 1, the untestable ones included); kim2017's repeat-level t-test beside it;
+    on k-fold tables the Bayesian ROPE probabilities (practical equivalence, never inferred from a large p).
+    Fills test, p_raw, p_value (Holm), test_n, test_over, test_note, comparisons, paired_trials, p_repeats and
+    the rope fields."""
     top, others = ranked[0], ranked[1:]
     name = top["label"]
     best_units = _units_correct(records[name]) if section_shape == "fixed split" else {}
@@ -139,6 +143,9 @@ def _compare_with_best(section_shape: str, ranked: list[dict], summaries: dict[s
         raw.append(result.p)
         rp, runs = stat_tests.repeat_level_t(summaries[name], summaries[row["label"]], metric)
         row.update({"p_repeats": rp, "repeat_runs": runs})
+        bayes = stat_tests.rope_probs(section_shape, summaries[name], summaries[row["label"]], metric, rope)
+        row.update({"rope": bayes.rope, "p_rope_below": bayes.below, "p_rope_equivalent": bayes.equivalent,
+                    "p_rope_above": bayes.above, "rope_claim": bayes.claim(), "rope_note": bayes.note})
     for row, p in zip(others, stat_tests.holm(raw)):
         row.update({"p_value": p, "comparisons": len(others)})
 
@@ -196,7 +203,9 @@ def _attach_reported(row: dict, entry: Reported, summary: dict, design: Design |
 def _untested() -> dict[str, Any]:
     """The test fields of a row that is not compared with the best one."""
     return {"test": None, "p_value": None, "p_raw": None, "test_n": None, "test_over": None, "test_note": None,
-            "paired_trials": None, "comparisons": None, "p_repeats": None, "repeat_runs": None}
+            "paired_trials": None, "comparisons": None, "p_repeats": None, "repeat_runs": None, "rope": None,
+            "p_rope_below": None, "p_rope_equivalent": None, "p_rope_above": None, "rope_claim": None,
+            "rope_note": None}
 
 
 def _reported_row(entry: Reported, label: str, design: Design | None) -> dict[str, Any]:
@@ -252,7 +261,7 @@ def _check_groups(groups: dict[tuple, list[tuple[Path, dict]]]) -> None:
 
 
 def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tuple[Path, dict]],
-                  reported: ReportedSet) -> Section:
+                  reported: ReportedSet, rope: float = stat_tests.ROPE) -> Section:
     """Summaries, rows, ranking, paired tests, baseline verdicts and reported rows for one table."""
     by_run: dict[tuple[str, str], list[tuple[Path, dict]]] = defaultdict(list)
     for path, r in items:
@@ -275,13 +284,13 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
     shapes = [r["shape"] for r in ranked] or [r["shape"] for r in rows]
     shape = max(set(shapes), key=shapes.count)
     notes = [_method_note(shape, summaries[best]["aggregation"] if best else HEADLINE_AGGREGATION[shape], best,
-                          len(ranked) - 1)]
+                          len(ranked) - 1, rope)]
     for i, row in enumerate(rows, 1):
         row["rank"] = i if row["status"] == "ranked" else None
         row["best"] = row["label"] == best
     if len(ranked) > 1:
         ok = {name: [r for _, r in by_run[k] if r.get("status", "ok") == "ok"] for k, name in names.items()}
-        _compare_with_best(shape, ranked, summaries, ok, metric)
+        _compare_with_best(shape, ranked, summaries, ok, metric, rope)
     odd = [r["label"] for r in ranked if r["shape"] != shape]
     if odd:
         notes.append(f"{', '.join(odd)}: records of another protocol shape than this table's {shape}")
@@ -333,7 +342,7 @@ def build_section(dataset: str, dataset_test: str, protocol: str, items: list[tu
                    rows=rows + ref_rows, summaries=summaries, best=best, baseline=baseline,
                    reported_confusions=confusions, notes=notes, shape=shape,
                    aggregation=summaries[best]["aggregation"] if best else HEADLINE_AGGREGATION[shape],
-                   metric_names=protocol_metric_names(protocol))
+                   metric_names=protocol_metric_names(protocol), rope=rope)
 
 
 def _mark_completeness(rows: list[dict], records: dict[str, list[tuple[Path, dict]]]) -> None:
@@ -371,7 +380,7 @@ def _setting(run_key: str) -> str:
     return "-".join(run_key.split("-")[:2])
 
 
-def _method_note(shape: str, aggregation: str, best: str | None, comparisons: int) -> str:
+def _method_note(shape: str, aggregation: str, best: str | None, comparisons: int, rope: float) -> str:
     """The first note of every table: which figure it ranks by, which interval and which test it uses."""
     name, _, over = stat_tests.TESTS[shape]
     figure = ("pooled over the folds of a repeat (the papers' and MEGC's LOSO figure), per-subject mean beside it"
@@ -379,19 +388,33 @@ def _method_note(shape: str, aggregation: str, best: str | None, comparisons: in
     test = (f"p vs best: {name} over paired {over}, Holm-corrected over the {comparisons} comparison(s) this table "
             f"makes with {best} (best is chosen on the same data it is tested on)" if best and comparisons > 0
             else "p vs best: none (fewer than two ranked rows)")
+    if shape == "k-fold" and best and comparisons > 0:
+        test += (f"; ROPE vs best: {stat_tests.BAYESIAN_TEST} (Benavoli et al. 2017, baycomp), posterior "
+                 f"P(below / within / above ±{100 * rope:g} percentage points of {best}), claimed at P ≥ "
+                 f"{stat_tests.ROPE_LEVEL:g}")
     return (f"{shape} protocol; headline {figure}; {int(100 * CI_LEVEL)}% CI: {CI_TYPE} cluster bootstrap over test "
             f"subjects, B={BOOTSTRAP_SAMPLES}, seed {BOOTSTRAP_SEED}; {test}")
 
 
+def check_rope(rope: float) -> None:
+    """A ROPE half width is a fraction of the metric in (0, 0.5]: wider would call any two models equivalent."""
+    if not (isinstance(rope, (int, float)) and math.isfinite(rope) and 0 < rope <= 0.5):
+        raise FerbenchError(f"--rope (the region of practical equivalence) must lie in (0, 50] points of the "
+                            f"metric (1: one percentage point); got {100 * rope:g}" if isinstance(rope, (int, float))
+                            else f"the region of practical equivalence must be a number; got {rope!r}")
+
+
 def build_board(runs: str | Path = "runs", dataset: str | None = None, protocol: str | None = None,
-                reported: str | Path | None = None) -> Board:
-    """Read the records under `runs` (filtered) and the reported numbers; build every section."""
+                reported: str | Path | None = None, rope: float = stat_tests.ROPE) -> Board:
+    """Read the records under `runs` (filtered) and the reported numbers; build every section. `rope`: the half
+    width of the region of practical equivalence, a fraction of the metric (0.01: one percentage point)."""
+    check_rope(rope)
     ref = load_reported(reported)
     scan = load_records(runs, dataset, protocol)
     groups: dict[tuple[str, str, str], list[tuple[Path, dict]]] = defaultdict(list)
     for path, r in scan.records:
         groups[(r["dataset"], r.get("dataset_test") or r["dataset"], r["protocol"])].append((path, r))
-    sections = [build_section(d, dt, p, recs, ref) for (d, dt, p), recs in sorted(groups.items())]
+    sections = [build_section(d, dt, p, recs, ref, rope) for (d, dt, p), recs in sorted(groups.items())]
     return Board(runs=Path(runs), reported_path=ref.path, sections=sections, refused=scan.refused)
 
 

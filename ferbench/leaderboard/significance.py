@@ -15,6 +15,12 @@ file and split, repeat, fold, seed and test units). The shapes (`ferbench.metric
 - fixed split (one train/test partition, e.g. AFEW Val): the **exact McNemar test** on the paired test units
   (two-sided binomial test on the discordant pairs).
 
+A test that finds no difference does not make two rows equivalent. Equivalence is judged separately, on k-fold
+tables, by the **Bayesian correlated t-test** with a region of practical equivalence (Corani & Benavoli 2015;
+Benavoli et al. 2017, JMLR 18; package `baycomp`): the posterior of the mean difference under the same
+Nadeau-Bengio correlation gives P(the best row is ahead by more than the ROPE), P(the two lie within it) and
+P(the other row is ahead by more than it) (`rope_probs`).
+
 `repeat_level_t` is kim2017 Table 6's design (a t-test over whole-protocol reruns), shown beside the verdict
 for comparison with that paper, never in it.
 """
@@ -37,6 +43,33 @@ TESTS = {
     "loso": ("Wilcoxon signed-rank test over subjects", "Wilcoxon", "subjects"),
     "fixed split": ("exact McNemar test", "McNemar", "units"),
 }
+
+
+#: Region of practical equivalence (a fraction of the table's metric: 0.01 = one percentage point, the width
+#: Benavoli et al. 2017 use for accuracy), and the posterior probability that makes a claim of it.
+ROPE = 0.01
+ROPE_LEVEL = 0.95
+BAYESIAN_TEST = "Bayesian correlated t-test"
+
+
+@dataclass(frozen=True)
+class RopeResult:
+    """Posterior probabilities that the other row is below the best one by more than `rope`, within `rope` of
+    it, or above it by more (None, with `note`, where they cannot be computed)."""
+
+    rope: float
+    below: float | None
+    equivalent: float | None
+    above: float | None
+    note: str | None = None
+
+    def claim(self) -> str | None:
+        """'equivalent' or 'below' where the posterior says so with ROPE_LEVEL, else None."""
+        if self.equivalent is not None and self.equivalent >= ROPE_LEVEL:
+            return "equivalent"
+        if self.below is not None and self.below >= ROPE_LEVEL:
+            return "below"
+        return None
 
 
 @dataclass(frozen=True)
@@ -109,6 +142,35 @@ def compare(shape: str, best: dict, other: dict, metric: str, units: tuple[dict,
     if shape == "loso":
         return _wilcoxon(pairs, metric, name, over, left_out)
     return _mcnemar(pairs, units, name, over, left_out)
+
+
+def rope_probs(shape: str, best: dict, other: dict, metric: str, rope: float = ROPE) -> RopeResult:
+    """The Bayesian correlated t-test between two rows' identical trials (k-fold tables only), with a region of
+    practical equivalence of +-`rope` around 0 (baycomp's `CorrelatedTTest`; `runs` = the repeats paired, so its
+    correlation is 1/folds, the k-fold form of the corrected t-test's n_test/n_train).
+
+    >>> trial = lambda r, f, s: {"identity": f"{r}/{f}", "repeat": r, "fold": f, "accuracy": s}
+    >>> a = {"per_trial": [trial(r, f, 0.80 + 0.01 * f) for r in range(2) for f in range(5)]}
+    >>> b = {"per_trial": [trial(r, f, 0.80 + 0.01 * f - 0.001 * (-1) ** (r + f)) for r in range(2) for f in range(5)]}
+    >>> rope_probs("k-fold", a, b, "accuracy").claim()
+    'equivalent'
+    """
+    if shape != "k-fold":
+        why = "leave one subject out" if shape == "loso" else "a fixed split"
+        return RopeResult(rope, None, None, None, f"no ROPE for {why} (the correlated t-test is for k-fold trials)")
+    pairs, _ = pair_trials(best, other)
+    if any(_undefined(a[metric]) or _undefined(b[metric]) for a, b in pairs):
+        return RopeResult(rope, None, None, None, "a trial's score is undefined")
+    runs = len({a["repeat"] for a, _ in pairs})
+    if len(pairs) < 2 or len(pairs) % runs or len(pairs) // runs < 2:
+        return RopeResult(rope, None, None, None, f"{len(pairs)} identical trial(s) over {runs} repeat(s): the "
+                          "test needs the same number (2 or more) of folds in every repeat")
+    from baycomp import CorrelatedTTest
+
+    x = np.array([a[metric] for a, _ in pairs], dtype=float)
+    y = np.array([b[metric] for _, b in pairs], dtype=float)
+    below, equivalent, above = (float(p) for p in CorrelatedTTest.probs(x, y, rope=rope, runs=runs))
+    return RopeResult(rope, below, equivalent, above)
 
 
 def _undefined(v: Any) -> bool:

@@ -24,11 +24,12 @@ CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "run_tag", "label"
               "ci_type", "ci_of", "ci_n_boot", "std_repeats", "reported", "comparable", "reason", "delta", "test",
               "p_value", "p_raw", "test_n", "test_over", "comparisons", "reported_only", "rank", "best",
               "beats_baseline", "paired_trials", "selection", "train_s", "train_s_total", "diverged",
-              "reported_metric", "reported_std", "reported_source", "reported_method", "note")
+              "reported_metric", "reported_std", "reported_source", "reported_method", "note", "rope",
+              "p_rope_below", "p_rope_equivalent", "p_rope_above", "rope_claim")
 COLUMNS = ("#", "model", "{headline}", "95% CI", "trials", "{other}", "secondary", "selection",
-           "train s/trial", "paper", "Δ vs paper", "p vs best", "verdict")
+           "train s/trial", "paper", "Δ vs paper", "p vs best", "verdict", "ROPE vs best")
 SHORT = ("#", "model", "{headline}", "95% CI", "n", "{other}", "other", "sel.", "s/trial", "paper", "Δ", "p",
-         "verdict")
+         "verdict", "ROPE")
 #: Column heads of the headline and of the other aggregation, per section aggregation (full, short).
 AGGREGATION_HEADS = {"mean": (("{metric} mean ± std", "pooled"), ("{metric}", "pooled")),
                      "pooled": (("{metric} pooled", "per-subject mean ± std"), ("{metric} pooled", "subj. mean"))}
@@ -145,7 +146,30 @@ def verdict(row: dict, section: Section, short: bool = False) -> str:
                          else "not distinguishable from best (Holm p≥0.05)")
     elif row.get("test"):
         words.append("untested" if short else f"not tested: {row.get('test_note') or 'no p'}")
+    claim = row.get("rope_claim")
+    if claim == "equivalent":
+        words.append("≈ best (ROPE)" if short else f"practically equivalent to best (P {row['p_rope_equivalent']:.2f} "
+                     f"within ±{points(row['rope'])})")
+    elif claim == "below":
+        words.append("< best (ROPE)" if short else f"practically below best (P {row['p_rope_below']:.2f} of more "
+                     f"than {points(row['rope'])} below)")
     return ", ".join(words) or "–"
+
+
+def points(fraction: float) -> str:
+    """A ROPE half width in percentage points of the metric: '1 point', '2.5 points'."""
+    return f"{100 * fraction:g} point" + ("" if math.isclose(100 * fraction, 1) else "s")
+
+
+def rope_cell(row: dict, short: bool = False) -> str:
+    """The posterior probabilities that the row is below the best one by more than the ROPE, within it, or above
+    it by more (k-fold tables; '–' elsewhere)."""
+    if row.get("p_rope_equivalent") is None:
+        return "–"
+    below, within, above = row["p_rope_below"], row["p_rope_equivalent"], row["p_rope_above"]
+    if short:
+        return f"<{below:.2f} ≈{within:.2f} >{above:.2f}"
+    return f"P(below) {below:.2f}, P(within ±{points(row['rope'])}) {within:.2f}, P(above) {above:.2f}"
 
 
 def cells(row: dict, section: Section, short: bool = False) -> list[str]:
@@ -160,7 +184,7 @@ def cells(row: dict, section: Section, short: bool = False) -> list[str]:
     return [rank, name, first, ci_cell(row, digits), trials_cell(row), other,
             secondary(row, section, short), row["selection"] or "–",
             "–" if row["train_s"] is None else f"{row['train_s']:.1f}", paper_cell(row, short),
-            signed_pct(row["delta"]), p_cell(row, short), verdict(row, section, short)]
+            signed_pct(row["delta"]), p_cell(row, short), verdict(row, section, short), rope_cell(row, short)]
 
 
 def trials_cell(row: dict) -> str:
@@ -205,7 +229,11 @@ P_LEGEND = ("p vs best: one test per protocol shape, between the best row and ev
             "corrected resampled t-test (Nadeau & Bengio 2003) over trials for k-fold protocols, the Wilcoxon "
             "signed-rank test over subjects for leave-one-subject-out, the exact McNemar test over test units for "
             "a fixed split; Holm-corrected over every comparison the table makes (untestable ones included). The "
-            "best row is chosen on the data it is tested on. 'not distinguishable' is no claim of equivalence.")
+            "best row is chosen on the data it is tested on. 'not distinguishable' is no claim of equivalence. "
+            "ROPE vs best (k-fold tables): the Bayesian correlated t-test (Benavoli et al. 2017, baycomp) over the same "
+            "paired trials gives the posterior probability that a row is below the best by more than the region of "
+            "practical equivalence (its half width in each table's first note), within it, or above it; 'practically "
+            "equivalent' / 'practically below' are claimed only where that probability is at least 0.95.")
 
 
 def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
@@ -220,7 +248,7 @@ def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
 
 
 #: Terminal columns by priority: the first ones always, the rest while the terminal is wide enough.
-RICH_PRIORITY = (0, 1, 2, 4, 9, 12, 11, 3, 5, 10, 8, 7, 6)
+RICH_PRIORITY = (0, 1, 2, 4, 9, 12, 11, 3, 5, 10, 8, 7, 6, 13)
 #: Columns a terminal table never drops, however narrow: rank, model, headline ± std, trials (n), the paper's
 #: number (an incomplete row must not look complete, and a reference row must show its number).
 RICH_ESSENTIAL = (0, 1, 2, 4, 9)
@@ -302,6 +330,8 @@ def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
         console.print(Text(f"  ± sample std over trials; n: trials (k of n: incomplete); CI: 95% expanded "
                            f"percentile subject bootstrap (B=2000); p: {test}, Holm-corrected, n paired; < best / "
                            "ns vs best (not distinguishable): Holm p < / ≥ 0.05"
+                           + (f"; ROPE: Bayesian P(below / within / above ±{points(section.rope)} of best), "
+                              "≈ best / < best at P ≥ 0.95" if section.shape == "k-fold" else "")
                            + (f"; under the table at {console.width} columns: {', '.join(dropped)} "
                               "(leaderboard.md has all)" if dropped else "")), style="dim")
         what, names, prow = section.per_class()
