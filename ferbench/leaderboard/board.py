@@ -131,7 +131,8 @@ def _compare_with_best(section_shape: str, ranked: list[dict], summaries: dict[s
     top, others = ranked[0], ranked[1:]
     name = top["label"]
     best_units = _units_correct(records[name]) if section_shape == "fixed split" else {}
-    raw = []
+    raw: list[float | None] = []
+    equivalence: list[float | None] = []
     for row in others:
         units = None
         if section_shape == "fixed split" and summaries[name]["task"] == "classification":
@@ -145,9 +146,12 @@ def _compare_with_best(section_shape: str, ranked: list[dict], summaries: dict[s
         row.update({"p_repeats": rp, "repeat_runs": runs})
         bayes = stat_tests.rope_probs(section_shape, summaries[name], summaries[row["label"]], metric, rope)
         row.update({"rope": bayes.rope, "p_rope_below": bayes.below, "p_rope_equivalent": bayes.equivalent,
-                    "p_rope_above": bayes.above, "rope_claim": bayes.claim(), "rope_note": bayes.note})
+                    "p_rope_above": bayes.above, "rope_note": bayes.note})
+        equivalence.append(bayes.equivalence_p)
     for row, p in zip(others, stat_tests.holm(raw)):
         row.update({"p_value": p, "comparisons": len(others)})
+    for row, p in zip(others, stat_tests.holm(equivalence)):  # the same m: every comparison the table makes
+        row.update({"rope_p": p, "rope_claim": "equivalent" if p is not None and p < stat_tests.ALPHA else None})
 
 
 def _reported_for(entries: list[Reported], model: str, metric: str) -> Reported | None:
@@ -204,8 +208,8 @@ def _untested() -> dict[str, Any]:
     """The test fields of a row that is not compared with the best one."""
     return {"test": None, "p_value": None, "p_raw": None, "test_n": None, "test_over": None, "test_note": None,
             "paired_trials": None, "comparisons": None, "p_repeats": None, "repeat_runs": None, "rope": None,
-            "p_rope_below": None, "p_rope_equivalent": None, "p_rope_above": None, "rope_claim": None,
-            "rope_note": None}
+            "p_rope_below": None, "p_rope_equivalent": None, "p_rope_above": None, "rope_p": None,
+            "rope_claim": None, "rope_note": None}
 
 
 def _reported_row(entry: Reported, label: str, design: Design | None) -> dict[str, Any]:
@@ -390,8 +394,8 @@ def _method_note(shape: str, aggregation: str, best: str | None, comparisons: in
             else "p vs best: none (fewer than two ranked rows)")
     if shape == "k-fold" and best and comparisons > 0:
         test += (f"; ROPE vs best: {stat_tests.BAYESIAN_TEST} (Benavoli et al. 2017, baycomp), posterior "
-                 f"P(below / within / above ±{100 * rope:g} percentage points of {best}), claimed at P ≥ "
-                 f"{stat_tests.ROPE_LEVEL:g}")
+                 f"P(below / within / above ±{100 * rope:g} percentage points of {best}); practical equivalence "
+                 f"claimed where 1 - P(within) < {stat_tests.ALPHA:g} after Holm over the same comparisons")
     return (f"{shape} protocol; headline {figure}; {int(100 * CI_LEVEL)}% CI: {CI_TYPE} cluster bootstrap over test "
             f"subjects, B={BOOTSTRAP_SAMPLES}, seed {BOOTSTRAP_SEED}; {test}")
 

@@ -25,7 +25,7 @@ CSV_FIELDS = ("dataset", "dataset_test", "protocol", "model", "run_tag", "label"
               "p_value", "p_raw", "test_n", "test_over", "comparisons", "reported_only", "rank", "best",
               "beats_baseline", "paired_trials", "selection", "train_s", "train_s_total", "diverged",
               "reported_metric", "reported_std", "reported_source", "reported_method", "note", "rope",
-              "p_rope_below", "p_rope_equivalent", "p_rope_above", "rope_claim")
+              "p_rope_below", "p_rope_equivalent", "p_rope_above", "rope_p", "rope_claim")
 COLUMNS = ("#", "model", "{headline}", "95% CI", "trials", "{other}", "secondary", "selection",
            "train s/trial", "paper", "Δ vs paper", "p vs best", "verdict", "ROPE vs best")
 SHORT = ("#", "model", "{headline}", "95% CI", "n", "{other}", "other", "sel.", "s/trial", "paper", "Δ", "p",
@@ -146,13 +146,9 @@ def verdict(row: dict, section: Section, short: bool = False) -> str:
                          else "not distinguishable from best (Holm p≥0.05)")
     elif row.get("test"):
         words.append("untested" if short else f"not tested: {row.get('test_note') or 'no p'}")
-    claim = row.get("rope_claim")
-    if claim == "equivalent":
-        words.append("≈ best (ROPE)" if short else f"practically equivalent to best (P {row['p_rope_equivalent']:.2f} "
-                     f"within ±{points(row['rope'])})")
-    elif claim == "below":
-        words.append("< best (ROPE)" if short else f"practically below best (P {row['p_rope_below']:.2f} of more "
-                     f"than {points(row['rope'])} below)")
+    if row.get("rope_claim") == "equivalent":
+        words.append("≈ best (ROPE)" if short else f"practically equivalent to best (within ±{points(row['rope'])}, "
+                     f"Holm p {p_text(row['rope_p'])})")
     return ", ".join(words) or "–"
 
 
@@ -232,8 +228,9 @@ P_LEGEND = ("p vs best: one test per protocol shape, between the best row and ev
             "best row is chosen on the data it is tested on. 'not distinguishable' is no claim of equivalence. "
             "ROPE vs best (k-fold tables): the Bayesian correlated t-test (Benavoli et al. 2017, baycomp) over the same "
             "paired trials gives the posterior probability that a row is below the best by more than the region of "
-            "practical equivalence (its half width in each table's first note), within it, or above it; 'practically "
-            "equivalent' / 'practically below' are claimed only where that probability is at least 0.95.")
+            "practical equivalence (its half width in each table's first note), within it, or above it. 'practically "
+            "equivalent' is claimed only where 1 - P(within) (a conservative two-one-sided-tests p) is below 0.05 "
+            "after Holm over the same comparisons.")
 
 
 def fold_cells(section: Section) -> tuple[list[str], list[list[str]]]:
@@ -331,7 +328,7 @@ def render_rich(board: Board, console: Console, per_fold: bool = False) -> None:
                            f"percentile subject bootstrap (B=2000); p: {test}, Holm-corrected, n paired; < best / "
                            "ns vs best (not distinguishable): Holm p < / ≥ 0.05"
                            + (f"; ROPE: Bayesian P(below / within / above ±{points(section.rope)} of best), "
-                              "≈ best / < best at P ≥ 0.95" if section.shape == "k-fold" else "")
+                              "≈ best: 1 - P(within) < 0.05 after Holm" if section.shape == "k-fold" else "")
                            + (f"; under the table at {console.width} columns: {', '.join(dropped)} "
                               "(leaderboard.md has all)" if dropped else "")), style="dim")
         what, names, prow = section.per_class()
