@@ -174,7 +174,7 @@ def test_the_board_names_the_metrics_as_the_field_does(tmp_path):
 
     from ferbench.leaderboard import build_board, write_leaderboard
     from ferbench.records import write_record
-    from tests._leaderboard_records import make_record
+    from _leaderboard_records import make_record
 
     rng = np.random.default_rng(0)
     for protocol, dataset in (("dfew-5fold", "dfew"), ("10fold", "ck+")):
