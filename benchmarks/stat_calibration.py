@@ -139,7 +139,8 @@ def one_run(shape: Shape, scenario: Scenario, mus: tuple[float, float], rng: np.
     ratio = float(np.mean(test_units / (len(subj) - test_units)))  # n_test / n_train units, as the records give
     w = np.array([n for _, n in given], dtype=float) if shape.kind == "loso" else np.ones(len(given))
     trained = float(np.average([v for v, _ in given], weights=w))  # trial mean, or pooled (unit-weighted) for LOSO
-    return {"acc": acc, "right": correct_by_trial, "records": records, "ratio": ratio, "trained": trained}
+    return {"acc": acc, "right": correct_by_trial, "records": records, "ratio": ratio, "trained": trained,
+            "units": len(subj)}
 
 
 def simulate(shape: Shape, scenario: Scenario, sims: int, seed: int) -> dict[str, float]:
@@ -215,15 +216,16 @@ def rope_claims(shape: Shape, scenario: Scenario, sims: int, seed: int) -> dict[
             trials = splits_of(run)
             rows = [{"per_trial": [dict(t, accuracy=float(run["acc"][m, i])) for i, t in enumerate(trials)]}
                     for m in (0, 1)]
-            claims += rope_probs("k-fold", rows[0], rows[1], "accuracy").equivalence_p < ALPHA
+            p = rope_probs("k-fold", rows[0], rows[1], "accuracy").equivalence_p
+            claims += p is not None and p < ALPHA  # None: no posterior (every per-trial difference equal)
         out[delta] = claims / sims
     return out
 
 
 def splits_of(run: dict) -> list[dict]:
-    """The run's trials as the board pairs them (identity, repeat, fold)."""
-    return [{"identity": f"{r['repeat']}/{r['fold']}", "repeat": r["repeat"], "fold": r["fold"]}
-            for r in run["records"]]
+    """The run's trials as the board pairs them (identity, repeat, fold, test and training units)."""
+    return [{"identity": f"{r['repeat']}/{r['fold']}", "repeat": r["repeat"], "fold": r["fold"],
+             "units": len(r["labels"]), "train_units": run["units"] - len(r["labels"])} for r in run["records"]]
 
 
 def print_rope_table(sims: int, seed: int) -> None:

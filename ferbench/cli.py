@@ -456,8 +456,9 @@ def leaderboard(
                                        "leaderboards/ in the data home)"),
     per_fold: bool = typer.Option(False, "--per-fold", metavar="", help="add one row per (model, repeat, fold)"),
     reported: Optional[Path] = typer.Option(None, "--reported", help="reported-numbers YAML (default: bundled)"),
-    rope: float = typer.Option(1.0, "--rope", help="region of practical equivalence, in points of the metric: "
-                               "two models within +-ROPE of each other count as practically equivalent"),
+    rope: float = typer.Option(1.0, "--rope", help="region of practical equivalence, in points of the metric: on "
+                               "k-fold tables a row is called practically equivalent to the best where the data "
+                               "put their difference within +-ROPE (Holm-corrected)"),
 ) -> None:
     """Tables per dataset x protocol from task records, with the papers' numbers and paired t-tests."""
     from ferbench.leaderboard import build_board, check_out, parse_formats, write_leaderboard

@@ -393,8 +393,8 @@ def _method_note(shape: str, aggregation: str, best: str | None, comparisons: in
             f"makes with {best} (best is chosen on the same data it is tested on)" if best and comparisons > 0
             else "p vs best: none (fewer than two ranked rows)")
     if shape == "k-fold" and best and comparisons > 0:
-        test += (f"; ROPE vs best: {stat_tests.BAYESIAN_TEST} (Benavoli et al. 2017, baycomp), posterior "
-                 f"P(below / within / above ±{100 * rope:g} percentage points of {best}); practical equivalence "
+        test += (f"; ROPE vs best: {stat_tests.BAYESIAN_TEST} (Benavoli et al. 2017), posterior "
+                 f"P(below / within / above ±{stat_tests.points(rope)} of {best}); practical equivalence "
                  f"claimed where 1 - P(within) < {stat_tests.ALPHA:g} after Holm over the same comparisons")
     return (f"{shape} protocol; headline {figure}; {int(100 * CI_LEVEL)}% CI: {CI_TYPE} cluster bootstrap over test "
             f"subjects, B={BOOTSTRAP_SAMPLES}, seed {BOOTSTRAP_SEED}; {test}")

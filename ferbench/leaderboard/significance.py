@@ -17,8 +17,8 @@ file and split, repeat, fold, seed and test units). The shapes (`ferbench.metric
 
 A test that finds no difference does not make two rows equivalent. Equivalence is judged separately, on k-fold
 tables, by the **Bayesian correlated t-test** with a region of practical equivalence (Corani & Benavoli 2015;
-Benavoli et al. 2017, JMLR 18; package `baycomp`): the posterior of the mean difference under the same
-Nadeau-Bengio correlation gives P(the best row is ahead by more than the ROPE), P(the two lie within it) and
+Benavoli et al. 2017, JMLR 18): the posterior of the mean difference under the corrected t-test's own
+Nadeau-Bengio variance (scipy's Student t) gives P(the best row is ahead by more than the ROPE), P(the two lie within it) and
 P(the other row is ahead by more than it) (`rope_probs`). Equivalence is claimed where 1 - P(within), a
 conservative two-one-sided-tests p, stays below alpha after the same Holm correction as the table's test.
 
@@ -52,12 +52,17 @@ ROPE = 0.01
 BAYESIAN_TEST = "Bayesian correlated t-test"
 
 
+def points(fraction: float) -> str:
+    """A ROPE half width in percentage points of the metric: '1 point', '2.5 points'."""
+    return f"{100 * fraction:g} point" + ("" if math.isclose(100 * fraction, 1) else "s")
+
+
 @dataclass(frozen=True)
 class RopeResult:
     """Posterior probabilities that the other row is below the best one by more than `rope`, within `rope` of
     it, or above it by more (None, with `note`, where they cannot be computed)."""
 
-    rope: float
+    rope: float | None
     below: float | None
     equivalent: float | None
     above: float | None
@@ -68,7 +73,9 @@ class RopeResult:
         """1 - P(within): under the test's flat prior P(below) and P(above) are the p-values of the two one-sided
         tests of equivalence (TOST), so their sum bounds the TOST p from above: a valid p for "the two lie within
         the ROPE", which the board Holm-corrects over the table's comparisons before it claims equivalence."""
-        return None if self.equivalent is None else max(0.0, 1.0 - self.equivalent)
+        if self.equivalent is None or not math.isfinite(self.equivalent):
+            return None
+        return max(0.0, 1.0 - self.equivalent)
 
 
 @dataclass(frozen=True)
@@ -144,32 +151,39 @@ def compare(shape: str, best: dict, other: dict, metric: str, units: tuple[dict,
 
 
 def rope_probs(shape: str, best: dict, other: dict, metric: str, rope: float = ROPE) -> RopeResult:
-    """The Bayesian correlated t-test between two rows' identical trials (k-fold tables only), with a region of
-    practical equivalence of +-`rope` around 0 (baycomp's `CorrelatedTTest`; `runs` = the repeats paired, so its
-    correlation is 1/folds, the k-fold form of the corrected t-test's n_test/n_train).
+    """The Bayesian correlated t-test (Corani & Benavoli 2015) between two rows' identical trials (k-fold tables
+    only), with a region of practical equivalence of +-`rope` around 0: under its flat prior the mean difference
+    (other - best) has the posterior Student t(n - 1, mean d, s^2 (1/n + n_test/n_train)), the corrected
+    resampled t-test's own variance and ratio (baycomp's `CorrelatedTTest` takes 1/(k - 1), the same for equal
+    folds). Where that variance is 0 there is no posterior, as there is no t.
 
-    >>> trial = lambda r, f, s: {"identity": f"{r}/{f}", "repeat": r, "fold": f, "accuracy": s}
+    >>> trial = lambda r, f, s: {"identity": f"{r}/{f}", "repeat": r, "fold": f, "units": 1, "train_units": 4,
+    ...                          "accuracy": s}
     >>> a = {"per_trial": [trial(r, f, 0.80 + 0.01 * f) for r in range(2) for f in range(5)]}
     >>> b = {"per_trial": [trial(r, f, 0.80 + 0.01 * f - 0.001 * (-1) ** (r + f)) for r in range(2) for f in range(5)]}
     >>> round(rope_probs("k-fold", a, b, "accuracy").equivalence_p, 4)
     0.0
+    >>> rope_probs("k-fold", a, a, "accuracy").note
+    'the per-trial differences are all equal'
     """
     if shape != "k-fold":
         why = "leave one subject out" if shape == "loso" else "a fixed split"
-        return RopeResult(rope, None, None, None, f"no ROPE for {why} (the correlated t-test is for k-fold trials)")
+        return RopeResult(None, None, None, None, f"no ROPE for {why} (the correlated t-test is for k-fold trials)")
     pairs, _ = pair_trials(best, other)
     if any(_undefined(a[metric]) or _undefined(b[metric]) for a, b in pairs):
         return RopeResult(rope, None, None, None, "a trial's score is undefined")
-    runs = len({a["repeat"] for a, _ in pairs})
-    if len(pairs) < 2 or len(pairs) % runs or len(pairs) // runs < 2:
-        return RopeResult(rope, None, None, None, f"{len(pairs)} identical trial(s) over {runs} repeat(s): the "
-                          "test needs the same number (2 or more) of folds in every repeat")
-    from baycomp import CorrelatedTTest
-
-    x = np.array([a[metric] for a, _ in pairs], dtype=float)
-    y = np.array([b[metric] for _, b in pairs], dtype=float)
-    below, equivalent, above = (float(p) for p in CorrelatedTTest.probs(x, y, rope=rope, runs=runs))
-    return RopeResult(rope, below, equivalent, above)
+    if len(pairs) < 2:
+        return RopeResult(rope, None, None, None, f"{len(pairs)} identical trial(s): the test needs 2 or more")
+    ratios = [a["units"] / a["train_units"] for a, _ in pairs if a.get("train_units")]
+    if not ratios:
+        return RopeResult(rope, None, None, None, "the records name no training units (n_test/n_train)")
+    d = np.array([b[metric] - a[metric] for a, b in pairs], dtype=float)
+    var = d.var(ddof=1) * (1.0 / len(d) + float(np.mean(ratios)))
+    if not var > 1e-24:  # corrected_t's bound: equal differences say nothing about their spread
+        return RopeResult(rope, None, None, None, "the per-trial differences are all equal")
+    post = student_t(len(d) - 1, loc=d.mean(), scale=math.sqrt(var))
+    below, above = float(post.cdf(-rope)), float(post.sf(rope))
+    return RopeResult(rope, below, max(0.0, 1.0 - below - above), above)
 
 
 def _undefined(v: Any) -> bool:

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ferbench.leaderboard.board import SCHEMA, Board, Section
 from ferbench.leaderboard.safe import csv_cell, json_value, md_text, plain
-from ferbench.leaderboard.significance import TESTS
+from ferbench.leaderboard.significance import TESTS, points
 from ferbench.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, CI_LEVEL, CI_TYPE, STD_DDOF
 from ferbench.records import finite_or_none
 
@@ -152,11 +152,6 @@ def verdict(row: dict, section: Section, short: bool = False) -> str:
     return ", ".join(words) or "–"
 
 
-def points(fraction: float) -> str:
-    """A ROPE half width in percentage points of the metric: '1 point', '2.5 points'."""
-    return f"{100 * fraction:g} point" + ("" if math.isclose(100 * fraction, 1) else "s")
-
-
 def rope_cell(row: dict, short: bool = False) -> str:
     """The posterior probabilities that the row is below the best one by more than the ROPE, within it, or above
     it by more (k-fold tables; '–' elsewhere)."""
@@ -226,7 +221,7 @@ P_LEGEND = ("p vs best: one test per protocol shape, between the best row and ev
             "signed-rank test over subjects for leave-one-subject-out, the exact McNemar test over test units for "
             "a fixed split; Holm-corrected over every comparison the table makes (untestable ones included). The "
             "best row is chosen on the data it is tested on. 'not distinguishable' is no claim of equivalence. "
-            "ROPE vs best (k-fold tables): the Bayesian correlated t-test (Benavoli et al. 2017, baycomp) over the same "
+            "ROPE vs best (k-fold tables): the Bayesian correlated t-test (Benavoli et al. 2017) over the same "
             "paired trials gives the posterior probability that a row is below the best by more than the region of "
             "practical equivalence (its half width in each table's first note), within it, or above it. 'practically "
             "equivalent' is claimed only where 1 - P(within) (a conservative two-one-sided-tests p) is below 0.05 "
