@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm, ttest_rel
 
-from ferbench.leaderboard.significance import ALPHA, ROPE, corrected_t, exact_mcnemar, rope_probs, subject_wilcoxon
+from ferbench.leaderboard.significance import (ALPHA, ROPE, corrected_t, exact_mcnemar, points, rope_probs,
+                                               subject_wilcoxon)
 from ferbench.metrics import HEADLINE_AGGREGATION, subject_bootstrap_ci
 
 SD = {"b": 1.0, "w": 0.5, "h": 0.4, "n": 0.6}
@@ -229,7 +230,7 @@ def splits_of(run: dict) -> list[dict]:
 
 
 def print_rope_table(sims: int, seed: int) -> None:
-    print(f"\nROPE ±{100 * ROPE:g} point on k-fold tables ({sims} simulated runs per cell): share of runs claiming B "
+    print(f"\nROPE ±{points(ROPE)} on k-fold tables ({sims} simulated runs per cell): share of runs claiming B "
           "'practically equivalent' to A, by the true difference A - B (one comparison)")
     heads = " | ".join(f"Δ {100 * d:g}" for d in ROPE_DELTAS)
     print(f"| protocol shape | scenario | {heads} | s |\n|---|---|" + "---|" * len(ROPE_DELTAS) + "---|")
