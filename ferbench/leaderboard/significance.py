@@ -172,13 +172,11 @@ def rope_probs(shape: str, best: dict, other: dict, metric: str, rope: float = R
     pairs, _ = pair_trials(best, other)
     if any(_undefined(a[metric]) or _undefined(b[metric]) for a, b in pairs):
         return RopeResult(rope, None, None, None, "a trial's score is undefined")
-    if len(pairs) < 2:
-        return RopeResult(rope, None, None, None, f"{len(pairs)} identical trial(s): the test needs 2 or more")
-    ratios = [a["units"] / a["train_units"] for a, _ in pairs if a.get("train_units")]
-    if not ratios:
-        return RopeResult(rope, None, None, None, "the records name no training units (n_test/n_train)")
-    d = np.array([b[metric] - a[metric] for a, b in pairs], dtype=float)
-    var = d.var(ddof=1) * (1.0 / len(d) + float(np.mean(ratios)))
+    diffs = _corrected_differences(pairs, metric)
+    if isinstance(diffs, str):
+        return RopeResult(rope, None, None, None, diffs)
+    d, ratio = -diffs[0], diffs[1]  # other - best
+    var = d.var(ddof=1) * (1.0 / len(d) + ratio)
     if not var > 1e-24:  # corrected_t's bound: equal differences say nothing about their spread
         return RopeResult(rope, None, None, None, "the per-trial differences are all equal")
     post = student_t(len(d) - 1, loc=d.mean(), scale=math.sqrt(var))
@@ -194,15 +192,23 @@ def _join(*notes: str | None) -> str | None:
     return "; ".join(n for n in notes if n) or None
 
 
-def _corrected(pairs: list[tuple[dict, dict]], metric: str, name: str, over: str, left_out: str | None) -> TestResult:
-    d = np.array([a[metric] - b[metric] for a, b in pairs])
-    if len(d) < 2:
-        return TestResult(name, None, len(d), over, _join("1 identical trial; the test needs 2 or more", left_out))
+def _corrected_differences(pairs: list[tuple[dict, dict]], metric: str) -> tuple[np.ndarray, float] | str:
+    """(best - other per paired trial, mean n_test/n_train): what the corrected t-test and the correlated
+    Bayesian t-test both read; a note instead where there are fewer than 2 trials or no training units."""
+    if len(pairs) < 2:
+        return f"{len(pairs)} identical trial(s); the test needs 2 or more"
     ratios = [a["units"] / a["train_units"] for a, _ in pairs if a.get("train_units")]
     if not ratios:
-        return TestResult(name, None, len(d), over, _join("the records name no training units (n_test/n_train)",
-                                                          left_out))
-    p = float(corrected_t(d, float(np.mean(ratios))))
+        return "the records name no training units (n_test/n_train)"
+    return np.array([a[metric] - b[metric] for a, b in pairs], dtype=float), float(np.mean(ratios))
+
+
+def _corrected(pairs: list[tuple[dict, dict]], metric: str, name: str, over: str, left_out: str | None) -> TestResult:
+    diffs = _corrected_differences(pairs, metric)
+    if isinstance(diffs, str):
+        return TestResult(name, None, len(pairs), over, _join(diffs, left_out))
+    d, ratio = diffs
+    p = float(corrected_t(d, ratio))
     if not math.isfinite(p):
         return TestResult(name, None, len(d), over, _join("the per-trial differences are all equal", left_out))
     return TestResult(name, p, len(d), over, left_out)
